@@ -1,0 +1,29 @@
+# Two commands do all the set-up on a fresh machine with Python 3.11:
+#   make run    install, migrate, create partitions, run the service
+#   make test   install and run the whole test suite
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# The embedded PostgreSQL is for development only: it is used when
+# DATABASE_URL is unset, which settings allow only with DEBUG on.
+export DEBUG ?= 1
+
+.PHONY: install run test migrate bench
+
+$(BIN)/.installed: requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements-dev.txt
+	touch $@
+
+install: $(BIN)/.installed
+
+migrate: install
+	$(BIN)/python manage.py migrate --no-input
+	$(BIN)/python manage.py pgpartition --yes
+
+run: migrate
+	$(BIN)/python manage.py runserver 0.0.0.0:8000
+
+test: install
+	$(BIN)/pytest

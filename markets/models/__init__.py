@@ -1,0 +1,40 @@
+"""The domain's tables.
+
+`hierarchy` holds the slowly changing Kalshi objects (series -> event ->
+market, and settlements); `timeseries` holds the high-volume, time-partitioned
+record of what happened (order-book deltas and snapshots, trades) and where
+that record has holes (sequence gaps).
+"""
+
+from .fields import CountField, PriceField
+from .hierarchy import Event, Market, Series, Settlement, SettlementResult
+from .timeseries import (
+    REPLAY_ORDER,
+    BookSide,
+    GapReason,
+    LifecycleEvent,
+    OrderbookDelta,
+    OrderbookSnapshot,
+    SequenceGap,
+    SnapshotSource,
+    Trade,
+)
+
+__all__ = [
+    "REPLAY_ORDER",
+    "GapReason",
+    "LifecycleEvent",
+    "BookSide",
+    "CountField",
+    "Event",
+    "Market",
+    "OrderbookDelta",
+    "OrderbookSnapshot",
+    "PriceField",
+    "SequenceGap",
+    "Series",
+    "Settlement",
+    "SettlementResult",
+    "SnapshotSource",
+    "Trade",
+]

@@ -1,0 +1,153 @@
+"""Daily partitions for the time-series tables, run by `manage.py pgpartition`.
+
+Policy (see docs/storage.md):
+
+* Daily RANGE partitions in UTC, named `<table>_YYYY_MM_DD`
+  (e.g. `trades_2026_11_24`), from PARTITION_DAYS_BEHIND days ago to
+  PARTITION_DAYS_AHEAD days ahead. Re-running creates only what is missing.
+* No DEFAULT partition. A row for a day that has no partition yet is not
+  parked somewhere it would later block partition creation: the writers call
+  `ensure_partitions()` for the days of each batch before loading it, so a
+  backfill into last year creates last year's partitions.
+* No retention: nothing is ever dropped automatically, because an order book
+  that was not recorded can never be fetched again.
+* Partition DDL runs with a lock_timeout, so that the cron job fails fast (and
+  runs again next time) instead of queueing every reader behind its lock.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta, timezone
+from typing import Iterable
+
+from django.conf import settings
+from django.db import connection, transaction
+from psqlextra.partitioning import (
+    PostgresCurrentTimePartitioningStrategy,
+    PostgresPartitioningConfig,
+    PostgresPartitioningManager,
+    PostgresTimePartitionSize,
+)
+from psqlextra.partitioning.constants import AUTO_PARTITIONED_COMMENT
+from psqlextra.partitioning.time_partition import PostgresTimePartition
+
+from .models import OrderbookDelta, OrderbookSnapshot, Trade
+
+NAME_FORMAT = "%Y_%m_%d"
+DAY = PostgresTimePartitionSize(days=1)
+PARTITIONED_MODELS = (Trade, OrderbookDelta, OrderbookSnapshot)
+
+
+def _set_lock_timeout(schema_editor) -> None:
+    # SET LOCAL lasts until the end of the transaction the DDL runs in.
+    schema_editor.execute(
+        "SELECT set_config('lock_timeout', %s, true)",
+        (settings.PARTITION_LOCK_TIMEOUT,),
+    )
+
+
+class DailyPartition(PostgresTimePartition):
+    """One UTC day; created under a lock timeout."""
+
+    def __init__(self, day: date) -> None:
+        start = datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
+        super().__init__(size=DAY, start_datetime=start, name_format=NAME_FORMAT)
+
+    def create(self, model, schema_editor, comment=None) -> None:
+        _set_lock_timeout(schema_editor)
+        super().create(model, schema_editor, comment=comment)
+
+
+class DailyWindowStrategy(PostgresCurrentTimePartitioningStrategy):
+    """Daily partitions from N days behind today to M days ahead, never deleted.
+
+    The window is read from settings when the plan is made, not at import.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(size=DAY, count=0, max_age=None, name_format=NAME_FORMAT)
+
+    def to_create(self):
+        today = datetime.now(timezone.utc).date()
+        first = today - timedelta(days=settings.PARTITION_DAYS_BEHIND)
+        last = today + timedelta(days=settings.PARTITION_DAYS_AHEAD)
+        day = first
+        while day <= last:
+            yield DailyPartition(day)
+            day += timedelta(days=1)
+
+    def to_delete(self):
+        return iter(())
+
+
+manager = PostgresPartitioningManager(
+    [
+        PostgresPartitioningConfig(model=model, strategy=DailyWindowStrategy())
+        for model in PARTITIONED_MODELS
+    ]
+)
+
+
+def partition_name(model, day: date) -> str:
+    """The table name of `model`'s partition for `day`, e.g. trades_2026_11_24."""
+    return f"{model._meta.db_table}_{day.strftime(NAME_FORMAT)}"
+
+
+def existing_partitions(model) -> list[str]:
+    """Names of `model`'s partitions, sorted."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT child.relname
+            FROM pg_inherits
+            JOIN pg_class parent ON parent.oid = pg_inherits.inhparent
+            JOIN pg_class child ON child.oid = pg_inherits.inhrelid
+            WHERE parent.relname = %s
+            ORDER BY child.relname
+            """,
+            [model._meta.db_table],
+        )
+        return [row[0] for row in cursor.fetchall()]
+
+
+# Days known to have a partition, per table, so a writer asks the catalogue
+# only when a batch reaches a day it has not seen. Partitions are never
+# dropped automatically, so the cache cannot go stale by our own doing.
+_known_days: dict[str, set[date]] = {}
+
+
+def ensure_partitions(model, days: Iterable[date]) -> list[str]:
+    """Create the partitions of `model` for `days` that do not exist yet.
+
+    Called by the writers before they load a batch, so no row is ever refused
+    for lack of a partition. Returns the names of the partitions created.
+    """
+    table = model._meta.db_table
+    known = _known_days.setdefault(table, set())
+    wanted = set(days) - known
+    if not wanted:
+        return []
+    present = set(existing_partitions(model))
+    created = []
+    for day in sorted(wanted):
+        name = partition_name(model, day)
+        if name in present:
+            continue
+        with transaction.atomic(), connection.schema_editor() as editor:
+            with connection.cursor() as cursor:
+                # Another writer may have created it in the meantime.
+                cursor.execute("SELECT to_regclass(%s)", [name])
+                if cursor.fetchone()[0] is None:
+                    DailyPartition(day).create(
+                        model, editor, comment=AUTO_PARTITIONED_COMMENT
+                    )
+                    created.append(name)
+    # Remember the days only once they are committed: a partition created in
+    # a transaction that rolls back is gone again.
+    transaction.on_commit(lambda: known.update(wanted))
+    return created
+
+
+def forget_known_partitions() -> None:
+    """Drop the cache of known partitions (tests that recreate tables)."""
+    _known_days.clear()
