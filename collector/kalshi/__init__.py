@@ -1,0 +1,1 @@
+"""Talking to Kalshi: signing, message parsing, REST and WebSocket clients."""
