@@ -111,6 +111,32 @@ PARTITION_DAYS_BEHIND = env_int("PARTITION_DAYS_BEHIND", 7)
 # retries) instead of queueing every reader and writer behind it.
 PARTITION_LOCK_TIMEOUT = os.environ.get("PARTITION_LOCK_TIMEOUT", "5s")
 
+# --- Kalshi ------------------------------------------------------------------
+# Which exchange the collector talks to. KALSHI_ENV picks Kalshi's production
+# or demo hosts; KALSHI_REST_URL / KALSHI_WS_URL override them (the local
+# simulator, tests). The key id and PEM private key sign every request.
+KALSHI_HOSTS = {
+    "prod": (
+        "https://external-api.kalshi.com/trade-api/v2",
+        "wss://external-api-ws.kalshi.com/trade-api/ws/v2",
+    ),
+    "demo": (
+        "https://external-api.demo.kalshi.co/trade-api/v2",
+        "wss://external-api-ws.demo.kalshi.co/trade-api/ws/v2",
+    ),
+}
+KALSHI_ENV = os.environ.get("KALSHI_ENV", "prod").strip().lower() or "prod"
+if KALSHI_ENV not in KALSHI_HOSTS:
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured(
+        f"KALSHI_ENV={KALSHI_ENV!r}: expected one of {', '.join(KALSHI_HOSTS)}."
+    )
+KALSHI_REST_URL = os.environ.get("KALSHI_REST_URL", "").strip() or KALSHI_HOSTS[KALSHI_ENV][0]
+KALSHI_WS_URL = os.environ.get("KALSHI_WS_URL", "").strip() or KALSHI_HOSTS[KALSHI_ENV][1]
+KALSHI_API_KEY_ID = os.environ.get("KALSHI_API_KEY_ID", "").strip()
+KALSHI_PRIVATE_KEY_PATH = os.environ.get("KALSHI_PRIVATE_KEY_PATH", "").strip()
+
 # --- Logging ----------------------------------------------------------------
 LOGGING = {
     "version": 1,
