@@ -165,6 +165,15 @@ class KalshiRest:
         }
         return self.paginate("/markets", "markets", params)
 
+    def historical_markets(self, **filters: Any) -> AsyncIterator[dict]:
+        """GET /historical/markets: markets settled before the cutoff, every page.
+
+        Kalshi wants exactly one of `tickers`, `event_ticker`, `series_ticker`.
+        """
+        if isinstance(filters.get("tickers"), (list, tuple)):
+            filters["tickers"] = ",".join(filters["tickers"])
+        return self.paginate("/historical/markets", "markets", filters)
+
     async def market(self, ticker: str) -> dict:
         """GET /markets/{ticker} -> the Market object (KalshiNotFound if unknown)."""
         return (await self.get(f"/markets/{quote(ticker, safe='')}"))["market"]
