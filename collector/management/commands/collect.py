@@ -1,0 +1,51 @@
+"""`manage.py collect`: record Kalshi order books, trades, lifecycle and settlements."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+
+from django.core.exceptions import ImproperlyConfigured
+from django.core.management.base import BaseCommand, CommandError
+
+from collector.discovery import Selection
+from collector.kalshi.rest import KalshiRestError
+from collector.runner import STATS_EVERY_S, collect
+
+
+def _tickers(values: list[str]) -> list[str]:
+    return [t.strip() for v in values for t in v.split(",") if t.strip()]
+
+
+class Command(BaseCommand):
+    help = (
+        "Record Kalshi live: order-book snapshots and deltas, trades, market lifecycle "
+        "and settlements, into PostgreSQL. Stops cleanly on SIGINT/SIGTERM or after --duration."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("--series", action="append", default=[], metavar="TICKER[,TICKER]",
+                            help="Record only the open markets of these series (repeat or comma-separate). "
+                                 "Default: every open market.")
+        parser.add_argument("--markets", action="append", default=[], metavar="TICKER[,TICKER]",
+                            help="Record only these markets (repeat or comma-separate).")
+        parser.add_argument("--duration", type=float, default=None, metavar="SECONDS",
+                            help="Stop cleanly after this many seconds (default: run until stopped).")
+        parser.add_argument("--stats-every", type=float, default=STATS_EVERY_S, metavar="SECONDS",
+                            help="Log a stats line (rates, rows, lag, gaps, reconnects) this often.")
+
+    def handle(self, *args, **options):
+        selection = Selection.of(series=_tickers(options["series"]), markets=_tickers(options["markets"]))
+        if options["duration"] is not None and options["duration"] <= 0:
+            raise CommandError("--duration must be positive")
+        try:
+            asyncio.run(self._run(selection, options["duration"], options["stats_every"]))
+        except (ImproperlyConfigured, KalshiRestError) as exc:
+            raise CommandError(str(exc))
+
+    async def _run(self, selection, duration, stats_every):
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await collect(selection=selection, stop=stop, duration=duration, stats_every=stats_every)
