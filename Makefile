@@ -1,5 +1,6 @@
 # Two commands do all the set-up on a fresh machine with Python 3.11:
-#   make run    install, migrate, create partitions, run the service
+#   make run    install, migrate, create partitions, run the collector and the
+#               API (and, without Kalshi credentials, the exchange simulator)
 #   make test   install and run the whole test suite
 PYTHON ?= python3
 VENV := .venv
@@ -22,8 +23,9 @@ migrate: install
 	$(BIN)/python manage.py migrate --no-input
 	$(BIN)/python manage.py pgpartition --yes
 
+# bin/run-dev starts the processes and stops them all on Ctrl-C.
 run: migrate
-	$(BIN)/python manage.py runserver 0.0.0.0:8000
+	$(BIN)/python bin/run-dev
 
 test: install
 	$(BIN)/pytest
