@@ -1,0 +1,166 @@
+"""The network side: REST and the WebSocket on one aiohttp host:port.
+
+Every request passes `auth_middleware` (Kalshi signature check, then the
+token bucket). A WebSocket connection is a `Connection`: its Session
+(session.py) makes frames, its FaultInjector (faults.py) decides what is
+actually sent, and one writer task drains its outbound queue, so a client
+that reads slowly makes the queue grow until the slow-consumer rule ends
+the subscription with error 25, as Kalshi does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING
+
+from aiohttp import WSMsgType, web
+
+from .config import REST_PREFIX, WS_PATH
+from .faults import FaultInjector
+from .rest import RestApi, error_response
+from .session import Frame, Session
+from .signatures import has_signature_headers, signature_problem
+
+if TYPE_CHECKING:
+    from .simulator import Simulator
+
+logger = logging.getLogger(__name__)
+
+_CLOSE = object()  # queue sentinel: close the connection after what is queued
+
+
+class Connection:
+    """One client WebSocket: session state, faults, outbound queue."""
+
+    def __init__(self, sim: "Simulator", ws: web.WebSocketResponse, number: int):
+        self.sim = sim
+        self.ws = ws
+        self.number = number
+        self.session = Session(sim.exchange, sim.config.wire_format)
+        self.faults = FaultInjector(sim.config.faults, seed=sim.config.seed, connection=number)
+        self.queue: asyncio.Queue = asyncio.Queue()
+        self.frames_sent = 0
+        self.closing = False
+
+    # Called synchronously by the simulator right after each exchange step.
+    def deliver_events(self, events) -> None:
+        if not self.closing:
+            self.send(self.session.on_events(events))
+
+    def send(self, frames: list[Frame]) -> None:
+        limit = self.sim.config.outbound_queue_limit
+        for frame in frames:
+            if self.closing:
+                return
+            if frame.data and frame.sid in self.session.subscriptions and self.queue.qsize() >= limit:
+                # Slow consumer: Kalshi ends the subscription with error 25.
+                self._put_all(self.session.end(frame.sid, 25))
+                continue
+            decision = self.faults.decide(frame)
+            if decision.terminal_sid is not None:
+                self._put_all(self.session.end(decision.terminal_sid, self.sim.config.faults.terminal_error_code))
+                continue
+            for text in decision.texts:
+                self._put(text)
+
+    def _put_all(self, frames: list[Frame]) -> None:
+        for frame in frames:
+            self._put(frame.text())
+
+    def _put(self, text: str) -> None:
+        self.queue.put_nowait(text)
+        every = self.sim.config.faults.disconnect_every_frames
+        self.frames_sent += 1
+        if every and self.frames_sent % every == 0:
+            self.close()
+
+    def close(self) -> None:
+        """Close after the frames already queued (a server-side disconnect)."""
+        if not self.closing:
+            self.closing = True
+            self.queue.put_nowait(_CLOSE)
+
+    async def writer(self) -> None:
+        while True:
+            item = await self.queue.get()
+            if item is _CLOSE:
+                await self.ws.close(code=1001, message=b"going away")
+                return
+            await self.ws.send_str(item)
+            self.queue.task_done()
+
+    async def heartbeat(self) -> None:
+        """Ping with payload `heartbeat` every heartbeat_seconds, like Kalshi."""
+        while not self.ws.closed:
+            await asyncio.sleep(self.sim.config.heartbeat_seconds)
+            if not self.sim.config.faults.silent_pings and not self.ws.closed:
+                await self.ws.ping(b"heartbeat")
+
+    async def disconnect_timer(self) -> None:
+        seconds = self.sim.config.faults.disconnect_every_seconds
+        if seconds:
+            await asyncio.sleep(seconds)
+            self.close()
+
+
+def build_app(sim: "Simulator") -> web.Application:
+    app = web.Application(middlewares=[_auth_middleware(sim)])
+    app.router.add_get(WS_PATH, _ws_handler(sim))
+    app.router.add_routes(RestApi(sim).routes())
+    return app
+
+
+def _auth_middleware(sim: "Simulator"):
+    @web.middleware
+    async def middleware(request: web.Request, handler):
+        config = sim.config
+        is_ws = request.path == WS_PATH
+        signed = has_signature_headers(request.headers)
+        if config.require_signatures and (is_ws or signed or not config.public_rest_unsigned):
+            problem = signature_problem(
+                request.headers, request.method, request.path, sim.accepted_keys,
+                max_skew_s=config.max_clock_skew_s,
+            )
+            if problem:
+                sim.stats["unauthorized"] += 1
+                return error_response(401, "unauthorized", "authentication failed", problem)
+        if not is_ws and request.path.startswith(REST_PREFIX):
+            client = request.headers.get("KALSHI-ACCESS-KEY") or request.remote or "?"
+            if not sim.rate_limiter.allow(client):
+                sim.stats["rate_limited"] += 1
+                return web.json_response({"error": "too many requests"}, status=429)
+            sim.stats["rest_requests"] += 1
+        return await handler(request)
+
+    return middleware
+
+
+def _ws_handler(sim: "Simulator"):
+    async def handler(request: web.Request) -> web.WebSocketResponse:
+        # Pings are ours (heartbeat, with Kalshi's payload); pongs to a
+        # client's pings are automatic.
+        ws = web.WebSocketResponse(autoping=True, heartbeat=None, max_msg_size=4 * 1024 * 1024)
+        await ws.prepare(request)
+        connection = sim._open_connection(ws)
+        tasks = [
+            asyncio.create_task(connection.writer()),
+            asyncio.create_task(connection.heartbeat()),
+            asyncio.create_task(connection.disconnect_timer()),
+        ]
+        try:
+            async for message in ws:
+                if message.type in (WSMsgType.TEXT, WSMsgType.BINARY) and not connection.closing:
+                    connection.send(connection.session.handle_command(message.data))
+                elif message.type == WSMsgType.ERROR:
+                    break
+        finally:
+            sim._close_connection(connection)
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            if not ws.closed:
+                await ws.close()
+        return ws
+
+    return handler

@@ -1,0 +1,291 @@
+"""One WebSocket connection's protocol state, Sans-I/O: commands in, frames out.
+
+A `Session` owns the connection's subscriptions and their sequence numbers
+(PROTOCOL.md sections 3 and 5): sids count from 1 per connection, one sid
+per channel; every sequenced message of a sid takes the next `seq` from 1,
+shared by all the sid's tickers, snapshots and `ok`/`unsubscribed`/error
+replies included. It turns client commands and exchange events into frame
+dicts; server.py sends them (through faults.py) and never looks inside.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+from . import wire
+from .events import BookDelta, EventCreated, EventFeeUpdate, MarketCreated, MarketLifecycle, TradeExecuted
+from .exchange import Exchange
+
+CHANNELS = (
+    "orderbook_delta", "ticker", "trade", "fill", "market_positions", "market_lifecycle_v2",
+    "multivariate_market_lifecycle", "communications", "order_group_updates", "user_orders",
+    "cfbenchmarks_value", "cfbenchmarks_value_5hz", "pyth_value",
+)
+SEQUENCED = {"orderbook_delta", "trade", "market_lifecycle_v2", "multivariate_market_lifecycle"}
+# Channels whose ticker set update_subscription add/delete may change.
+TICKER_UPDATABLE = {"orderbook_delta", "ticker", "fill", "user_orders"}
+ACTIONS = ("add_markets", "delete_markets", "get_snapshot")
+
+# Kalshi's error codes and texts (asyncapi errorResponse).
+ERRORS = {
+    1: "Unable to process message", 2: "Params required", 3: "Channels required",
+    4: "Subscription IDs required", 5: "Unknown command", 7: "Unknown subscription ID",
+    8: "Unknown channel name", 10: "Channel error", 11: "Invalid parameter",
+    12: "Exactly one subscription ID is required", 13: "Unsupported action",
+    14: "Market Ticker required", 15: "Action required", 25: "Subscription buffer overflow",
+}
+
+
+@dataclass
+class Subscription:
+    sid: int
+    channel: str
+    tickers: set[str] | None  # None: every market (trade, ticker and lifecycle without a filter)
+    use_yes_price: bool = False
+    skip_ticker_ack: bool = False
+    seq: int = 0  # the last number given out
+
+    def wants(self, ticker: str) -> bool:
+        return self.tickers is None or ticker in self.tickers
+
+
+@dataclass
+class Frame:
+    """One outgoing message: the body, and what faults may need to know about it."""
+
+    body: dict
+    sid: int | None = None
+    seq: int | None = None
+    data: bool = False  # a channel message (not a reply to a command)
+
+    def text(self) -> str:
+        return json.dumps(self.body, separators=(",", ":"))
+
+
+@dataclass
+class Session:
+    exchange: Exchange
+    fmt: str = wire.CURRENT
+    subscriptions: dict[int, Subscription] = field(default_factory=dict)
+    next_sid: int = 1
+
+    # -- commands ---------------------------------------------------------------
+
+    def handle_command(self, raw: str | bytes) -> list[Frame]:
+        try:
+            command = json.loads(raw)
+        except (ValueError, UnicodeDecodeError):
+            return [_error(1, None)]
+        if not isinstance(command, dict):
+            return [_error(1, None)]
+        cid = command.get("id")
+        cid = cid if isinstance(cid, int) and not isinstance(cid, bool) and cid > 0 else None
+        handler = {
+            "subscribe": self._subscribe,
+            "unsubscribe": self._unsubscribe,
+            "list_subscriptions": self._list,
+            "update_subscription": self._update,
+        }.get(command.get("cmd"))
+        if handler is None:
+            return [_error(5, cid)]
+        params = command.get("params")
+        if handler is not self._list and not isinstance(params, dict):
+            return [_error(2, cid)]
+        return handler(cid, params or {})
+
+    def _subscribe(self, cid, params) -> list[Frame]:
+        channels = params.get("channels")
+        if not isinstance(channels, list) or not channels:
+            return [_error(3, cid)]
+        if any(c not in CHANNELS for c in channels):
+            return [_error(8, cid)]
+        tickers, problem = _tickers(params)
+        if problem:
+            return [_error(problem, cid)]
+        if "orderbook_delta" in channels and not tickers:
+            return [_error(14, cid)]
+        out: list[Frame] = []
+        unknown = [t for t in tickers or () if t not in self.exchange.markets]
+        if unknown:
+            out.append(_error(11, cid, market_tickers=unknown))
+            tickers = [t for t in tickers if t in self.exchange.markets]
+        for channel in channels:
+            existing = next((s for s in self.subscriptions.values() if s.channel == channel), None)
+            global_channel = channel in ("market_lifecycle_v2", "multivariate_market_lifecycle")
+            wanted = None if global_channel or not tickers else set(tickers)
+            if existing is not None:
+                # Resubscribing an open channel merges the tickers (error 6 is retired).
+                added = [] if existing.tickers is None or wanted is None else sorted(wanted - existing.tickers)
+                if wanted is None:
+                    existing.tickers = None
+                elif existing.tickers is not None:
+                    existing.tickers |= wanted
+                out.append(Frame({"id": cid, "type": "subscribed", "msg": {"channel": channel, "sid": existing.sid}}))
+                if channel == "orderbook_delta":
+                    out += [self._snapshot(existing, t) for t in added]
+                continue
+            sub = Subscription(
+                sid=self.next_sid,
+                channel=channel,
+                tickers=wanted,
+                use_yes_price=bool(params.get("use_yes_price", False)),
+                skip_ticker_ack=bool(params.get("skip_ticker_ack", False)),
+            )
+            self.next_sid += 1
+            self.subscriptions[sub.sid] = sub
+            out.append(Frame(_without_none({"id": cid, "type": "subscribed", "msg": {"channel": channel, "sid": sub.sid}})))
+            if channel == "orderbook_delta":
+                out += [self._snapshot(sub, t) for t in tickers]
+            elif channel == "ticker" and params.get("send_initial_snapshot"):
+                out += [self._ticker(sub, t, self.exchange.markets[t].updated_ms) for t in tickers or ()]
+        return [Frame(_without_none(f.body), f.sid, f.seq, f.data) for f in out]
+
+    def _unsubscribe(self, cid, params) -> list[Frame]:
+        sids = params.get("sids")
+        if not isinstance(sids, list) or not sids:
+            return [_error(4, cid)]
+        out = []
+        for sid in sids:
+            sub = self.subscriptions.pop(sid, None) if isinstance(sid, int) else None
+            if sub is None:
+                out.append(_error(7, cid))
+                continue
+            sub.seq += 1
+            out.append(Frame(_without_none({"id": cid, "sid": sid, "seq": sub.seq, "type": "unsubscribed"}), sid, sub.seq))
+        return out
+
+    def _list(self, cid, params) -> list[Frame]:
+        listing = [{"channel": s.channel, "sid": s.sid} for s in self.subscriptions.values()]
+        return [Frame(_without_none({"id": cid, "type": "ok", "msg": listing}))]
+
+    def _update(self, cid, params) -> list[Frame]:
+        sid, sids = params.get("sid"), params.get("sids")
+        if (sid is None) == (sids is None):
+            return [_error(12, cid)]
+        if sids is not None:
+            if not isinstance(sids, list) or len(sids) != 1:
+                return [_error(12, cid)]
+            sid = sids[0]
+        action = params.get("action")
+        if action is None:
+            return [_error(15, cid)]
+        if action not in ACTIONS:
+            return [_error(13, cid)]
+        sub = self.subscriptions.get(sid) if isinstance(sid, int) else None
+        if sub is None:
+            return [_error(7, cid)]
+        allowed = sub.channel == "orderbook_delta" if action == "get_snapshot" else sub.channel in TICKER_UPDATABLE
+        if not allowed:
+            return [_error(13, cid)]
+        tickers, problem = _tickers(params)
+        if problem or not tickers:
+            return [_error(problem or 14, cid)]
+        unknown = [t for t in tickers if t not in self.exchange.markets]
+        if unknown:
+            return [_error(11, cid, market_tickers=unknown)]
+        current = sub.tickers if sub.tickers is not None else set()
+        if action == "get_snapshot":
+            missing = [t for t in tickers if t not in current]
+            if missing:
+                return [_error(11, cid, market_tickers=missing)]
+            return [self._snapshot(sub, t, cid=cid) for t in tickers]
+        if action == "add_markets":
+            added = [t for t in tickers if t not in current]
+            sub.tickers = current | set(tickers)
+        else:
+            added = []
+            sub.tickers = current - set(tickers)
+        out = [self._ok(sub, cid)]
+        if sub.channel == "orderbook_delta":
+            out += [self._snapshot(sub, t) for t in added]
+        return out
+
+    def _ok(self, sub: Subscription, cid) -> Frame:
+        sub.seq += 1
+        msg = {} if sub.skip_ticker_ack else {"market_tickers": sorted(sub.tickers or ())}
+        return Frame(_without_none({"id": cid, "sid": sub.sid, "seq": sub.seq, "type": "ok", "msg": msg}), sub.sid, sub.seq)
+
+    # -- exchange events ----------------------------------------------------------
+
+    def on_events(self, events) -> list[Frame]:
+        out: list[Frame] = []
+        for event in events:
+            for sub in list(self.subscriptions.values()):
+                out += self._frames_for(sub, event)
+        return out
+
+    def _frames_for(self, sub: Subscription, event) -> list[Frame]:
+        channel, fmt = sub.channel, self.fmt
+        if isinstance(event, BookDelta):
+            if channel == "orderbook_delta" and sub.wants(event.market_ticker):
+                market = self.exchange.markets[event.market_ticker]
+                return [self._data(sub, "orderbook_delta", wire.delta_msg(market, event, use_yes_price=sub.use_yes_price, fmt=fmt))]
+            if channel == "ticker" and sub.wants(event.market_ticker):
+                return [self._ticker(sub, event.market_ticker, event.ts_ms)]
+        elif isinstance(event, TradeExecuted):
+            ticker = event.trade.market_ticker
+            if channel == "trade" and sub.wants(ticker):
+                return [self._data(sub, "trade", wire.trade_msg(event.trade, fmt=fmt))]
+        elif channel == "market_lifecycle_v2":
+            if isinstance(event, MarketCreated):
+                return [self._data(sub, "market_lifecycle_v2", wire.created_msg(event.market))]
+            if isinstance(event, MarketLifecycle):
+                return [self._data(sub, "market_lifecycle_v2", wire.lifecycle_msg(event))]
+            if isinstance(event, EventCreated):
+                return [self._data(sub, "event_lifecycle", wire.event_lifecycle_msg(event.event))]
+            if isinstance(event, EventFeeUpdate):
+                return [self._data(sub, "event_fee_update", wire.fee_update_msg(event))]
+        return []
+
+    def end(self, sid: int, code: int) -> list[Frame]:
+        """End a subscription with a terminal channel error (10 or 25)."""
+        sub = self.subscriptions.pop(sid, None)
+        if sub is None:
+            return []
+        sub.seq += 1
+        body = {"type": "error", "sid": sid, "seq": sub.seq, "msg": {"code": code, "msg": ERRORS[code]}}
+        return [Frame(body, sid, sub.seq)]
+
+    # -- frames ---------------------------------------------------------------------
+
+    def _data(self, sub: Subscription, kind: str, msg: dict) -> Frame:
+        sub.seq += 1
+        return Frame({"type": kind, "sid": sub.sid, "seq": sub.seq, "msg": msg}, sub.sid, sub.seq, data=True)
+
+    def _snapshot(self, sub: Subscription, ticker: str, *, cid: int | None = None) -> Frame:
+        sub.seq += 1
+        market = self.exchange.markets[ticker]
+        msg = wire.snapshot_msg(market, self.exchange.book(ticker), use_yes_price=sub.use_yes_price, fmt=self.fmt)
+        body = {"type": "orderbook_snapshot", "sid": sub.sid, "seq": sub.seq, "msg": msg}
+        if cid is not None:
+            body["id"] = cid
+        return Frame(body, sub.sid, sub.seq, data=True)
+
+    def _ticker(self, sub: Subscription, ticker: str, ts_ms: int) -> Frame:
+        market = self.exchange.markets[ticker]
+        msg = wire.ticker_msg(market, self.exchange.book(ticker), ts_ms, fmt=self.fmt)
+        return Frame({"type": "ticker", "sid": sub.sid, "msg": msg}, sub.sid, None, data=True)
+
+
+def _tickers(params) -> tuple[list[str] | None, int | None]:
+    """The command's market tickers, or an error code when they are malformed."""
+    one, many = params.get("market_ticker"), params.get("market_tickers")
+    if one is not None and many is not None:
+        return None, 11
+    if one is not None:
+        return ([one], None) if isinstance(one, str) and one else (None, 11)
+    if many is not None:
+        if not isinstance(many, list) or not all(isinstance(t, str) and t for t in many):
+            return None, 11
+        return list(dict.fromkeys(many)), None
+    return None, None
+
+
+def _error(code: int, cid, *, sid: int | None = None, **extra) -> Frame:
+    msg = {"code": code, "msg": ERRORS[code], **extra}
+    return Frame(_without_none({"id": cid, "sid": sid, "type": "error", "msg": msg}))
+
+
+def _without_none(body: dict) -> dict:
+    return {k: v for k, v in body.items() if v is not None}

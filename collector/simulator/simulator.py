@@ -1,0 +1,218 @@
+"""The simulator as tests and the `kalshi_sim` command use it.
+
+    sim = Simulator(seed=7, markets=20, faults=FaultConfig(drop_rate=0.01))
+    urls = await sim.start(host="127.0.0.1", port=0)   # urls.rest, urls.ws
+    sim.pause(); sim.step(100)                            # deterministic, no timers
+    await sim.drain()                                     # everything queued is sent
+    sim.true_book(ticker)                                 # markets.book.OrderBook: ground truth
+    await sim.stop()
+
+It owns one Exchange (the truth) and the open connections. Each exchange
+step is handed to every connection synchronously, so what a client is sent
+is always a faithful (or deliberately faulted) rendering of the truth.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass
+from typing import Callable, Mapping
+
+from aiohttp import web
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from collector.kalshi import auth
+from markets.book import OrderBook
+
+from .catalog import Market, Trade
+from .config import REST_PREFIX, WS_PATH, SimulatorConfig
+from .events import ExchangeEvent
+from .exchange import EngineConfig, Exchange
+from .faults import FaultConfig
+from .ratelimit import RateLimiter
+from .server import Connection, build_app
+from .wire import LEGACY
+
+# How often the running loop wakes to catch up with `rate` steps per second.
+TICK_SECONDS = 0.02
+
+
+@dataclass(frozen=True)
+class SimulatorUrls:
+    rest: str  # e.g. http://127.0.0.1:PORT/trade-api/v2
+    ws: str  # e.g. ws://127.0.0.1:PORT/trade-api/ws/v2
+    host: str
+    port: int
+
+
+@dataclass(frozen=True)
+class Settlement:
+    market_ticker: str
+    result: str
+    settlement_value: object  # Decimal
+    determined_ms: int | None
+    settled_ms: int | None
+
+
+class Simulator:
+    def __init__(
+        self,
+        config: SimulatorConfig | None = None,
+        *,
+        seed: int | None = None,
+        markets: int | None = None,
+        faults: FaultConfig | None = None,
+        accepted_keys: Mapping[str, rsa.RSAPublicKey] | None = None,
+        clock: Callable[[], int] | None = None,
+        record_events: bool = True,
+        **overrides,
+    ):
+        config = config or SimulatorConfig()
+        if seed is not None:
+            overrides["seed"] = seed
+        if faults is not None:
+            overrides["faults"] = faults
+        engine = config.engine
+        if markets is not None:
+            engine = dataclasses.replace(engine, markets=markets)
+        if overrides.get("wire_format", config.wire_format) == LEGACY:
+            engine = dataclasses.replace(engine, whole_units_only=True)
+        self.config = dataclasses.replace(config, engine=engine, **overrides)
+        self.clock = clock or (lambda: int(time.time() * 1000))
+        self.exchange = Exchange(seed=self.config.seed, start_ms=self.clock(), config=self.config.engine)
+        self.private_key: rsa.RSAPrivateKey | None = None
+        self.key_id: str | None = None
+        if accepted_keys is None:
+            # A fresh key pair, so a test can sign without any set-up.
+            self.private_key = auth.generate_private_key()
+            self.key_id = str(uuid.uuid4())
+            accepted_keys = {self.key_id: self.private_key.public_key()}
+        self.accepted_keys = dict(accepted_keys)
+        self.rate_limiter = RateLimiter(self.config.rest_rate_per_s, self.config.rest_burst_seconds)
+        self.connections: list[Connection] = []
+        self.connections_opened = 0
+        self.events: list[ExchangeEvent] | None = [] if record_events else None
+        self.stats: Counter = Counter()
+        self.paused = False
+        self._runner: web.AppRunner | None = None
+        self._loop_task: asyncio.Task | None = None
+
+    # -- running ---------------------------------------------------------------
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> SimulatorUrls:
+        """Serve REST and WebSocket on host:port (0: any free port); start generating."""
+        self._runner = web.AppRunner(build_app(self), access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, host, port)
+        await site.start()
+        bound = site._server.sockets[0].getsockname()[1]  # the real port when port=0
+        if self.config.rate > 0:
+            self._loop_task = asyncio.create_task(self._generate())
+        self.urls = SimulatorUrls(
+            rest=f"http://{host}:{bound}{REST_PREFIX}", ws=f"ws://{host}:{bound}{WS_PATH}", host=host, port=bound
+        )
+        return self.urls
+
+    async def stop(self) -> None:
+        if self._loop_task:
+            self._loop_task.cancel()
+            await asyncio.gather(self._loop_task, return_exceptions=True)
+        for connection in list(self.connections):
+            connection.close()
+        if self._runner:
+            await self._runner.cleanup()
+
+    def pause(self) -> None:
+        """Stop generating (step() still works): the world holds still."""
+        self.paused = True
+
+    def resume(self) -> None:
+        self.paused = False
+
+    def step(self, n: int = 1) -> list[ExchangeEvent]:
+        """Advance the exchange n steps now and hand the events to every client."""
+        happened: list[ExchangeEvent] = []
+        for _ in range(n):
+            events = self.exchange.step(self.clock())
+            if self.events is not None:
+                self.events.extend(events)
+            for connection in list(self.connections):
+                connection.deliver_events(events)
+            happened += events
+        self.stats["steps"] += n
+        return happened
+
+    async def drain(self, timeout: float = 10.0) -> None:
+        """Wait until every frame queued for every client has been written."""
+        async def all_sent():
+            while any(not c.closing and c.queue.qsize() for c in self.connections):
+                await asyncio.sleep(0.005)
+            for connection in list(self.connections):
+                if not connection.closing:
+                    await connection.queue.join()
+
+        await asyncio.wait_for(all_sent(), timeout)
+
+    def disconnect_all(self) -> None:
+        """Close every client connection (what a maintenance window does)."""
+        for connection in list(self.connections):
+            connection.close()
+
+    async def _generate(self) -> None:
+        loop = asyncio.get_running_loop()
+        started, done = loop.time(), 0
+        while True:
+            await asyncio.sleep(TICK_SECONDS)
+            due = int((loop.time() - started) * self.config.rate) - done
+            if due > 0:
+                done += due
+                if not self.paused:
+                    self.step(due)
+
+    def _open_connection(self, ws) -> Connection:
+        self.connections_opened += 1
+        connection = Connection(self, ws, self.connections_opened)
+        self.connections.append(connection)
+        return connection
+
+    def _close_connection(self, connection: Connection) -> None:
+        if connection in self.connections:
+            self.connections.remove(connection)
+
+    # -- ground truth ------------------------------------------------------------
+
+    def true_book(self, ticker: str) -> OrderBook:
+        """The market's book right now (a copy), in no-leg prices."""
+        return self.exchange.book(ticker).copy()
+
+    def trades(self) -> list[Trade]:
+        """Every trade ever executed, oldest first (exact Decimals, trade_id)."""
+        return list(self.exchange.trades)
+
+    def markets(self) -> dict[str, Market]:
+        """Every market by ticker (the live records: read, do not change)."""
+        return dict(self.exchange.markets)
+
+    def settlements(self) -> list[Settlement]:
+        return [
+            Settlement(m.ticker, m.result, m.settlement_value, m.determined_ms, m.settled_ms)
+            for m in self.exchange.markets.values()
+            if m.result
+        ]
+
+    def cutoff_ms(self) -> int:
+        """The historical cutoff: older trades and settlements live only under /historical."""
+        return self.clock() - int(self.config.historical_age_s * 1000)
+
+    def signed_headers(self, method: str, path: str) -> dict[str, str]:
+        """Headers signed with the simulator's own key (when it made one)."""
+        if self.private_key is None:
+            raise RuntimeError("this simulator was given its keys; sign with yours")
+        return auth.signed_headers(self.key_id, self.private_key, method, path)
+
+
+__all__ = ["Simulator", "SimulatorConfig", "SimulatorUrls", "EngineConfig", "FaultConfig", "Settlement"]
