@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Callable, Iterable
 
-from markets.fixedpoint import parse_count, parse_price
+from markets.fixedpoint import parse_count, parse_price, price_from_cents
 from markets.ingest import trades_ingest_new_ids
 from markets.services import parse_time
 
@@ -40,16 +40,29 @@ class BackfillResult:
 
 
 def trade_row(trade: dict, *, source: str, received_at: datetime) -> tuple:
-    """A REST `Trade` object as a row in markets.ingest.TRADE_COLUMNS order."""
-    yes_price = parse_price(trade["yes_price_dollars"])
-    no_price = trade.get("no_price_dollars")
+    """A REST `Trade` object as a row in markets.ingest.TRADE_COLUMNS order.
+
+    Current fields (`yes_price_dollars`, `count_fp`) are preferred; legacy
+    integer cents and counts (`yes_price`, `count`) are read when alone.
+    """
+    if trade.get("yes_price_dollars") not in (None, ""):
+        yes_price = parse_price(trade["yes_price_dollars"])
+    else:
+        yes_price = price_from_cents(trade["yes_price"])
+    if trade.get("no_price_dollars") not in (None, ""):
+        no_price = parse_price(trade["no_price_dollars"])
+    elif trade.get("no_price") not in (None, ""):
+        no_price = price_from_cents(trade["no_price"])
+    else:
+        no_price = 1 - yes_price
+    count = trade["count_fp"] if trade.get("count_fp") not in (None, "") else trade["count"]
     return (
         trade["ticker"],
         parse_time(trade["created_time"]),
         trade["trade_id"],
         yes_price,
-        parse_price(no_price) if no_price not in (None, "") else 1 - yes_price,
-        parse_count(trade["count_fp"]),
+        no_price,
+        parse_count(count),
         trade.get("taker_outcome_side") or None,
         trade.get("taker_book_side") or None,
         trade.get("taker_side") or None,
