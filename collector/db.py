@@ -4,7 +4,10 @@ The database never runs on the event loop (a slow query would stall every
 WebSocket frame behind it): each unit of work goes to a worker thread. Those
 threads live as long as the collector, so a connection that broke (the
 server restarted) must be dropped before the next unit of work, which
-Django otherwise does only around HTTP requests.
+Django otherwise does only around HTTP requests. The work done here is
+rare (metadata, settlements, backfill pages), so each unit simply closes its
+connection when done: no thread keeps one open, and a restarted server is
+never met with a stale socket.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from __future__ import annotations
 import asyncio
 from typing import Callable, TypeVar
 
-from django.db import close_old_connections
+from django.db import connection
 
 T = TypeVar("T")
 
@@ -21,7 +24,9 @@ async def run_db(fn: Callable[..., T], *args, **kwargs) -> T:
     """Call `fn(*args, **kwargs)` in a worker thread with a usable connection."""
 
     def work() -> T:
-        close_old_connections()
-        return fn(*args, **kwargs)
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            connection.close()
 
     return await asyncio.to_thread(work)
