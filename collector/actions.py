@@ -59,6 +59,7 @@ class Actions:
         self.config = config
         self.feed = None  # the KalshiFeed, which sets itself here
         self.queue: asyncio.Queue = asyncio.Queue()
+        self._busy = False
         self.done = 0
         self.failed = 0
         self.settlements = 0
@@ -71,10 +72,17 @@ class Actions:
         """Carry out commands one by one, forever (cancel to stop)."""
         while True:
             command = await self.queue.get()
+            self._busy = True
             try:
                 await self._with_db_retries(command)
             finally:
+                self._busy = False
                 self.queue.task_done()
+
+    @property
+    def idle(self) -> bool:
+        """Nothing queued and nothing in progress."""
+        return self.queue.empty() and not self._busy
 
     async def drain(self, timeout: float) -> bool:
         """Wait up to `timeout` seconds for the queue to empty; True if it did."""

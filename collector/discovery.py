@@ -25,6 +25,10 @@ logger = logging.getLogger(__name__)
 # Statuses GET /markets reports for markets that can still trade or settle;
 # a finalized market has nothing left to record.
 RECORDABLE_STATUSES = frozenset({"initialized", "inactive", "active", "closed", "determined", "disputed", "amended"})
+# "Open markets" means every market that is or will be trading: Kalshi
+# sends no message when an unopened market opens or a paused one resumes,
+# so their books must be subscribed from the start.
+LIVE_STATUS_FILTERS = ("open", "unopened", "paused")
 TICKERS_PER_REQUEST = 100  # GET /markets?tickers=A,B,... kept to a sane URL length
 # Beyond this many unknown events (or series), one paged listing is cheaper
 # than one request each.
@@ -69,14 +73,14 @@ async def markets_discover(rest: KalshiRest, selection: Selection) -> list[dict]
         missing = selection.markets - {m["ticker"] for m in found}
         if missing:
             logger.warning("discovery unknown_markets=%s", ",".join(sorted(missing)))
-    elif selection.series:
-        for series_ticker in sorted(selection.series):
-            async for market in rest.markets(status="open", series_ticker=series_ticker):
-                found.append(market)
     else:
-        async for market in rest.markets(status="open"):
-            found.append(market)
+        for series_ticker in sorted(selection.series) or [None]:
+            for status in LIVE_STATUS_FILTERS:
+                async for market in rest.markets(status=status, series_ticker=series_ticker):
+                    found.append(market)
 
+    # A market that changed status between two listings shows up twice.
+    found = list({m["ticker"]: m for m in found}.values())
     recordable = [m for m in found if m.get("status", "active") in RECORDABLE_STATUSES]
     await run_db(_markets_upsert, found)
     logger.info("discovery selection=%r markets=%d recordable=%d", str(selection), len(found), len(recordable))

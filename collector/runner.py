@@ -44,6 +44,7 @@ class Collector:
 
     def stats(self) -> dict:
         stats = dict(self.pipeline.stats())
+        writer = stats.pop("writer", None) or self.writer.stats()
         stats.update(
             connects=self.feed.connects,
             reconnects=self.feed.reconnects,
@@ -54,7 +55,7 @@ class Collector:
             settlements=self.actions.settlements,
             trades_backfilled=self.actions.trades_backfilled,
         )
-        for key, value in self.writer.stats().items():
+        for key, value in writer.items():
             stats.setdefault(key, value)
         return stats
 
@@ -66,6 +67,7 @@ async def collect(
     duration: float | None = None,
     config: CollectorConfig | None = None,
     creds: Credentials | None = None,
+    rest_url: str | None = None,
     ws_url: str | None = None,
     stats_every: float = STATS_EVERY_S,
     on_start=None,
@@ -85,7 +87,7 @@ async def collect(
     pipeline = Pipeline(writer, config)
     writer_stop = asyncio.Event()
     writer_task = asyncio.create_task(writer.run(writer_stop), name="writer")
-    async with rest_client(config, creds=creds) as rest:
+    async with rest_client(config, creds=creds, base_url=rest_url) as rest:
         try:
             found = await markets_discover(rest, selection)
             actions = Actions(rest=rest, selection=selection, writer=writer, config=config)

@@ -42,15 +42,15 @@ def credentials(*, required: bool = False) -> Credentials | None:
     return Credentials(key_id, private_key)
 
 
-def rest_client(config=None, *, creds: Credentials | None = None) -> KalshiRest:
-    """A REST client for the configured host, signed when a key is configured."""
+def rest_client(config=None, *, creds: Credentials | None = None, base_url: str | None = None) -> KalshiRest:
+    """A REST client for the configured host (or `base_url`), signed when a key is configured."""
     from collector.config import CollectorConfig
 
     config = config or CollectorConfig.from_settings()
     creds = creds or credentials()
     return KalshiRest.from_config(
         config,
-        base_url=settings.KALSHI_REST_URL,
+        base_url=base_url or settings.KALSHI_REST_URL,
         key_id=creds.key_id if creds else "",
         private_key=creds.private_key if creds else None,
     )
