@@ -134,3 +134,97 @@ def _copy_idempotent(model, columns, time_column, rows, extra_where=None) -> int
 
 def _utc_day(value: datetime):
     return value.astimezone(timezone.utc).date()
+
+
+# --- low-volume rows: gaps in the record and lifecycle messages --------------
+
+GAP_COLUMNS = (
+    "market_ticker",
+    "channel",
+    "reason",
+    "session_id",
+    "sid",
+    "expected_seq",
+    "received_seq",
+    "detected_at",
+    "recovered_at",
+    "tickers_on_sid",
+)
+LIFECYCLE_COLUMNS = (
+    "market_ticker",
+    "event_ticker",
+    "event_type",
+    "received_at",
+    "ts",
+    "session_id",
+    "sid",
+    "seq",
+    "payload",
+)
+GAP_OPEN = "open"
+GAP_CLOSE = "close"
+
+
+def gaps_apply(ops: Sequence[tuple]) -> int:
+    """Open and close SequenceGap rows, in the order given, in one transaction.
+
+    Each op is (GAP_OPEN, row in GAP_COLUMNS order) or
+    (GAP_CLOSE, (market_ticker, channel, recovered_at)). Opening a gap that
+    is already stored does nothing (unique on ticker, channel, session,
+    detected_at); closing sets recovered_at on that ticker's open gaps of the
+    channel detected at or before it, so applying the same ops twice changes
+    nothing. Returns the number of rows opened or closed.
+    """
+    if not ops:
+        return 0
+    insert = (
+        f"INSERT INTO sequence_gaps ({', '.join(GAP_COLUMNS)}) "
+        f"VALUES ({', '.join(['%s'] * len(GAP_COLUMNS))}) ON CONFLICT DO NOTHING"
+    )
+    update = (
+        "UPDATE sequence_gaps SET recovered_at = %s WHERE market_ticker = %s "
+        "AND channel = %s AND recovered_at IS NULL AND detected_at <= %s"
+    )
+    changed = 0
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            raw = cursor.cursor
+            # Consecutive ops of one kind go in one executemany (pipelined).
+            i = 0
+            while i < len(ops):
+                kind = ops[i][0]
+                j = i
+                while j < len(ops) and ops[j][0] == kind:
+                    j += 1
+                if kind == GAP_OPEN:
+                    params = [list(op[1]) for op in ops[i:j]]
+                    raw.executemany(insert, params)
+                else:
+                    params = [(at, ticker, channel, at) for _, (ticker, channel, at) in ops[i:j]]
+                    raw.executemany(update, params)
+                changed += max(raw.rowcount, 0)
+                i = j
+    return changed
+
+
+def lifecycle_ingest(rows: Sequence[tuple]) -> int:
+    """Store lifecycle messages (LIFECYCLE_COLUMNS order); a frame stored already is skipped."""
+    if not rows:
+        return 0
+    sql = (
+        f"INSERT INTO lifecycle_events ({', '.join(LIFECYCLE_COLUMNS)}) "
+        f"VALUES ({', '.join(['%s'] * len(LIFECYCLE_COLUMNS))}) ON CONFLICT DO NOTHING"
+    )
+    payload_index = LIFECYCLE_COLUMNS.index("payload")
+    params = []
+    for row in rows:
+        row = list(row)
+        if not isinstance(row[payload_index], str):
+            # default=str: a payload decoded with Decimal numbers (see
+            # collector/kalshi/messages.py) keeps them as exact strings.
+            row[payload_index] = json.dumps(row[payload_index], default=str)
+        params.append(row)
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.cursor.executemany(sql, params)
+            return max(cursor.cursor.rowcount, 0)

@@ -1,0 +1,91 @@
+"""Every number the collector runs by, defined once.
+
+`CollectorConfig` is a frozen dataclass: the defaults below are the
+documented values, `CollectorConfig.from_settings()` overrides them from
+Django settings (`COLLECTOR_<FIELD>` in upper case) or, failing that, the
+environment variable of the same name. Tests and benchmarks build one
+directly with the fields they care about.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+def _default_journal_dir() -> Path:
+    # Inside the project (git-ignored /var/), next to the embedded database.
+    return Path(__file__).resolve().parent.parent / "var" / "journal"
+
+
+@dataclass(frozen=True)
+class CollectorConfig:
+    # --- book checkpoints: the replay cost of rebuilding a book is bounded
+    # by whichever comes first.
+    checkpoint_every_deltas: int = 500
+    checkpoint_every_seconds: float = 60.0
+
+    # --- writer: a batch is written when it reaches flush_rows rows or is
+    # flush_seconds old; beyond max_buffered_rows rows waiting in memory the
+    # writer spills them to the journal instead of growing.
+    flush_rows: int = 5000
+    flush_seconds: float = 0.5
+    max_buffered_rows: int = 200_000
+    journal_dir: Path = field(default_factory=_default_journal_dir)
+    # After PostgreSQL fails, wait this long (doubling up to the max) before
+    # trying it again; meanwhile batches go straight to the journal.
+    db_retry_initial: float = 0.5
+    db_retry_max: float = 30.0
+
+    # --- subscriptions. Kalshi's no-leg pricing is what we store; the I/O
+    # layer sends this flag explicitly on every orderbook subscribe, because
+    # Kalshi has announced that the default will flip.
+    use_yes_price: bool = False
+    subscribe_batch: int = 500
+
+    # --- reconnects (exponential backoff with jitter) and REST pacing.
+    backoff_initial: float = 1.0
+    backoff_max: float = 60.0
+    backoff_factor: float = 2.0
+    rest_rate_per_s: float = 10.0
+
+    # --- trade backfill after a break on the trade channel: the window asked
+    # for is widened by this much on both sides (our clock vs the exchange's).
+    backfill_margin_seconds: float = 5.0
+
+    # --- logging: at most this many characters of a malformed frame's text.
+    malformed_log_chars: int = 500
+
+    @classmethod
+    def from_settings(cls, **overrides) -> "CollectorConfig":
+        """The config from Django settings / environment, then `overrides`."""
+        from django.conf import settings
+
+        values = {}
+        for f in dataclasses.fields(cls):
+            name = f"COLLECTOR_{f.name.upper()}"
+            raw = getattr(settings, name, None)
+            if raw is None:
+                raw = os.environ.get(name)
+            if raw is None or raw == "":
+                continue
+            values[f.name] = _coerce(f, raw)
+        values.update(overrides)
+        return cls(**values)
+
+
+def _coerce(f: dataclasses.Field, raw):
+    kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", "")
+    if not isinstance(raw, str):
+        return Path(raw) if kind == "Path" else raw
+    if kind == "bool":
+        return raw.strip().lower() in {"1", "true", "yes", "on"}
+    if kind == "int":
+        return int(raw)
+    if kind == "float":
+        return float(raw)
+    if kind == "Path":
+        return Path(raw)
+    return raw

@@ -1,0 +1,537 @@
+"""Frames in, rows and commands out: the collector's core, with no network.
+
+`Pipeline.handle(raw)` takes one WebSocket text frame and
+
+1. stamps it with a strictly increasing `received_at` (the replay order of
+   markets/models/timeseries.py depends on it);
+2. parses it (collector/kalshi/messages.py); a malformed frame is logged with
+   its raw text, counted, and otherwise ignored: nothing here raises;
+3. sequences it per (session, sid) (collector/sequencer.py): duplicates are
+   dropped, a gap is recorded and acted on;
+4. keeps every subscribed market's OrderBook (markets/book.py) and writes, via
+   the Writer, the deltas, trades, Kalshi's snapshots, its own checkpoint
+   snapshots, lifecycle messages and the gaps in the record;
+5. returns the commands (collector/commands.py) the I/O layer must carry out.
+
+Gap policy (PROTOCOL.md §5). A gap on an order-book sid is a gap for every
+ticker on it: each gets a SequenceGap row, its book is unreliable from that
+moment (its deltas are dropped, not written), and RequestSnapshots asks for
+fresh snapshots; the snapshot re-baselines the book and sets recovered_at.
+A gap on the trade channel records one channel-wide row and asks for a REST
+backfill of the window; on the lifecycle channel it records a channel-wide
+row. Terminal errors 10/25 and a lost connection are gaps too.
+
+Book prices are stored as received: no-leg pricing (the I/O layer subscribes
+with use_yes_price=false, see CollectorConfig.use_yes_price).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+
+from markets.book import OrderBook
+from markets.models import GapReason, SnapshotSource
+
+from .commands import (
+    BackfillTrades,
+    Command,
+    EventCreated,
+    MarketCreated,
+    MarketDetermined,
+    MarketSettled,
+    RequestSnapshots,
+    Resubscribe,
+)
+from .config import CollectorConfig
+from .kalshi.messages import (
+    ErrorMsg,
+    EventFeeUpdateMsg,
+    EventLifecycleMsg,
+    MalformedFrame,
+    MarketLifecycleMsg,
+    OkMsg,
+    OrderbookDeltaMsg,
+    OrderbookSnapshotMsg,
+    SubscribedMsg,
+    TickerMsg,
+    TradeMsg,
+    UnsubscribedMsg,
+    parse_frame,
+)
+from .sequencer import Sequencer, SidState, Verdict
+
+log = logging.getLogger(__name__)
+
+ORDERBOOK = "orderbook_delta"
+TRADE = "trade"
+LIFECYCLE = "market_lifecycle_v2"
+# Which channel a message type arrives on, for sids whose `subscribed` we
+# did not see (e.g. frames replayed from an archive).
+_CHANNEL_OF = {
+    OrderbookSnapshotMsg: ORDERBOOK,
+    OrderbookDeltaMsg: ORDERBOOK,
+    TradeMsg: TRADE,
+    EventLifecycleMsg: LIFECYCLE,
+    EventFeeUpdateMsg: LIFECYCLE,
+}
+_ONE_MICROSECOND = timedelta(microseconds=1)
+# Plain strings (not the enum members) in rows: the drivers and the journal
+# then see exactly the stored value.
+SUBSCRIBE = SnapshotSource.SUBSCRIBE.value
+RESYNC = SnapshotSource.RESYNC.value
+CHECKPOINT = SnapshotSource.CHECKPOINT.value
+SEQ_GAP = GapReason.SEQ_GAP.value
+DISCONNECT = GapReason.DISCONNECT.value
+TERMINAL_ERROR = GapReason.TERMINAL_ERROR.value
+
+
+def _utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@dataclass(slots=True)
+class LiveBook:
+    """One subscribed market's book in this session."""
+
+    sid: int
+    book: OrderBook | None  # None until its first snapshot
+    reliable: bool
+    deltas_since_snapshot: int = 0
+    snapshot_at: datetime | None = None  # received_at of the last snapshot/checkpoint
+
+
+class Pipeline:
+    """See the module docstring. Not thread-safe: one connection feeds it."""
+
+    def __init__(self, writer, config: CollectorConfig | None = None, clock=None) -> None:
+        self.writer = writer
+        self.config = config or CollectorConfig()
+        self._clock = clock or _utcnow
+        self._last_received: datetime | None = None
+        self.session_id: int | None = None
+        self.sequencer = Sequencer()
+        self.books: dict[str, LiveBook] = {}
+        # command id -> [(channel, tickers)] the I/O layer asked for.
+        self._expected: dict[int, list[tuple[str, tuple[str, ...]]]] = {}
+        # Tickers whose book has an open gap (survives a reconnect).
+        self._gapped: set[str] = set()
+        # Tickers that have had a snapshot since this process started.
+        self._baselined: set[str] = set()
+        # channel -> time since which it has been broken (trade / lifecycle),
+        # until a new subscription to it is confirmed.
+        self._channel_break: dict[str, datetime] = {}
+        # trade sid -> the earliest time of the last in-order trade frame.
+        self._trade_last: dict[int, datetime] = {}
+        self._session_started: datetime | None = None
+        # Sids of this session that Kalshi ended or we unsubscribed: late
+        # frames on them are ignored (the new subscription re-baselines).
+        self._dead_sids: set[int] = set()
+        self._every_deltas = self.config.checkpoint_every_deltas
+        self._every_time = timedelta(seconds=self.config.checkpoint_every_seconds)
+        self._margin = timedelta(seconds=self.config.backfill_margin_seconds)
+        self.counters: Counter = Counter()
+        self._by_type: Counter = Counter()
+        self._lag: timedelta | None = None
+        self._lag_max: timedelta | None = None
+
+    # -- sessions ------------------------------------------------------------------
+
+    def start_session(self, session_id: int) -> None:
+        """A new WebSocket connection; `session_id` is its connect time in µs."""
+        if self.session_id is not None:
+            self.end_session()
+        self.session_id = session_id
+        self._session_started = self._stamp(None)
+        self._expected.clear()
+        self._dead_sids.clear()
+        self.counters["sessions"] += 1
+
+    def end_session(self, at: datetime | None = None) -> None:
+        """The connection dropped: every subscribed ticker has a gap from now.
+
+        Books and sids are forgotten (a reconnect brings new sids); the new
+        subscription's snapshots close the gaps, and a new trade subscription
+        asks for a backfill of the break.
+        """
+        if self.session_id is None:
+            return
+        at = self._stamp(at)
+        session = self.session_id
+        sids = self.sequencer.forget_session(session)
+        book_tickers = set(self.books)
+        for sid, state in sids:
+            channel = state.channel
+            if channel == ORDERBOOK:
+                book_tickers |= state.tickers
+            elif channel in (TRADE, LIFECYCLE):
+                self._break_channel(channel, sid, at, DISCONNECT, None, None)
+        for ticker in sorted(book_tickers):
+            sid = self.books[ticker].sid if ticker in self.books else None
+            # tickers_on_sid is left empty here: every ticker was affected.
+            self._open_gap(ticker, ORDERBOOK, DISCONNECT, sid, None, None, at, ())
+        self.counters["disconnects"] += 1
+        self.books.clear()
+        self._trade_last.clear()
+        self._expected.clear()
+        self.session_id = None
+
+    def expect_subscription(self, command_id: int, channel: str, market_tickers) -> None:
+        """The I/O layer is about to send subscribe `command_id` for `channel`."""
+        self._expected.setdefault(command_id, []).append((channel, tuple(market_tickers or ())))
+
+    # -- frames --------------------------------------------------------------------
+
+    def handle(self, raw: str | bytes, received_at: datetime | None = None) -> list[Command]:
+        """One frame: stamp, parse, sequence, apply, write; return commands."""
+        at = self._stamp(received_at)
+        self.counters["frames"] += 1
+        if self.session_id is None:
+            # Frames without start_session (archives, tests): one session.
+            self.start_session(int(at.timestamp() * 1_000_000))
+        try:
+            msg = parse_frame(raw)
+        except MalformedFrame as exc:
+            self._malformed(exc.reason, raw)
+            return []
+        kind = type(msg)
+        self._by_type[msg.type] += 1
+        if self._dead_sids and msg.sid in self._dead_sids and kind is not SubscribedMsg:
+            self.counters["frames_on_ended_sids"] += 1
+            return []
+        try:
+            commands: list[Command] = []
+            if msg.seq is not None and msg.sid is not None:
+                outcome = self.sequencer.check(self.session_id, msg.sid, msg.seq)
+                verdict = outcome.verdict
+                if verdict is not Verdict.IN_ORDER:
+                    if verdict is Verdict.DUPLICATE:
+                        self.counters["duplicates"] += 1
+                        return commands
+                    self._on_gap(msg, outcome.expected, outcome.received, at, commands)
+            if kind is OrderbookDeltaMsg:
+                self._on_delta(msg, at, commands)
+            elif kind is TradeMsg:
+                self._on_trade(msg, at)
+            elif kind is OrderbookSnapshotMsg:
+                self._on_snapshot(msg, at)
+            else:
+                handler = _HANDLERS.get(kind)
+                if handler is not None:
+                    handler(self, msg, at, commands)
+            return commands
+        except Exception as exc:  # noqa: BLE001 - a frame must never stop the collector
+            log.exception("pipeline: failed on a %s frame", msg.type)
+            self._malformed(f"{type(exc).__name__}: {exc}", raw)
+            return []
+
+    # -- order books ----------------------------------------------------------------
+
+    def _on_delta(self, msg: OrderbookDeltaMsg, at: datetime, commands: list) -> None:
+        ticker = msg.market_ticker
+        live = self.books.get(ticker)
+        if live is None or not live.reliable:
+            if live is None and msg.sid is not None:
+                # A delta before any snapshot: its snapshot was lost. Treat
+                # it as a gap for this ticker and ask for one.
+                self.counters["deltas_without_book"] += 1
+                self._sid_state(msg.sid, ORDERBOOK).tickers.add(ticker)
+                self.books[ticker] = LiveBook(msg.sid, None, False)
+                self._open_gap(
+                    ticker, ORDERBOOK, SEQ_GAP, msg.sid, None, msg.seq, at, ()
+                )
+                commands.append(RequestSnapshots(msg.sid, (ticker,)))
+            else:
+                self.counters["deltas_dropped"] += 1
+            return
+        live.book.apply_delta(msg.side, msg.price, msg.delta)
+        seq = msg.seq if msg.seq is not None else 0
+        session = self.session_id
+        self.writer.add_delta(
+            (ticker, at, session, msg.sid, seq, msg.side, msg.price, msg.delta, msg.ts)
+        )
+        self.counters["deltas"] += 1
+        if msg.ts is not None:
+            self._observe_lag(at - msg.ts)
+        live.deltas_since_snapshot += 1
+        if (
+            live.deltas_since_snapshot >= self._every_deltas
+            or at - live.snapshot_at >= self._every_time
+        ):
+            # The checkpoint shares the key of the delta just applied.
+            yes, no = live.book.snapshot_levels()
+            self.writer.add_snapshot(
+                (ticker, at, session, msg.sid, seq, CHECKPOINT, yes, no, None)
+            )
+            live.deltas_since_snapshot = 0
+            live.snapshot_at = at
+            self.counters["checkpoints"] += 1
+
+    def _on_snapshot(self, msg: OrderbookSnapshotMsg, at: datetime) -> None:
+        ticker = msg.market_ticker
+        sid = msg.sid if msg.sid is not None else 0
+        if msg.sid is not None:
+            self._sid_state(sid, ORDERBOOK).tickers.add(ticker)
+        live = self.books.get(ticker)
+        # "subscribe": the ticker's first baseline in this session.
+        source = RESYNC if live is not None else SUBSCRIBE
+        book = OrderBook.from_levels(msg.yes, msg.no)
+        self.books[ticker] = LiveBook(sid, book, True, 0, at)
+        yes, no = book.snapshot_levels()
+        seq = msg.seq if msg.seq is not None else 0
+        self.writer.add_snapshot((ticker, at, self.session_id, sid, seq, source, yes, no, None))
+        self.counters["snapshots"] += 1
+        if ticker in self._gapped or ticker not in self._baselined:
+            # Ends this ticker's open gaps, including any left open by a
+            # previous run of the collector that stopped uncleanly.
+            self.writer.close_gap(ticker, ORDERBOOK, at)
+            self._gapped.discard(ticker)
+            self._baselined.add(ticker)
+
+    # -- trades, lifecycle ---------------------------------------------------------
+
+    def _on_trade(self, msg: TradeMsg, at: datetime) -> None:
+        self.writer.add_trade(
+            (
+                msg.market_ticker, msg.ts, msg.trade_id, msg.yes_price, msg.no_price,
+                msg.count, msg.taker_outcome_side, msg.taker_book_side, msg.taker_side,
+                msg.is_block_trade, at, "ws",
+            )
+        )
+        self.counters["trades"] += 1
+        self._observe_lag(at - msg.ts)
+        if msg.sid is not None:
+            self._trade_last[msg.sid] = min(at, msg.ts)
+
+    def _on_market_lifecycle(self, msg: MarketLifecycleMsg, at, commands) -> None:
+        self._lifecycle_row(msg.market_ticker, msg.event_ticker or "", msg.event_type, at, msg.ts, msg)
+        if msg.event_type == "created":
+            commands.append(MarketCreated(msg.market_ticker, msg.event_ticker, msg.payload))
+        elif msg.event_type == "determined":
+            commands.append(
+                MarketDetermined(msg.market_ticker, msg.result, msg.settlement_value, msg.ts)
+            )
+        elif msg.event_type == "settled":
+            commands.append(MarketSettled(msg.market_ticker, msg.ts))
+
+    def _on_event_lifecycle(self, msg: EventLifecycleMsg, at, commands) -> None:
+        self._lifecycle_row("", msg.event_ticker, "event_created", at, None, msg)
+        commands.append(EventCreated(msg.event_ticker, msg.series_ticker, msg.payload))
+
+    def _on_event_fee_update(self, msg: EventFeeUpdateMsg, at, commands) -> None:
+        self._lifecycle_row("", msg.event_ticker, "event_fee_update", at, None, msg)
+
+    def _lifecycle_row(self, market_ticker, event_ticker, event_type, at, ts, msg) -> None:
+        self.writer.add_lifecycle(
+            (
+                market_ticker, event_ticker, event_type, at, ts, self.session_id,
+                msg.sid or 0, msg.seq or 0, msg.payload,
+            )
+        )
+        self.counters["lifecycle"] += 1
+
+    def _on_ticker(self, msg: TickerMsg, at, commands) -> None:
+        # No seq and no table: a lossy summary stream, counted only.
+        pass
+
+    # -- subscriptions ------------------------------------------------------------
+
+    def _on_subscribed(self, msg: SubscribedMsg, at, commands) -> None:
+        self._dead_sids.discard(msg.sid)
+        state = self.sequencer.subscribed(self.session_id, msg.sid, msg.channel)
+        expected = self._expected.get(msg.id) if msg.id is not None else None
+        if expected:
+            for i, (channel, tickers) in enumerate(expected):
+                if channel == msg.channel:
+                    state.tickers.update(tickers)
+                    del expected[i]
+                    break
+        since = self._channel_break.pop(msg.channel, None)
+        if since is not None:
+            # The channel is live again: the break ends now.
+            self.writer.close_gap("", msg.channel, at)
+            if msg.channel == TRADE:
+                commands.append(BackfillTrades(since - self._margin, at + self._margin))
+
+    def _on_ok(self, msg: OkMsg, at, commands) -> None:
+        if msg.subscriptions is not None:  # list_subscriptions
+            for channel, sid in msg.subscriptions:
+                self.sequencer.state(self.session_id, sid).channel = channel
+            return
+        if msg.sid is None or msg.market_tickers is None:
+            return
+        state = self._sid_state(msg.sid, None)
+        now = set(msg.market_tickers)
+        for ticker in state.tickers - now:
+            live = self.books.get(ticker)
+            if live is not None and live.sid == msg.sid:
+                del self.books[ticker]
+        state.tickers = now
+
+    def _on_unsubscribed(self, msg: UnsubscribedMsg, at, commands) -> None:
+        if msg.sid is None:
+            return
+        self._drop_sid(msg.sid)
+
+    def _on_error(self, msg: ErrorMsg, at, commands) -> None:
+        self.counters[f"error_{msg.code}"] += 1
+        state = self.sequencer.get(self.session_id, msg.sid) if msg.sid is not None else None
+        if not msg.terminal or state is None:
+            log.warning(
+                "pipeline: Kalshi error %s on sid %s (command %s): %s %s",
+                msg.code, msg.sid, msg.id, msg.text, msg.market_tickers or "",
+            )
+            return
+        channel = state.channel
+        log.error(
+            "pipeline: terminal error %s on sid %s (%s, %d tickers): %s; resubscribing",
+            msg.code, msg.sid, channel, len(state.tickers), msg.text,
+        )
+        if channel == ORDERBOOK:
+            tickers = sorted(state.tickers | {t for t, b in self.books.items() if b.sid == msg.sid})
+            for ticker in tickers:
+                self._open_gap(
+                    ticker, ORDERBOOK, TERMINAL_ERROR, msg.sid, None, msg.seq, at, tickers
+                )
+            commands.append(Resubscribe(ORDERBOOK, tuple(tickers)))
+        elif channel is not None:
+            self._break_channel(channel, msg.sid, at, TERMINAL_ERROR, None, msg.seq)
+            commands.append(Resubscribe(channel, tuple(sorted(state.tickers))))
+        self._drop_sid(msg.sid)
+
+    def _drop_sid(self, sid: int) -> None:
+        self._dead_sids.add(sid)
+        self.sequencer.forget(self.session_id, sid)
+        for ticker in [t for t, b in self.books.items() if b.sid == sid]:
+            del self.books[ticker]
+        self._trade_last.pop(sid, None)
+
+    # -- gaps ------------------------------------------------------------------------
+
+    def _on_gap(self, msg, expected: int, received: int, at: datetime, commands: list) -> None:
+        self.counters["gaps"] += 1
+        hint = _CHANNEL_OF.get(type(msg))
+        if type(msg) is MarketLifecycleMsg:
+            hint = msg.type  # market_lifecycle_v2 or multivariate_market_lifecycle
+        state = self._sid_state(msg.sid, hint)
+        channel = state.channel
+        log.warning(
+            "pipeline: gap on sid %s (%s): expected seq %s, got %s; %d tickers",
+            msg.sid, channel, expected, received, len(state.tickers),
+        )
+        if channel == ORDERBOOK:
+            if type(msg) in (OrderbookDeltaMsg, OrderbookSnapshotMsg):
+                state.tickers.add(msg.market_ticker)
+            tickers = set(state.tickers)
+            tickers.update(t for t, b in self.books.items() if b.sid == msg.sid)
+            ticker_list = sorted(tickers)
+            for ticker in ticker_list:
+                live = self.books.get(ticker)
+                if live is not None and not live.reliable:
+                    continue  # already in an open gap, snapshot already asked for
+                if live is None:
+                    self.books[ticker] = LiveBook(msg.sid, None, False)
+                else:
+                    live.reliable = False
+                self._open_gap(
+                    ticker, ORDERBOOK, SEQ_GAP, msg.sid, expected, received, at,
+                    ticker_list,
+                )
+            # Ask again for every unreliable ticker of the sid: an earlier
+            # request's answer may be what this gap swallowed. A snapshot in
+            # this very frame re-baselines its ticker without asking.
+            own = msg.market_ticker if type(msg) is OrderbookSnapshotMsg else None
+            wanted = tuple(
+                t for t in ticker_list if t != own and not self.books[t].reliable
+            )
+            if wanted:
+                commands.append(RequestSnapshots(msg.sid, wanted))
+        elif channel == TRADE:
+            since = self._trade_last.get(msg.sid, self._session_started or at)
+            self._open_gap("", TRADE, SEQ_GAP, msg.sid, expected, received, at, (),
+                           recovered_at=at)
+            until = max(at, msg.ts) if type(msg) is TradeMsg else at
+            commands.append(BackfillTrades(since - self._margin, until + self._margin))
+        else:
+            # Lifecycle (or an unknown channel): recorded; the stream goes on.
+            self._open_gap("", channel or "", SEQ_GAP, msg.sid, expected, received, at,
+                           (), recovered_at=at)
+
+    def _break_channel(self, channel, sid, at, reason, expected, received) -> None:
+        """A channel-wide break (trade / lifecycle) open until it is resubscribed."""
+        since = self._trade_last.get(sid, self._session_started or at) if channel == TRADE else at
+        self._channel_break.setdefault(channel, since)
+        self._open_gap("", channel, reason, sid, expected, received, at, ())
+
+    def _open_gap(
+        self, ticker, channel, reason, sid, expected, received, at, tickers_on_sid,
+        recovered_at=None,
+    ) -> None:
+        self.writer.open_gap(
+            (
+                ticker, channel, reason, self.session_id or 0, sid, expected, received, at,
+                recovered_at, list(tickers_on_sid),
+            )
+        )
+        if ticker and channel == ORDERBOOK and recovered_at is None:
+            self._gapped.add(ticker)
+        self.counters["gap_rows"] += 1
+
+    # -- helpers ---------------------------------------------------------------------
+
+    def _sid_state(self, sid: int, channel: str | None) -> SidState:
+        state = self.sequencer.state(self.session_id, sid)
+        if state.channel is None and channel is not None:
+            state.channel = channel
+        return state
+
+    def _stamp(self, received_at: datetime | None) -> datetime:
+        now = received_at if received_at is not None else self._clock()
+        last = self._last_received
+        if last is not None and now <= last:
+            now = last + _ONE_MICROSECOND
+        self._last_received = now
+        return now
+
+    def _malformed(self, reason: str, raw) -> None:
+        self.counters["malformed"] += 1
+        text = raw.decode("utf-8", "replace") if isinstance(raw, (bytes, bytearray)) else str(raw)
+        limit = self.config.malformed_log_chars
+        if len(text) > limit:
+            text = text[:limit] + f"...({len(text)} chars)"
+        log.warning("pipeline: malformed frame (%s): %r", reason, text)
+
+    def _observe_lag(self, lag: timedelta) -> None:
+        self._lag = lag
+        if self._lag_max is None or lag > self._lag_max:
+            self._lag_max = lag
+
+    def stats(self) -> dict:
+        """Counters since start; lag (received_at - exchange ts) last and max since last call."""
+        result = dict(self.counters)
+        result["by_type"] = dict(self._by_type)
+        result["books"] = len(self.books)
+        result["books_unreliable"] = sum(1 for b in self.books.values() if not b.reliable)
+        result["lag_seconds"] = self._lag.total_seconds() if self._lag is not None else None
+        result["lag_max_seconds"] = (
+            self._lag_max.total_seconds() if self._lag_max is not None else None
+        )
+        self._lag_max = None
+        writer_stats = getattr(self.writer, "stats", None)
+        if writer_stats is not None:
+            result["writer"] = writer_stats()
+        return result
+
+
+_HANDLERS = {
+    MarketLifecycleMsg: Pipeline._on_market_lifecycle,
+    EventLifecycleMsg: Pipeline._on_event_lifecycle,
+    EventFeeUpdateMsg: Pipeline._on_event_fee_update,
+    TickerMsg: Pipeline._on_ticker,
+    SubscribedMsg: Pipeline._on_subscribed,
+    OkMsg: Pipeline._on_ok,
+    UnsubscribedMsg: Pipeline._on_unsubscribed,
+    ErrorMsg: Pipeline._on_error,
+}

@@ -1,0 +1,106 @@
+"""Kalshi's per-subscription sequence numbers: in order, duplicate, or gap. Pure.
+
+`seq` is counted per subscription id (sid) and shared by every ticker of that
+sid (PROTOCOL.md §5), so the state is keyed by (session, sid), never by
+ticker. A new WebSocket session brings new sids and new counters.
+
+* seq == last + 1 (or the first seq of a sid we have not seen numbered yet):
+  in order; apply it.
+* seq <= last: a duplicate (or a frame re-sent after a gap); drop it.
+* seq > last + 1: a gap. Every ticker of the sid is affected; the counter
+  moves on to `seq` so that one hole is reported once.
+
+The sequencer also remembers what each sid is (its channel and tickers), as
+learned by the pipeline, so that a gap can name the tickers it affects.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+
+class Verdict(enum.Enum):
+    IN_ORDER = "in_order"
+    DUPLICATE = "duplicate"
+    GAP = "gap"
+
+
+@dataclass(slots=True)
+class Outcome:
+    verdict: Verdict
+    expected: int | None = None  # the seq that should have come (gaps, duplicates)
+    received: int | None = None
+
+
+@dataclass
+class SidState:
+    channel: str | None = None
+    tickers: set[str] = field(default_factory=set)
+    # None: no numbered frame yet. 0: subscription confirmed, so the first
+    # frame must be seq 1.
+    last_seq: int | None = None
+
+
+_IN_ORDER = Outcome(Verdict.IN_ORDER)
+
+
+class Sequencer:
+    """Sequence state for every (session, sid)."""
+
+    def __init__(self) -> None:
+        self._sids: dict[tuple[int, int], SidState] = {}
+
+    # -- bookkeeping ---------------------------------------------------------
+
+    def state(self, session_id: int, sid: int) -> SidState:
+        """The sid's state, created empty on first use."""
+        key = (session_id, sid)
+        state = self._sids.get(key)
+        if state is None:
+            state = self._sids[key] = SidState()
+        return state
+
+    def get(self, session_id: int, sid: int) -> SidState | None:
+        return self._sids.get((session_id, sid))
+
+    def subscribed(self, session_id: int, sid: int, channel: str) -> SidState:
+        """A `subscribed` reply: the sid's numbering starts at 1.
+
+        If the sid is already known (a subscribe that merged into an open
+        subscription), its counter is left alone.
+        """
+        state = self.state(session_id, sid)
+        state.channel = channel
+        if state.last_seq is None:
+            state.last_seq = 0
+        return state
+
+    def forget(self, session_id: int, sid: int) -> SidState | None:
+        return self._sids.pop((session_id, sid), None)
+
+    def forget_session(self, session_id: int) -> list[tuple[int, SidState]]:
+        """Drop every sid of the session; returns them (sid, state)."""
+        gone = [(sid, st) for (sess, sid), st in self._sids.items() if sess == session_id]
+        for sid, _ in gone:
+            del self._sids[(session_id, sid)]
+        return gone
+
+    def sids(self, session_id: int) -> list[tuple[int, SidState]]:
+        return [(sid, st) for (sess, sid), st in self._sids.items() if sess == session_id]
+
+    # -- the rule ------------------------------------------------------------
+
+    def check(self, session_id: int, sid: int, seq: int) -> Outcome:
+        """Classify `seq` on (session, sid) and advance the counter."""
+        state = self._sids.get((session_id, sid))
+        if state is None:
+            state = self.state(session_id, sid)
+        last = state.last_seq
+        if last is None or seq == last + 1:
+            state.last_seq = seq
+            return _IN_ORDER
+        if seq <= last:
+            return Outcome(Verdict.DUPLICATE, last + 1, seq)
+        state.last_seq = seq
+        return Outcome(Verdict.GAP, last + 1, seq)

@@ -1,0 +1,430 @@
+"""Batched, ordered, loss-free writes of what the collector records.
+
+The pipeline hands rows to the `Writer` (in the column orders of
+markets/ingest.py); the writer cuts them into numbered batches by size
+(`flush_rows`) and age (`flush_seconds`) and writes each batch in one
+transaction through markets.ingest (COPY -> staging -> INSERT ... ON CONFLICT
+DO NOTHING), on one worker thread, so the database never runs on the event
+loop and batches land in the order they were cut.
+
+When PostgreSQL cannot be reached, a batch is appended to the on-disk journal
+(`journal_dir`, one file per batch, named by its number) instead; the writer
+tries the database again after a growing pause and, when it answers, loads
+the journal oldest first before anything newer. Every load is idempotent, so
+a batch loaded twice (a crash between commit and deleting its file) stores
+nothing twice. Memory is bounded: rows waiting beyond `max_buffered_rows`
+are spilled to the journal rather than kept. A batch that the database
+refuses for its content (not for being unreachable) is moved aside to
+`journal_dir/rejected/` and logged; it is never dropped.
+
+Batch numbers are what keep order: a batch is numbered when it is cut, its
+journal file carries the number, and the worker always loads journal files
+numbered below the batch in hand before that batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from pathlib import Path
+
+import orjson
+import psycopg
+from django.db import DatabaseError, InterfaceError, OperationalError, connection
+
+from markets import ingest
+
+from .config import CollectorConfig
+
+log = logging.getLogger(__name__)
+
+# Table families in the order a batch is written (gaps last: a gap closed by
+# a snapshot is closed after that snapshot is stored).
+TABLES = ("snapshots", "deltas", "trades", "lifecycle", "gaps")
+_INGEST = {
+    "snapshots": ingest.snapshots_ingest,
+    "deltas": ingest.deltas_ingest,
+    "trades": ingest.trades_ingest,
+    "lifecycle": ingest.lifecycle_ingest,
+    "gaps": ingest.gaps_apply,
+}
+# PostgreSQL is not there (down, restarting, network): retry later.
+_UNREACHABLE = (OperationalError, InterfaceError, psycopg.OperationalError, psycopg.InterfaceError)
+# PostgreSQL refused the rows themselves.
+_REFUSED = (DatabaseError, psycopg.DatabaseError)
+
+
+@dataclass
+class Batch:
+    no: int
+    tables: dict[str, list]
+
+    @property
+    def rows(self) -> int:
+        return sum(len(rows) for rows in self.tables.values())
+
+
+class Writer:
+    """See the module docstring. Rows are added from one thread (the event loop)."""
+
+    def __init__(self, config: CollectorConfig | None = None) -> None:
+        self.config = config or CollectorConfig()
+        self.journal = Journal(Path(self.config.journal_dir))
+        self._buffers: dict[str, list] = {t: [] for t in TABLES}
+        # Bound methods of the buffers, for the hot path.
+        self._deltas = self._buffers["deltas"]
+        self._pending = 0
+        self._oldest = 0.0  # monotonic time the oldest waiting row was added
+        self._next_no = self.journal.last_number() + 1
+        self._flush_rows = self.config.flush_rows
+        self._max_rows = self.config.max_buffered_rows
+        self._executor: ThreadPoolExecutor | None = None
+        self._wake: asyncio.Event | None = None
+        self._closed = False
+        self._db_retry_at = 0.0
+        self._db_retry_delay = self.config.db_retry_initial
+        self._lock = threading.Lock()
+        self.counters = {
+            "rows_queued": 0,
+            "rows_written": 0,  # rows new to the database
+            "batches_written": 0,
+            "batches_journaled": 0,
+            "batches_replayed": 0,
+            "batches_rejected": 0,
+            "spills": 0,
+            "db_failures": 0,
+        }
+
+    # -- adding rows (event-loop thread) ---------------------------------------
+
+    def add_delta(self, row: tuple) -> None:
+        self._deltas.append(row)
+        self._added()
+
+    def add_snapshot(self, row: tuple) -> None:
+        self._buffers["snapshots"].append(row)
+        self._added()
+
+    def add_trade(self, row: tuple) -> None:
+        self._buffers["trades"].append(row)
+        self._added()
+
+    def add_lifecycle(self, row: tuple) -> None:
+        self._buffers["lifecycle"].append(row)
+        self._added()
+
+    def open_gap(self, row: tuple) -> None:
+        """A SequenceGap row in ingest.GAP_COLUMNS order."""
+        self._buffers["gaps"].append((ingest.GAP_OPEN, row))
+        self._added()
+
+    def close_gap(self, market_ticker: str, channel: str, recovered_at: datetime) -> None:
+        """Set recovered_at on the open gaps of (ticker, channel) detected by then."""
+        self._buffers["gaps"].append((ingest.GAP_CLOSE, (market_ticker, channel, recovered_at)))
+        self._added()
+
+    def _added(self) -> None:
+        pending = self._pending
+        if pending == 0:
+            self._oldest = time.monotonic()
+        self._pending = pending = pending + 1
+        if pending >= self._flush_rows:
+            if pending >= self._max_rows:
+                self._spill()
+            elif self._wake is not None:
+                self._wake.set()
+
+    @property
+    def pending_rows(self) -> int:
+        return self._pending
+
+    # -- batches ---------------------------------------------------------------
+
+    def _cut(self) -> Batch | None:
+        if self._pending == 0:
+            return None
+        tables = {t: rows for t, rows in self._buffers.items() if rows}
+        self._buffers = {t: [] for t in TABLES}
+        self._deltas = self._buffers["deltas"]
+        self.counters["rows_queued"] += self._pending
+        self._pending = 0
+        batch = Batch(self._next_no, tables)
+        self._next_no += 1
+        return batch
+
+    def _spill(self) -> None:
+        """Too much waiting in memory (the database is slow or away): to disk."""
+        batch = self._cut()
+        if batch is not None:
+            self.journal.write(batch)
+            self.counters["spills"] += 1
+            self.counters["batches_journaled"] += 1
+            log.warning("writer: %d rows waiting, spilled batch %d to the journal", batch.rows, batch.no)
+
+    # -- one write cycle (worker thread, or the caller for flush_sync) ---------
+
+    def _cycle(self, batch: Batch | None) -> None:
+        """Load older journal files, then `batch`; journal it if the DB is away."""
+        if time.monotonic() >= self._db_retry_at:
+            try:
+                self._replay(upto=batch.no if batch else None)
+                if batch is not None:
+                    self._write(batch)
+                    batch = None
+                self._db_ok()
+            except _UNREACHABLE as exc:
+                self._db_failed(exc)
+            except _REFUSED as exc:
+                # Not a connectivity problem: keep the rows aside, loudly.
+                if batch is not None:
+                    self._reset_connection()
+                    self.journal.reject(batch, exc)
+                    self.counters["batches_rejected"] += 1
+                    batch = None
+        if batch is not None:
+            self.journal.write(batch)
+            self.counters["batches_journaled"] += 1
+
+    def _write(self, batch: Batch) -> None:
+        from django.db import transaction
+
+        written = 0
+        with transaction.atomic():
+            for table in TABLES:
+                rows = batch.tables.get(table)
+                if rows:
+                    written += _INGEST[table](rows)
+        self.counters["rows_written"] += written
+        self.counters["batches_written"] += 1
+
+    def _replay(self, upto: int | None) -> None:
+        for no in self.journal.numbers(below=upto):
+            try:
+                batch = self.journal.read(no)
+            except (OSError, ValueError) as exc:
+                log.error("writer: journal batch %d unreadable (%s); moved aside", no, exc)
+                self.journal.reject_file(no)
+                continue
+            try:
+                self._write(batch)
+            except _UNREACHABLE:
+                raise
+            except _REFUSED as exc:
+                self._reset_connection()
+                self.journal.reject(batch, exc)
+                self.journal.remove(no)
+                self.counters["batches_rejected"] += 1
+                continue
+            self.journal.remove(no)
+            self.counters["batches_replayed"] += 1
+            log.info("writer: loaded journal batch %d (%d rows)", no, batch.rows)
+
+    def _db_ok(self) -> None:
+        if self._db_retry_delay != self.config.db_retry_initial:
+            log.info("writer: PostgreSQL is back")
+        self._db_retry_delay = self.config.db_retry_initial
+        self._db_retry_at = 0.0
+
+    def _db_failed(self, exc: Exception) -> None:
+        self.counters["db_failures"] += 1
+        self._reset_connection()
+        self._db_retry_at = time.monotonic() + self._db_retry_delay
+        log.warning(
+            "writer: PostgreSQL unreachable (%s); journaling, retry in %.1fs",
+            str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__,
+            self._db_retry_delay,
+        )
+        self._db_retry_delay = min(self._db_retry_delay * 2, self.config.db_retry_max)
+
+    @staticmethod
+    def _reset_connection() -> None:
+        # The connection may be half-dead; the next attempt opens a new one.
+        try:
+            connection.close()
+        except Exception:  # noqa: BLE001 - closing a broken connection may fail too
+            pass
+
+    # -- driving it -------------------------------------------------------------
+
+    def flush_sync(self) -> None:
+        """Write everything waiting (and the journal), in the calling thread."""
+        self._cycle(self._cut())
+
+    def _due(self) -> bool:
+        if self._pending >= self._flush_rows:
+            return True
+        if self._pending and time.monotonic() - self._oldest >= self.config.flush_seconds:
+            return True
+        return bool(self.journal.count) and time.monotonic() >= self._db_retry_at
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Flush by size and by time until `stop` is set, then close()."""
+        loop = asyncio.get_running_loop()
+        self._wake = asyncio.Event()
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(1, thread_name_prefix="collector-writer")
+        stop_wait = asyncio.ensure_future(stop.wait())
+        try:
+            while not stop.is_set():
+                if not self._due():
+                    wake_wait = asyncio.ensure_future(self._wake.wait())
+                    await asyncio.wait(
+                        {stop_wait, wake_wait},
+                        timeout=self.config.flush_seconds / 2,
+                        return_when=asyncio.FIRST_COMPLETED,
+                    )
+                    wake_wait.cancel()
+                    self._wake.clear()
+                    if not self._due():
+                        continue
+                await loop.run_in_executor(self._executor, self._cycle, self._cut())
+        finally:
+            stop_wait.cancel()
+            await self.close()
+
+    async def close(self) -> None:
+        """Write everything still waiting (to PostgreSQL, else to the journal)."""
+        if self._closed:
+            return
+        self._closed = True
+        loop = asyncio.get_running_loop()
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(1, thread_name_prefix="collector-writer")
+        # One last attempt at the database even if it failed a moment ago.
+        self._db_retry_at = 0.0
+        await loop.run_in_executor(self._executor, self._cycle, self._cut())
+        await loop.run_in_executor(self._executor, self._reset_connection)
+        self._executor.shutdown(wait=True)
+        self._executor = None
+
+    def stats(self) -> dict:
+        return {**self.counters, "rows_pending": self._pending, "journal_batches": self.journal.count}
+
+
+# --- the journal --------------------------------------------------------------
+
+
+class Journal:
+    """One file per batch, `<number>.batch` (orjson), written atomically."""
+
+    SUFFIX = ".batch"
+
+    def __init__(self, directory: Path) -> None:
+        self.dir = directory
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._numbers = {
+            int(p.name[: -len(self.SUFFIX)])
+            for p in self.dir.iterdir()
+            if p.name.endswith(self.SUFFIX) and p.name[: -len(self.SUFFIX)].isdigit()
+        }
+
+    @property
+    def count(self) -> int:
+        return len(self._numbers)
+
+    def last_number(self) -> int:
+        with self._lock:
+            return max(self._numbers, default=0)
+
+    def numbers(self, below: int | None = None) -> list[int]:
+        with self._lock:
+            found = sorted(self._numbers)
+        return [n for n in found if below is None or n < below]
+
+    def _path(self, no: int) -> Path:
+        return self.dir / f"{no:012d}{self.SUFFIX}"
+
+    def write(self, batch: Batch) -> None:
+        data = orjson.dumps({"no": batch.no, "tables": batch.tables}, default=_encode)
+        path = self._path(batch.no)
+        tmp = path.with_suffix(".tmp")
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        with self._lock:
+            self._numbers.add(batch.no)
+
+    def read(self, no: int) -> Batch:
+        data = orjson.loads(self._path(no).read_bytes())
+        tables = {t: _decode(t, rows) for t, rows in data["tables"].items()}
+        return Batch(data["no"], tables)
+
+    def remove(self, no: int) -> None:
+        self._path(no).unlink(missing_ok=True)
+        with self._lock:
+            self._numbers.discard(no)
+
+    def reject(self, batch: Batch, exc: Exception) -> None:
+        """Keep a batch the database refused, with the reason, out of the way."""
+        rejected = self.dir / "rejected"
+        rejected.mkdir(exist_ok=True)
+        path = rejected / f"{batch.no:012d}{self.SUFFIX}"
+        path.write_bytes(orjson.dumps({"no": batch.no, "tables": batch.tables}, default=_encode))
+        path.with_suffix(".error").write_text(f"{type(exc).__name__}: {exc}\n")
+        log.error("writer: PostgreSQL refused batch %d (%s); kept in %s", batch.no, exc, path)
+
+    def reject_file(self, no: int) -> None:
+        rejected = self.dir / "rejected"
+        rejected.mkdir(exist_ok=True)
+        os.replace(self._path(no), rejected / self._path(no).name)
+        with self._lock:
+            self._numbers.discard(no)
+
+
+def _encode(value):
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, (set, frozenset)):
+        return sorted(value)
+    raise TypeError(f"cannot journal {type(value).__name__}")
+
+
+def _dt(value):
+    return None if value is None else datetime.fromisoformat(value)
+
+
+def _dec(value):
+    return None if value is None else Decimal(value)
+
+
+def _keep(value):
+    return value
+
+
+# Column decoders per table (JSON gives back str/int/bool/list/dict).
+_DECODERS = {
+    # market_ticker, received_at, session_id, sid, seq, side, price, delta, ts
+    "deltas": (_keep, _dt, _keep, _keep, _keep, _keep, _dec, _dec, _dt),
+    # market_ticker, received_at, session_id, sid, seq, source, yes, no, ts
+    "snapshots": (_keep, _dt, _keep, _keep, _keep, _keep, _keep, _keep, _dt),
+    # market_ticker, ts, trade_id, yes, no, count, outcome, book, taker, block, received_at, source
+    "trades": (_keep, _dt, _keep, _dec, _dec, _dec, _keep, _keep, _keep, _keep, _dt, _keep),
+    # market_ticker, event_ticker, event_type, received_at, ts, session, sid, seq, payload
+    "lifecycle": (_keep, _keep, _keep, _dt, _dt, _keep, _keep, _keep, _keep),
+}
+# ticker, channel, reason, session, sid, expected, received, detected_at, recovered_at, tickers
+_GAP_OPEN = (_keep, _keep, _keep, _keep, _keep, _keep, _keep, _dt, _dt, _keep)
+
+
+def _decode(table: str, rows: list) -> list:
+    if table == "gaps":
+        out = []
+        for kind, row in rows:
+            if kind == ingest.GAP_OPEN:
+                out.append((kind, tuple(f(v) for f, v in zip(_GAP_OPEN, row))))
+            else:
+                ticker, channel, at = row
+                out.append((kind, (ticker, channel, _dt(at))))
+        return out
+    decoders = _DECODERS[table]
+    return [tuple(f(v) for f, v in zip(decoders, row)) for row in rows]
