@@ -21,7 +21,7 @@ from collector.discovery import Selection
 from collector.kalshi.client import Credentials
 from collector.runner import Collector, collect
 from collector.simulator import FaultConfig, Simulator
-from markets.models import OrderbookDelta, OrderbookSnapshot, Trade
+from markets.models import OrderbookDelta, OrderbookSnapshot, Settlement, Trade
 from markets.replay import book_at
 
 WAIT_S = 60.0  # an upper bound for a wait, never a timing assertion
@@ -63,6 +63,16 @@ class Run:
     collector: Collector | None = None
     first_trade: int = 0  # index in sim.trades() of the first trade owed to us
     start_markets: frozenset = frozenset()
+    resumed_ms: int = 0  # simulator time when recording began
+
+    def created_markets(self) -> set[str]:
+        """Markets the exchange created while we recorded."""
+        return {t for t, m in self.sim.markets().items() if m.created_ms >= self.resumed_ms}
+
+    def owed_settlements(self) -> dict:
+        """Settlements determined while we recorded, by ticker."""
+        return {s.market_ticker: s for s in self.sim.settlements()
+                if s.determined_ms is not None and s.determined_ms >= self.resumed_ms}
 
     def alive(self) -> bool:
         """True while the collector runs; re-raises what stopped it."""
@@ -110,6 +120,7 @@ async def start_run(sim: Simulator, config: CollectorConfig, selection: Selectio
     await wait_for(lambda: run.pipeline.books and run.books_match_truth() and run.alive(), "initial snapshots")
     run.start_markets = frozenset(run.collector.feed.markets)
     run.first_trade = len(sim.trades())
+    run.resumed_ms = sim.clock()
     sim.resume()
     return run
 
@@ -153,6 +164,14 @@ def _recorded_books(tickers) -> dict:
 
 async def recorded_books(tickers) -> dict:
     return await run_db(_recorded_books, sorted(tickers))
+
+
+def _stored_settlements() -> dict:
+    return {s.market_ticker: s for s in Settlement.objects.all()}
+
+
+async def stored_settlements() -> dict:
+    return await run_db(_stored_settlements)
 
 
 def _stored_trades() -> tuple[int, dict]:

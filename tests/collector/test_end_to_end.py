@@ -6,12 +6,24 @@ trades equal the simulator's, exactly.
 """
 
 import asyncio
+from datetime import datetime, timezone
 
 import pytest
 
-from collector.simulator import FaultConfig, Simulator
+from collector.db import run_db
+from collector.simulator import EngineConfig, FaultConfig, Simulator, SimulatorConfig
 
-from .e2e import finish_run, recorded_books, start_run, stored_trades, collector_config, truth_trades
+from .e2e import (
+    collector_config,
+    finish_run,
+    recorded_books,
+    start_run,
+    stored_settlements,
+    stored_trades,
+    truth_trades,
+)
+
+from markets.models import SequenceGap
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -52,5 +64,59 @@ async def test_clean_run_stores_the_true_books_and_every_trade(tmp_path):
     print(final)
     assert final["frames"] > 100
     assert final.get("malformed", 0) == final.get("gaps", 0) == final.get("duplicates", 0) == 0
+    assert_books_equal_truth(sim, await recorded_books(run.start_markets))
+    await assert_trades_equal_truth(run)
+
+
+async def test_lifecycle_new_markets_are_recorded_and_settlements_stored(tmp_path):
+    engine = EngineConfig(markets=6, lifecycle_probability=0.15, determine_after_steps=10, settle_after_steps=20)
+    sim = Simulator(SimulatorConfig(engine=engine), seed=4, rate=200)
+    run, final = await record(sim, tmp_path)
+
+    created = run.created_markets()
+    assert created, "the simulator created no market: the test proves nothing"
+    books = await recorded_books(run.start_markets | created)
+    assert_books_equal_truth(sim, books)
+
+    owed = run.owed_settlements()
+    assert any(s.settled_ms for s in owed.values()), "nothing settled: the test proves nothing"
+    stored = await stored_settlements()
+    for ticker, truth in owed.items():
+        row = stored[ticker]
+        assert (row.result, row.settlement_value) == (truth.result, truth.settlement_value), ticker
+        assert row.determined_at is not None
+        if truth.settled_ms:
+            assert row.settled_at == datetime.fromtimestamp(truth.settled_ms // 1000, tz=timezone.utc)
+            assert ticker not in run.collector.feed.markets  # its book was unsubscribed
+    await assert_trades_equal_truth(run)
+
+
+async def test_faults_gaps_duplicates_malformed_and_disconnects_are_survived(tmp_path):
+    faults = FaultConfig(drop_rate=0.03, duplicate_rate=0.02, malformed_rate=0.01, numeric_rate=0.05,
+                         disconnect_every_frames=700)
+    sim = Simulator(seed=21, markets=10, rate=200, faults=faults)
+    run, final = await record(sim, tmp_path, seconds=4.0)
+    print(final)
+
+    # The faults happened, and the collector saw each kind.
+    assert final["duplicates"] > 0 and final["malformed"] > 0
+    assert final["gaps"] > 0 and final["reconnects"] > 0
+
+    # Every gap is on record, and each book gap was closed by a fresh snapshot.
+    gaps = await run_db(lambda: list(SequenceGap.objects.filter(channel="orderbook_delta").exclude(
+        recovered_at__isnull=True).values_list("market_ticker", "reason", "session_id", "sid",
+                                                "expected_seq", "received_seq")))
+    reasons = {g[1] for g in gaps}
+    assert {"seq_gap", "disconnect"} <= reasons
+    open_gaps = await run_db(lambda: list(SequenceGap.objects.filter(
+        channel="orderbook_delta", recovered_at__isnull=True).exclude(reason="disconnect")))
+    assert open_gaps == []
+    seq_gap_events = {(g[2], g[3], g[4], g[5]) for g in gaps if g[1] == "seq_gap"}
+    assert len(seq_gap_events) <= final["gaps"]
+
+    # Trades lost in gaps came back through the REST backfill.
+    assert final["trades_backfilled"] > 0
+
+    # Books are right again, and trades are complete, each stored once.
     assert_books_equal_truth(sim, await recorded_books(run.start_markets))
     await assert_trades_equal_truth(run)
