@@ -90,7 +90,7 @@ class Session:
         if handler is None:
             return [_error(5, cid)]
         params = command.get("params")
-        if handler is not self._list and not isinstance(params, dict):
+        if command.get("cmd") != "list_subscriptions" and not isinstance(params, dict):
             return [_error(2, cid)]
         return handler(cid, params or {})
 

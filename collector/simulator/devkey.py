@@ -1,0 +1,31 @@
+"""A development key pair for running the collector against the local simulator.
+
+`kalshi_sim --dev-key var/sim-dev-key.pem` creates the private key there if
+it is missing (var/ is git-ignored) and accepts it, so the collector can be
+pointed at the simulator with KALSHI_PRIVATE_KEY_PATH set to the same file.
+Never a production key: it is generated unencrypted on this machine.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from collector.kalshi import auth
+
+DEV_KEY_ID = "sim-dev-key"
+
+
+def ensure_dev_key(path: str | Path) -> rsa.RSAPrivateKey:
+    """The private key at `path`, created (mode 0600) when the file does not exist."""
+    path = Path(path)
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        key = auth.generate_private_key()
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as out:
+            out.write(auth.private_key_pem(key))
+        return key
+    return auth.load_private_key(path)
