@@ -54,6 +54,9 @@ SID_REPLY_TIMEOUT_S = 30.0  # how long a subscribe may wait for its `subscribed`
 # A connection that stayed up this long "worked": the next failure starts
 # the backoff from the beginning again.
 GOOD_CONNECTION_S = 30.0
+# A settled market in a gap keeps its subscription this long for its snapshot.
+RETIRE_WAIT_S = 30.0
+RETIRE_POLL_S = 0.1
 RETRYABLE_HTTP_STATUSES = frozenset({429, 500, 502, 503, 504})
 
 
@@ -203,14 +206,15 @@ class Session:
             tickers = [t for t in tickers if self.subs.book_sid_of(t) is None]
             if not tickers:
                 return
-            start = 0
-            if self.subs.book_sid() is None:
-                future = await self.subscribe([BOOK_CHANNEL], tickers[:batch])
-                await asyncio.wait_for(asyncio.shield(future), SID_REPLY_TIMEOUT_S)
-                start = batch
-            for i in range(start, len(tickers), batch):
-                sid = self.subs.book_sid()
+            for i in range(0, len(tickers), batch):
                 chunk = tickers[i : i + batch]
+                sid = self.subs.book_sid()
+                if sid is None:
+                    # No book subscription (yet, or Kalshi ended it): open one
+                    # and wait for its sid, which the next batches join.
+                    future = await self.subscribe([BOOK_CHANNEL], chunk)
+                    await asyncio.wait_for(asyncio.shield(future), SID_REPLY_TIMEOUT_S)
+                    continue
                 self.subs.book_tickers[sid].update(chunk)
                 await self.send("update_subscription", {
                     "sid": sid, "market_tickers": chunk, "action": "add_markets",
@@ -230,6 +234,10 @@ class Session:
             })
 
     async def request_snapshots(self, sid: int, tickers: list[str]) -> None:
+        if sid not in self.subs.book_tickers:
+            # Kalshi ended that sid (error 10/25): the resubscribe that
+            # follows brings fresh snapshots; asking it would get error 7.
+            return
         batch = self.config.subscribe_batch
         for start in range(0, len(tickers), batch):
             await self.send("update_subscription", {
@@ -342,11 +350,11 @@ class KalshiFeed:
         if isinstance(command, cmd.RequestSnapshots):
             await session.request_snapshots(command.sid, list(command.market_tickers))
         elif isinstance(command, cmd.Resubscribe):
-            tickers = list(command.market_tickers or ())
             if command.channel == BOOK_CHANNEL:
-                batch = self.config.subscribe_batch
-                for start in range(0, len(tickers), batch):
-                    await session.subscribe([BOOK_CHANNEL], tickers[start : start + batch])
+                # The old sid is gone; the books go to a live sid or a new
+                # one. In a task: opening a sid waits for a reply this loop reads.
+                tickers = [t for t in command.market_tickers if t in self.markets]
+                asyncio.create_task(self._guarded(session.subscribe_books(tickers)))
             else:
                 await session.subscribe([command.channel])
         elif isinstance(command, cmd.MarketCreated):
@@ -356,7 +364,7 @@ class KalshiFeed:
                 await self.add_markets([command.market_ticker])
             self.actions.submit(command)
         elif isinstance(command, cmd.MarketSettled):
-            await self.remove_markets([command.market_ticker])
+            asyncio.create_task(self._guarded(self.retire_market(command.market_ticker)))
             self.actions.submit(command)
         else:
             self.actions.submit(command)
@@ -368,11 +376,24 @@ class KalshiFeed:
         if new and self.session is not None:
             asyncio.create_task(self._guarded(self.session.subscribe_books(new)))
 
-    async def remove_markets(self, tickers: list[str]) -> None:
-        """Stop recording these markets' books."""
-        self.markets.difference_update(tickers)
+    async def retire_market(self, ticker: str) -> None:
+        """Stop recording a settled market's book, once that book is whole.
+
+        A settled market's book no longer changes, but if it is in a gap its
+        fresh snapshot is on the way: unsubscribing now would leave the gap
+        open forever, so wait for it (at most RETIRE_WAIT_S).
+        """
+        self.markets.discard(ticker)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + RETIRE_WAIT_S
+        while loop.time() < deadline:
+            live = self.pipeline.books.get(ticker)
+            if live is None or live.reliable:
+                break
+            await asyncio.sleep(RETIRE_POLL_S)
         if self.session is not None:
-            await self.session.unsubscribe_books(tickers)
+            logger.info("ws unsubscribe settled market=%s", ticker)
+            await self.session.unsubscribe_books([ticker])
 
     @staticmethod
     async def _guarded(coro) -> None:
