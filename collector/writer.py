@@ -184,7 +184,6 @@ class Writer:
             except _REFUSED as exc:
                 # Not a connectivity problem: keep the rows aside, loudly.
                 if batch is not None:
-                    self._reset_connection()
                     self.journal.reject(batch, exc)
                     self.counters["batches_rejected"] += 1
                     batch = None
@@ -217,7 +216,6 @@ class Writer:
             except _UNREACHABLE:
                 raise
             except _REFUSED as exc:
-                self._reset_connection()
                 self.journal.reject(batch, exc)
                 self.journal.remove(no)
                 self.counters["batches_rejected"] += 1
