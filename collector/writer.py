@@ -51,7 +51,9 @@ TABLES = ("snapshots", "deltas", "trades", "lifecycle", "gaps")
 _INGEST = {
     "snapshots": ingest.snapshots_ingest,
     "deltas": ingest.deltas_ingest,
-    "trades": ingest.trades_ingest,
+    # By trade_id, not only by key: a REST backfill of the same window may
+    # have stored a trade with a differently rounded timestamp.
+    "trades": ingest.trades_ingest_new_ids,
     "lifecycle": ingest.lifecycle_ingest,
     "gaps": ingest.gaps_apply,
 }
