@@ -37,7 +37,14 @@ from pathlib import Path
 
 import orjson
 import psycopg
-from django.db import DatabaseError, InterfaceError, OperationalError, connection
+from django.db import (
+    DatabaseError,
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+    connection,
+    transaction,
+)
 
 from markets import ingest
 
@@ -57,8 +64,13 @@ _INGEST = {
     "lifecycle": ingest.lifecycle_ingest,
     "gaps": ingest.gaps_apply,
 }
+# A live batch is written once, so its deltas and snapshots cannot be stored
+# yet: a plain COPY is enough (and much cheaper). Should one be there after
+# all, the batch is written again with the idempotent loads above.
+_APPEND = {**_INGEST, "snapshots": ingest.snapshots_append, "deltas": ingest.deltas_append}
 # PostgreSQL is not there (down, restarting, network): retry later.
 _UNREACHABLE = (OperationalError, InterfaceError, psycopg.OperationalError, psycopg.InterfaceError)
+_DUPLICATE = (IntegrityError, psycopg.IntegrityError)
 # PostgreSQL refused the rows themselves.
 _REFUSED = (DatabaseError, psycopg.DatabaseError)
 
@@ -178,7 +190,10 @@ class Writer:
             try:
                 self._replay(upto=batch.no if batch else None)
                 if batch is not None:
-                    self._write(batch)
+                    try:
+                        self._write(batch, _APPEND)
+                    except _DUPLICATE:
+                        self._write(batch, _INGEST)
                     batch = None
                 self._db_ok()
             except _UNREACHABLE as exc:
@@ -193,15 +208,13 @@ class Writer:
             self.journal.write(batch)
             self.counters["batches_journaled"] += 1
 
-    def _write(self, batch: Batch) -> None:
-        from django.db import transaction
-
+    def _write(self, batch: Batch, loads=_INGEST) -> None:
         written = 0
         with transaction.atomic():
             for table in TABLES:
                 rows = batch.tables.get(table)
                 if rows:
-                    written += _INGEST[table](rows)
+                    written += loads[table](rows)
         self.counters["rows_written"] += written
         self.counters["batches_written"] += 1
 

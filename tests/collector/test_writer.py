@@ -263,3 +263,20 @@ def test_a_batch_postgres_refuses_is_kept_aside_and_the_rest_is_written(tmp_path
     assert "numeric" in rejected[0].with_suffix(".error").read_text().lower()
     assert list(OrderbookDelta.objects.values_list("seq", flat=True)) == [2]
     assert LifecycleEvent.objects.get().payload == {"market_ticker": "A"}
+
+
+@pytest.mark.django_db
+def test_a_live_batch_holding_stored_rows_falls_back_to_the_idempotent_load(tmp_path):
+    writer = Writer(CollectorConfig(journal_dir=tmp_path))
+    row = ("A", T0, 1, 2, 1, "yes", D("0.5000"), D("1.00"), None)
+    snap = ("A", T0, 1, 2, 1, "subscribe", [["0.5000", "1.00"]], [], None)
+    writer.add_delta(row)
+    writer.add_snapshot(snap)
+    writer.flush_sync()
+    writer.add_delta(row)  # e.g. a second collector stamping the same key
+    writer.add_delta(("A", T0 + timedelta(seconds=1), 1, 2, 2, "yes", D("0.5000"), D("1.00"), None))
+    writer.add_snapshot(snap)
+    writer.flush_sync()
+    assert list(OrderbookDelta.objects.order_by("seq").values_list("seq", flat=True)) == [1, 2]
+    assert OrderbookSnapshot.objects.count() == 1
+    assert writer.counters["batches_rejected"] == 0 and writer.journal.count == 0
