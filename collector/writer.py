@@ -204,6 +204,13 @@ class Writer:
                     self.journal.reject(batch, exc)
                     self.counters["batches_rejected"] += 1
                     batch = None
+            except Exception as exc:  # noqa: BLE001 - a bug must not stop collection
+                log.exception("writer: unexpected failure writing batch")
+                self._reset_connection()
+                if batch is not None:
+                    self.journal.reject(batch, exc)
+                    self.counters["batches_rejected"] += 1
+                    batch = None
         if batch is not None:
             self.journal.write(batch)
             self.counters["batches_journaled"] += 1
