@@ -205,9 +205,18 @@ def _parse(data, raw) -> Message:
     kind = data.get("type")
     if not isinstance(kind, str):
         raise MalformedFrame("frame has no string `type`", raw)
-    sid = _opt_int(data, "sid", raw)
-    seq = _opt_int(data, "seq", raw)
-    cmd_id = _opt_int(data, "id", raw)
+    get = data.get
+    sid = get("sid")
+    seq = get("seq")
+    cmd_id = get("id")
+    # Inline checks: this runs for every frame.
+    if (
+        (sid is not None and type(sid) is not int)
+        or (seq is not None and type(seq) is not int)
+        or (cmd_id is not None and type(cmd_id) is not int)
+    ):
+        for key in ("sid", "seq", "id"):
+            _opt_int(data, key, raw)
     parser = _PARSERS.get(kind)
     if parser is None:
         return UnhandledMsg(kind, sid, seq, cmd_id, data.get("msg"))
