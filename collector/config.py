@@ -32,7 +32,7 @@ class CollectorConfig:
     # writer spills them to the journal instead of growing.
     flush_rows: int = 5000
     flush_seconds: float = 0.5
-    max_buffered_rows: int = 200_000
+    max_buffered_rows: int = 100_000
     journal_dir: Path = field(default_factory=_default_journal_dir)
     # After PostgreSQL fails, wait this long (doubling up to the max) before
     # trying it again; meanwhile batches go straight to the journal.

@@ -21,8 +21,11 @@ A gap on the trade channel records one channel-wide row and asks for a REST
 backfill of the window; on the lifecycle channel it records a channel-wide
 row. Terminal errors 10/25 and a lost connection are gaps too.
 
-Book prices are stored as received: no-leg pricing (the I/O layer subscribes
-with use_yes_price=false, see CollectorConfig.use_yes_price).
+Book prices are stored in no-leg pricing, as Kalshi sends them with
+use_yes_price=false (the I/O layer sends the flag from
+CollectorConfig.use_yes_price). Should the flag be set, NO-side prices arrive
+on the YES scale and are turned back into no-leg prices (1 - p) here, so the
+stored record never mixes the two.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ import logging
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from decimal import Decimal
 
 from markets.book import OrderBook
 from markets.models import GapReason, SnapshotSource
@@ -78,6 +82,7 @@ _CHANNEL_OF = {
     EventFeeUpdateMsg: LIFECYCLE,
 }
 _ONE_MICROSECOND = timedelta(microseconds=1)
+_ONE_DOLLAR = Decimal(1)
 # Plain strings (not the enum members) in rows: the drivers and the journal
 # then see exactly the stored value.
 SUBSCRIBE = SnapshotSource.SUBSCRIBE.value
@@ -132,6 +137,7 @@ class Pipeline:
         self._every_deltas = self.config.checkpoint_every_deltas
         self._every_time = timedelta(seconds=self.config.checkpoint_every_seconds)
         self._margin = timedelta(seconds=self.config.backfill_margin_seconds)
+        self._yes_scale = self.config.use_yes_price
         self.counters: Counter = Counter()
         self._by_type: Counter = Counter()
         self._lag: timedelta | None = None
@@ -246,11 +252,14 @@ class Pipeline:
             else:
                 self.counters["deltas_dropped"] += 1
             return
-        live.book.apply_delta(msg.side, msg.price, msg.delta)
+        price = msg.price
+        if self._yes_scale and msg.side == "no":
+            price = _ONE_DOLLAR - price
+        live.book.apply_delta(msg.side, price, msg.delta)
         seq = msg.seq if msg.seq is not None else 0
         session = self.session_id
         self.writer.add_delta(
-            (ticker, at, session, msg.sid, seq, msg.side, msg.price, msg.delta, msg.ts)
+            (ticker, at, session, msg.sid, seq, msg.side, price, msg.delta, msg.ts)
         )
         self.counters["deltas"] += 1
         if msg.ts is not None:
@@ -277,7 +286,10 @@ class Pipeline:
         live = self.books.get(ticker)
         # "subscribe": the ticker's first baseline in this session.
         source = RESYNC if live is not None else SUBSCRIBE
-        book = OrderBook.from_levels(msg.yes, msg.no)
+        no = msg.no
+        if self._yes_scale:
+            no = [(_ONE_DOLLAR - price, size) for price, size in no]
+        book = OrderBook.from_levels(msg.yes, no)
         self.books[ticker] = LiveBook(sid, book, True, 0, at)
         yes, no = book.snapshot_levels()
         seq = msg.seq if msg.seq is not None else 0
@@ -488,7 +500,12 @@ class Pipeline:
         return state
 
     def _stamp(self, received_at: datetime | None) -> datetime:
-        now = received_at if received_at is not None else self._clock()
+        if received_at is None:
+            now = self._clock()
+        elif received_at.tzinfo is None:
+            now = received_at.replace(tzinfo=timezone.utc)  # naive means UTC here
+        else:
+            now = received_at
         last = self._last_received
         if last is not None and now <= last:
             now = last + _ONE_MICROSECOND

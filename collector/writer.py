@@ -37,7 +37,14 @@ from pathlib import Path
 
 import orjson
 import psycopg
-from django.db import DatabaseError, InterfaceError, OperationalError, connection
+from django.db import (
+    DatabaseError,
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+    connection,
+    transaction,
+)
 
 from markets import ingest
 
@@ -51,12 +58,19 @@ TABLES = ("snapshots", "deltas", "trades", "lifecycle", "gaps")
 _INGEST = {
     "snapshots": ingest.snapshots_ingest,
     "deltas": ingest.deltas_ingest,
-    "trades": ingest.trades_ingest,
+    # By trade_id, not only by key: a REST backfill of the same window may
+    # have stored a trade with a differently rounded timestamp.
+    "trades": ingest.trades_ingest_new_ids,
     "lifecycle": ingest.lifecycle_ingest,
     "gaps": ingest.gaps_apply,
 }
+# A live batch is written once, so its deltas and snapshots cannot be stored
+# yet: a plain COPY is enough (and much cheaper). Should one be there after
+# all, the batch is written again with the idempotent loads above.
+_APPEND = {**_INGEST, "snapshots": ingest.snapshots_append, "deltas": ingest.deltas_append}
 # PostgreSQL is not there (down, restarting, network): retry later.
 _UNREACHABLE = (OperationalError, InterfaceError, psycopg.OperationalError, psycopg.InterfaceError)
+_DUPLICATE = (IntegrityError, psycopg.IntegrityError)
 # PostgreSQL refused the rows themselves.
 _REFUSED = (DatabaseError, psycopg.DatabaseError)
 
@@ -176,7 +190,10 @@ class Writer:
             try:
                 self._replay(upto=batch.no if batch else None)
                 if batch is not None:
-                    self._write(batch)
+                    try:
+                        self._write(batch, _APPEND)
+                    except _DUPLICATE:
+                        self._write(batch, _INGEST)
                     batch = None
                 self._db_ok()
             except _UNREACHABLE as exc:
@@ -184,7 +201,13 @@ class Writer:
             except _REFUSED as exc:
                 # Not a connectivity problem: keep the rows aside, loudly.
                 if batch is not None:
-                    self._reset_connection()
+                    self.journal.reject(batch, exc)
+                    self.counters["batches_rejected"] += 1
+                    batch = None
+            except Exception as exc:  # noqa: BLE001 - a bug must not stop collection
+                log.exception("writer: unexpected failure writing batch")
+                self._reset_connection()
+                if batch is not None:
                     self.journal.reject(batch, exc)
                     self.counters["batches_rejected"] += 1
                     batch = None
@@ -192,15 +215,13 @@ class Writer:
             self.journal.write(batch)
             self.counters["batches_journaled"] += 1
 
-    def _write(self, batch: Batch) -> None:
-        from django.db import transaction
-
+    def _write(self, batch: Batch, loads=_INGEST) -> None:
         written = 0
         with transaction.atomic():
             for table in TABLES:
                 rows = batch.tables.get(table)
                 if rows:
-                    written += _INGEST[table](rows)
+                    written += loads[table](rows)
         self.counters["rows_written"] += written
         self.counters["batches_written"] += 1
 
@@ -217,7 +238,6 @@ class Writer:
             except _UNREACHABLE:
                 raise
             except _REFUSED as exc:
-                self._reset_connection()
                 self.journal.reject(batch, exc)
                 self.journal.remove(no)
                 self.counters["batches_rejected"] += 1

@@ -95,6 +95,53 @@ def snapshots_ingest(rows: Sequence[tuple]) -> int:
     return _copy_idempotent(OrderbookSnapshot, SNAPSHOT_COLUMNS, "received_at", rows)
 
 
+def deltas_append(rows: Sequence[tuple]) -> int:
+    """Store deltas that cannot be stored yet, with a plain COPY.
+
+    For the live collector's batches, written once: about twice as fast as
+    deltas_ingest, because PostgreSQL skips the staging table and the
+    conflict checks. A row that is already stored makes it raise
+    IntegrityError (and store nothing): then load the batch with
+    deltas_ingest.
+    """
+    return _copy_plain(OrderbookDelta, DELTA_COLUMNS, "received_at", rows)
+
+
+def snapshots_append(rows: Sequence[tuple]) -> int:
+    """Store snapshots that cannot be stored yet; see deltas_append()."""
+    return _copy_plain(OrderbookSnapshot, SNAPSHOT_COLUMNS, "received_at", rows)
+
+
+def _copy_plain(model, columns, time_column, rows) -> int:
+    if not rows:
+        return 0
+    time_index = columns.index(time_column)
+    ensure_partitions(model, {_utc_day(row[time_index]) for row in rows})
+    json_indexes = [i for i, c in enumerate(columns) if c in ("yes_levels", "no_levels")]
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            raw = cursor.cursor
+            sql = f"COPY {model._meta.db_table} ({', '.join(columns)}) FROM STDIN"
+            with raw.copy(sql) as copy:
+                for row in _with_json(rows, json_indexes):
+                    copy.write_row(row)
+    return len(rows)
+
+
+def _with_json(rows, json_indexes):
+    if not json_indexes:
+        return rows
+    return (_json_row(row, json_indexes) for row in rows)
+
+
+def _json_row(row, json_indexes):
+    row = list(row)
+    for i in json_indexes:
+        if not isinstance(row[i], str):
+            row[i] = json.dumps(row[i])
+    return row
+
+
 def _copy_idempotent(model, columns, time_column, rows, extra_where=None) -> int:
     if not rows:
         return 0

@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 
 import orjson
 
@@ -32,6 +32,11 @@ from markets.fixedpoint import FixedPointError, parse_count, parse_price, price_
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _ONE = Decimal(1)
+_ZERO = Decimal(0)
+# A contract pays at most $1, so every price is within [0, 1]; counts must
+# fit the NUMERIC(18, 2) column. Anything else is a malformed frame here
+# rather than a batch the database refuses later.
+_MAX_COUNT = Decimal("1e16")
 SIDES = ("yes", "no")
 
 
@@ -200,9 +205,18 @@ def _parse(data, raw) -> Message:
     kind = data.get("type")
     if not isinstance(kind, str):
         raise MalformedFrame("frame has no string `type`", raw)
-    sid = _opt_int(data, "sid", raw)
-    seq = _opt_int(data, "seq", raw)
-    cmd_id = _opt_int(data, "id", raw)
+    get = data.get
+    sid = get("sid")
+    seq = get("seq")
+    cmd_id = get("id")
+    # Inline checks: this runs for every frame.
+    if (
+        (sid is not None and type(sid) is not int)
+        or (seq is not None and type(seq) is not int)
+        or (cmd_id is not None and type(cmd_id) is not int)
+    ):
+        for key in ("sid", "seq", "id"):
+            _opt_int(data, key, raw)
     parser = _PARSERS.get(kind)
     if parser is None:
         return UnhandledMsg(kind, sid, seq, cmd_id, data.get("msg"))
@@ -467,7 +481,7 @@ def _price(value) -> Decimal:
     if type(value) is str:
         cached = _price_cache.get(value)
         if cached is None:
-            cached = parse_price(value)
+            cached = _in_price_range(parse_price(value), value)
             if len(_price_cache) >= _CACHE_LIMIT:
                 _price_cache.clear()
             _price_cache[value] = cached
@@ -475,15 +489,36 @@ def _price(value) -> Decimal:
     if type(value) is float:
         raise _FloatSeen
     if type(value) is int or type(value) is Decimal:
-        return parse_price(value)
+        return _in_price_range(parse_price(value), value)
     raise MalformedFrame(f"price is not a number: {value!r}")
+
+
+def _in_price_range(price: Decimal, value) -> Decimal:
+    if not _ZERO <= price <= _ONE:
+        raise MalformedFrame(f"price outside [0, 1] dollars: {value!r}")
+    return price
+
+
+def _in_count_range(count: Decimal, value) -> Decimal:
+    if not -_MAX_COUNT < count < _MAX_COUNT:
+        raise MalformedFrame(f"count out of range: {value!r}")
+    return count
 
 
 def _count(value) -> Decimal:
     if type(value) is str:
         cached = _count_cache.get(value)
         if cached is None:
-            cached = parse_count(value)
+            # Counts vary more than prices; Kalshi's own shape ("136.00") is
+            # already exact to the cent, so it skips the general checks.
+            if len(value) > 3 and value[-3] == "." and value[-2:].isdigit():
+                try:
+                    cached = Decimal(value)
+                except InvalidOperation:
+                    raise MalformedFrame(f"count is not a number: {value!r}") from None
+            else:
+                cached = parse_count(value)
+            _in_count_range(cached, value)
             if len(_count_cache) >= _CACHE_LIMIT:
                 _count_cache.clear()
             _count_cache[value] = cached
@@ -491,7 +526,7 @@ def _count(value) -> Decimal:
     if type(value) is float:
         raise _FloatSeen
     if type(value) is int or type(value) is Decimal:
-        return parse_count(value)
+        return _in_count_range(parse_count(value), value)
     raise MalformedFrame(f"count is not a number: {value!r}")
 
 
@@ -500,7 +535,7 @@ def _cents(value) -> Decimal:
         raise _FloatSeen
     if type(value) is bool:
         raise MalformedFrame(f"price in cents is not a number: {value!r}")
-    return price_from_cents(value)
+    return _in_price_range(price_from_cents(value), value)
 
 
 def _levels(msg: dict, side: str) -> tuple[list[tuple[Decimal, Decimal]], bool]:
@@ -529,7 +564,12 @@ def _pairs(levels, read_price) -> list[tuple[Decimal, Decimal]]:
     return out
 
 
+_last_ms: list = [None, None]  # one-entry cache: bursts share a timestamp
+
+
 def _from_ms(value) -> datetime:
+    if value == _last_ms[0] and type(value) is int:
+        return _last_ms[1]
     if type(value) is not int:
         if type(value) is float:
             raise _FloatSeen
@@ -537,7 +577,9 @@ def _from_ms(value) -> datetime:
             value = int(value)
         else:
             raise MalformedFrame(f"ts_ms is not an integer: {value!r}")
-    return _EPOCH + timedelta(milliseconds=value)
+    result = _EPOCH + timedelta(milliseconds=value)
+    _last_ms[0], _last_ms[1] = value, result
+    return result
 
 
 def _from_seconds(value) -> datetime:

@@ -235,6 +235,12 @@ def test_lifecycle_determined_and_event_lifecycle():
         ('{"type":"trade","sid":2,"seq":3,"msg":{"trade_id":"t","market_ticker":"X",'
          '"yes_price_dollars":true,"count_fp":"1.00","ts_ms":1}}', "not a number"),
         ('{"type":"error","msg":{"code":"x","msg":"?"}}', "code"),
+        ('{"type":"orderbook_delta","sid":2,"seq":3,"msg":{"market_ticker":"X","side":"yes",'
+         '"price_dollars":"1.5000","delta_fp":"1.00"}}', "outside [0, 1]"),
+        ('{"type":"orderbook_delta","sid":2,"seq":3,"msg":{"market_ticker":"X","side":"yes",'
+         '"price":150,"delta":1}}', "outside [0, 1]"),
+        ('{"type":"orderbook_delta","sid":2,"seq":3,"msg":{"market_ticker":"X","side":"yes",'
+         '"price_dollars":"0.5000","delta_fp":"10000000000000000.00"}}', "out of range"),
     ],
 )
 def test_malformed_frames_raise_with_reason_and_raw(raw, reason):

@@ -459,3 +459,21 @@ def test_ok_list_changes_the_tickers_of_a_sid(make):
     assert set(pipeline.books) == {"A"}
     feed(pipeline, f.dump({"id": 10, "sid": 2, "seq": 4, "type": "unsubscribed"}))
     assert pipeline.books == {}
+
+
+def test_yes_scale_no_prices_are_stored_as_no_leg_prices(make):
+    """With use_yes_price on, a NO bid at 30c arrives as 0.7000: it is stored as 0.3000."""
+    pipeline, writer = make(use_yes_price=True)
+    subscribe_books(pipeline, tickers=("A",))
+    feed(
+        pipeline,
+        f.snapshot(2, 1, "A", yes=[["0.4000", "1.00"]], no=[["0.7000", "5.00"]]),
+        f.delta(2, 2, "A", "no", "0.7000", "-1.00"),
+        f.delta(2, 3, "A", "yes", "0.4000", "1.00"),
+    )
+    writer.flush_sync()
+    assert pipeline.books["A"].book.no == {D("0.3000"): D("4.00")}
+    assert pipeline.books["A"].book.yes == {D("0.4000"): D("2.00")}
+    assert OrderbookSnapshot.objects.get().no_levels == [["0.3000", "5.00"]]
+    assert stored_deltas("A") == [(2, "no", D("0.3000"), D("-1.00")), (3, "yes", D("0.4000"), D("1.00"))]
+    assert_replay_matches_live(pipeline)

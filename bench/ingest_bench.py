@@ -1,0 +1,259 @@
+"""End-to-end ingest benchmark of the collector core (not a test: it prints numbers).
+
+    DEBUG=1 .venv/bin/python bench/ingest_bench.py [--frames 1000000] [--markets 2000]
+
+1. Generates a recorded-style stream as JSON text (not timed): subscribe
+   replies, one snapshot per market, then order-book deltas and trades
+   interleaved on one sid each, written to a temporary file and read back
+   line by line while timing, as frames off a socket would be.
+2. Stages, each on the same stream: parsing alone; parse + sequence + books +
+   checkpoints with a writer that discards rows; and the whole pipeline into
+   the partitioned tables of a scratch database (`kalshi_bench`, dropped at
+   the end), the Writer flushing in its worker thread while frames are fed.
+   The end-to-end time runs until the last row is committed.
+3. The yardstick, in the same run: plain COPY of the very rows the pipeline
+   stored (dumped from the tables, which are then emptied) back into the same
+   partitioned tables.
+4. Peak memory (VmHWM) of this process after the pipeline stage, with every
+   market's book held.
+
+The machine is shared: note the load average printed at the start.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import random
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "kalshi_data.settings")
+os.environ.setdefault("DEBUG", "1")
+
+import django  # noqa: E402
+
+django.setup()
+
+import orjson  # noqa: E402
+from django.core.management import call_command  # noqa: E402
+from django.db import connection  # noqa: E402
+from django.test.utils import setup_databases, teardown_databases  # noqa: E402
+
+from collector.config import CollectorConfig  # noqa: E402
+from collector.kalshi.messages import parse_frame  # noqa: E402
+from collector.pipeline import Pipeline  # noqa: E402
+from collector.writer import Writer  # noqa: E402
+
+BENCH_DB = "kalshi_bench"
+BOOK_SID, TRADE_SID = 1, 2
+TABLES = ("orderbook_deltas", "trades", "orderbook_snapshots")
+
+
+def generate(path: Path, frames: int, markets: int, trade_share: float, seed: int) -> int:
+    """Write the stream, one frame per line; returns the number of frames."""
+    rng = random.Random(seed)
+    tickers = [f"KXBENCH-26NOV24-T{i:05d}" for i in range(markets)]
+    ids = {t: f"00000000-0000-4000-8000-{i:012d}" for i, t in enumerate(tickers)}
+    now_ms = int(time.time() * 1000)
+    count = 0
+    with open(path, "wb") as out:
+        def emit(frame):
+            nonlocal count
+            out.write(orjson.dumps(frame))
+            out.write(b"\n")
+            count += 1
+
+        emit({"id": 1, "type": "subscribed", "msg": {"channel": "orderbook_delta", "sid": BOOK_SID}})
+        emit({"id": 1, "type": "subscribed", "msg": {"channel": "trade", "sid": TRADE_SID}})
+        book_seq = trade_seq = 0
+        for t in tickers:
+            book_seq += 1
+            mid = rng.randint(20, 80)
+            yes = [[f"0.{p:02d}00", f"{rng.randint(1, 50000) / 100:.2f}"] for p in range(mid - 10, mid)]
+            no = [[f"0.{p:02d}00", f"{rng.randint(1, 50000) / 100:.2f}"]
+                  for p in range(100 - mid - 10, 100 - mid)]
+            emit({"type": "orderbook_snapshot", "sid": BOOK_SID, "seq": book_seq,
+                  "msg": {"market_ticker": t, "market_id": ids[t],
+                          "yes_dollars_fp": yes, "no_dollars_fp": no}})
+        while count < frames:
+            t = tickers[rng.randrange(markets)]
+            now_ms += rng.randint(0, 2)
+            if rng.random() < trade_share:
+                trade_seq += 1
+                price = rng.randint(1, 99)
+                side = rng.choice(("yes", "no"))
+                emit({"type": "trade", "sid": TRADE_SID, "seq": trade_seq,
+                      "msg": {"trade_id": f"{rng.getrandbits(128):032x}", "market_ticker": t,
+                              "yes_price_dollars": f"0.{price:02d}00",
+                              "no_price_dollars": f"0.{100 - price:02d}00",
+                              "count_fp": f"{rng.randint(1, 100000) / 100:.2f}",
+                              "taker_side": side, "taker_outcome_side": side,
+                              "taker_book_side": "bid" if side == "yes" else "ask",
+                              "is_block_trade": False, "ts": now_ms // 1000, "ts_ms": now_ms}})
+            else:
+                book_seq += 1
+                emit({"type": "orderbook_delta", "sid": BOOK_SID, "seq": book_seq,
+                      "msg": {"market_ticker": t, "market_id": ids[t],
+                              "price_dollars": f"0.{rng.randint(1, 99):02d}00",
+                              "delta_fp": f"{rng.choice((-1, 1)) * rng.randint(1, 20000) / 100:.2f}",
+                              "side": rng.choice(("yes", "no")), "ts_ms": now_ms}})
+    return count
+
+
+def read_frames(path: Path):
+    with open(path, "rb") as f:
+        for line in f:
+            yield line
+
+
+class DiscardWriter:
+    """Takes rows and drops them: the pipeline's own cost, without the database."""
+
+    rows = 0
+
+    def _add(self, row):
+        self.rows += 1
+
+    add_delta = add_snapshot = add_trade = add_lifecycle = open_gap = _add
+
+    def close_gap(self, *args):
+        self.rows += 1
+
+
+def vm_kb(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+def stage_parse(path: Path, frames: int) -> float:
+    start = time.perf_counter()
+    for raw in read_frames(path):
+        parse_frame(raw)
+    return frames / (time.perf_counter() - start)
+
+
+def stage_pipeline_no_db(path: Path, frames: int, cfg) -> float:
+    writer = DiscardWriter()
+    pipeline = Pipeline(writer, cfg)
+    pipeline.start_session(1)
+    start = time.perf_counter()
+    for raw in read_frames(path):
+        pipeline.handle(raw)
+    return frames / (time.perf_counter() - start)
+
+
+async def stage_end_to_end(path: Path, cfg) -> tuple[float, Pipeline, Writer]:
+    writer = Writer(cfg)
+    pipeline = Pipeline(writer, cfg)
+    pipeline.start_session(int(time.time() * 1_000_000))
+    stop = asyncio.Event()
+    # Back-pressure for the benchmark: never let more than this wait in
+    # memory (the collector proper would spill to the journal instead).
+    high_water = cfg.max_buffered_rows // 2
+    start = time.perf_counter()
+    task = asyncio.create_task(writer.run(stop))
+    handle = pipeline.handle
+    n = 0
+    for raw in read_frames(path):
+        handle(raw)
+        n += 1
+        if n % 1000 == 0:
+            await asyncio.sleep(0)
+            while writer.pending_rows >= high_water:
+                await asyncio.sleep(0.002)
+    stop.set()
+    await task
+    elapsed = time.perf_counter() - start
+    return elapsed, pipeline, writer
+
+
+def yardstick_copy(tmpdir: Path) -> tuple[int, float]:
+    """Plain COPY of the stored rows back into the same tables; (rows, seconds)."""
+    dumps = {}
+    with connection.cursor() as cursor:
+        raw = cursor.cursor
+        for table in TABLES:
+            path = tmpdir / f"{table}.copy"
+            with open(path, "wb") as out, raw.copy(f"COPY (SELECT * FROM {table}) TO STDOUT") as copy:
+                for block in copy:
+                    out.write(block)
+            dumps[table] = path
+            raw.execute(f"TRUNCATE {table}")
+    connection.commit() if not connection.get_autocommit() else None
+    rows = 0
+    start = time.perf_counter()
+    with connection.cursor() as cursor:
+        raw = cursor.cursor
+        for table, path in dumps.items():
+            with open(path, "rb") as src, raw.copy(f"COPY {table} FROM STDIN") as copy:
+                while block := src.read(1 << 20):
+                    copy.write(block)
+            rows += raw.rowcount
+    elapsed = time.perf_counter() - start
+    return rows, elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--frames", type=int, default=1_000_000)
+    parser.add_argument("--markets", type=int, default=2000)
+    parser.add_argument("--trade-share", type=float, default=0.1)
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args()
+
+    print(f"load average at start: {os.getloadavg()}  cores: {os.cpu_count()}")
+    with tempfile.TemporaryDirectory(prefix="ingest-bench-") as tmp:
+        tmpdir = Path(tmp)
+        stream = tmpdir / "stream.jsonl"
+        t0 = time.perf_counter()
+        frames = generate(stream, args.frames, args.markets, args.trade_share, args.seed)
+        print(f"generated {frames:,} frames ({stream.stat().st_size / 1e6:.0f} MB) over "
+              f"{args.markets:,} markets in {time.perf_counter() - t0:.1f}s")
+
+        cfg = CollectorConfig(journal_dir=tmpdir / "journal")
+        print(f"config: flush_rows={cfg.flush_rows} flush_seconds={cfg.flush_seconds} "
+              f"checkpoint every {cfg.checkpoint_every_deltas} deltas / "
+              f"{cfg.checkpoint_every_seconds:.0f}s, max_buffered_rows={cfg.max_buffered_rows}")
+        print(f"parse only:                 {stage_parse(stream, frames):>10,.0f} frames/s")
+        print(f"pipeline, rows discarded:   {stage_pipeline_no_db(stream, frames, cfg):>10,.0f} frames/s")
+
+        connection.settings_dict.setdefault("TEST", {})["NAME"] = BENCH_DB
+        old_config = setup_databases(verbosity=0, interactive=False, keepdb=False)
+        try:
+            with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull):
+                call_command("pgpartition", "--yes", stdout=devnull)
+            rss_before = vm_kb("VmRSS")
+            elapsed, pipeline, writer = asyncio.run(stage_end_to_end(stream, cfg))
+            peak_kb = vm_kb("VmHWM")
+            stats = writer.stats()
+            rows = stats["rows_written"]
+            print(f"end to end (into PostgreSQL): {frames / elapsed:>8,.0f} frames/s, "
+                  f"{rows / elapsed:,.0f} rows/s ({rows:,} rows in {elapsed:.1f}s)")
+            counts = pipeline.counters
+            print(f"  deltas {counts['deltas']:,}  trades {counts['trades']:,}  "
+                  f"snapshots {counts['snapshots']:,}  checkpoints {counts['checkpoints']:,}  "
+                  f"gaps {counts['gaps']}  malformed {counts['malformed']}")
+            print(f"  writer: {stats['batches_written']} batches, spills {stats['spills']}, "
+                  f"journaled {stats['batches_journaled']}")
+            print(f"  books held: {len(pipeline.books):,}; memory: RSS before "
+                  f"{rss_before / 1024:.0f} MB, peak (VmHWM) {peak_kb / 1024:.0f} MB")
+            copy_rows, copy_elapsed = yardstick_copy(tmpdir)
+            print(f"yardstick, plain COPY of the same {copy_rows:,} rows: "
+                  f"{copy_rows / copy_elapsed:,.0f} rows/s ({copy_elapsed:.1f}s)")
+            print(f"load average at end: {os.getloadavg()}")
+        finally:
+            connection.close()
+            teardown_databases(old_config, verbosity=0)
+
+
+if __name__ == "__main__":
+    main()
