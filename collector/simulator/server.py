@@ -53,7 +53,9 @@ class Connection:
         for frame in frames:
             if self.closing:
                 return
-            if frame.data and frame.sid in self.session.subscriptions and self.queue.qsize() >= limit:
+            if frame.data and frame.sid not in self.session.subscriptions:
+                continue  # its subscription ended earlier in this batch (error 10/25)
+            if frame.data and self.queue.qsize() >= limit:
                 # Slow consumer: Kalshi ends the subscription with error 25.
                 self._put_all(self.session.end(frame.sid, 25))
                 continue

@@ -37,6 +37,7 @@ class Command(BaseCommand):
                             help="Frames queued for one client beyond which its subscription gets error 25 (default 10000).")
         parser.add_argument("--drop-rate", type=float, default=0.0, help="Fault: share of channel messages not sent (seq gaps).")
         parser.add_argument("--duplicate-rate", type=float, default=0.0, help="Fault: share of messages sent twice.")
+        parser.add_argument("--reorder-rate", type=float, default=0.0, help="Fault: share of messages held back and sent after the next one.")
         parser.add_argument("--malformed-rate", type=float, default=0.0, help="Fault: share of messages preceded by a malformed frame.")
         parser.add_argument("--numeric-rate", type=float, default=0.0, help="Fault: share of messages with JSON numbers where strings belong.")
         parser.add_argument("--terminal-error-rate", type=float, default=0.0,
@@ -73,7 +74,8 @@ class Command(BaseCommand):
                 historical_age_s=o["historical_age"],
                 outbound_queue_limit=o["queue_limit"],
                 faults=FaultConfig(
-                    drop_rate=o["drop_rate"], duplicate_rate=o["duplicate_rate"], malformed_rate=o["malformed_rate"],
+                    drop_rate=o["drop_rate"], duplicate_rate=o["duplicate_rate"], reorder_rate=o["reorder_rate"],
+                    malformed_rate=o["malformed_rate"],
                     numeric_rate=o["numeric_rate"], terminal_error_rate=o["terminal_error_rate"],
                     terminal_error_code=o["terminal_error_code"],
                     disconnect_every_frames=o["disconnect_every_frames"],

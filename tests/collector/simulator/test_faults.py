@@ -134,3 +134,12 @@ async def test_the_same_seed_gives_the_same_faults(make_sim):
             sim.step(200)
             runs.append(await client.until_barrier(raw=True))
     assert runs[0] == runs[1]
+
+
+async def test_reordered_frames_jump_then_go_back(make_sim):
+    sim = await make_sim(seed=1, markets=8, faults=FaultConfig(reorder_rate=0.1))
+    async with ws_connect(sim) as ws:
+        client, sid = await subscribed_client(sim, ws)
+        sim.step(300)
+        seqs = seqs_of(await client.until_barrier(), sid)
+    assert seqs != sorted(seqs) and sorted(seqs) == list(range(1, len(seqs) + 1))
