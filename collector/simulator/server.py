@@ -40,7 +40,8 @@ class Connection:
         self.session = Session(sim.exchange, sim.config.wire_format)
         self.faults = FaultInjector(sim.config.faults, seed=sim.config.seed, connection=number)
         self.queue: asyncio.Queue = asyncio.Queue()
-        self.frames_sent = 0
+        self.frames_sent = 0  # frames queued so far (what disconnect_every_frames counts)
+        self.unsent = 0  # frames queued and not yet written to the socket
         self.closing = False
 
     # Called synchronously by the simulator right after each exchange step.
@@ -72,6 +73,7 @@ class Connection:
 
     def _put(self, text: str) -> None:
         self.queue.put_nowait(text)
+        self.unsent += 1
         every = self.sim.config.faults.disconnect_every_frames
         self.frames_sent += 1
         if every and self.frames_sent % every == 0:
@@ -90,7 +92,12 @@ class Connection:
                 await self.ws.close(code=1001, message=b"going away")
                 return
             await self.ws.send_str(item)
-            self.queue.task_done()
+            self.unsent -= 1
+
+    @property
+    def pending(self) -> bool:
+        """Frames still to write on a socket that is still open."""
+        return self.unsent > 0 and not self.ws.closed
 
     async def heartbeat(self) -> None:
         """Ping with payload `heartbeat` every heartbeat_seconds, like Kalshi."""

@@ -39,6 +39,7 @@ from .wire import LEGACY
 
 # How often the running loop wakes to catch up with `rate` steps per second.
 TICK_SECONDS = 0.02
+DRAIN_POLL_SECONDS = 0.005
 
 
 @dataclass(frozen=True)
@@ -149,11 +150,8 @@ class Simulator:
     async def drain(self, timeout: float = 10.0) -> None:
         """Wait until every frame queued for every client has been written."""
         async def all_sent():
-            while any(not c.closing and c.queue.qsize() for c in self.connections):
-                await asyncio.sleep(0.005)
-            for connection in list(self.connections):
-                if not connection.closing:
-                    await connection.queue.join()
+            while any(c.pending for c in self.connections):
+                await asyncio.sleep(DRAIN_POLL_SECONDS)
 
         await asyncio.wait_for(all_sent(), timeout)
 

@@ -135,7 +135,7 @@ def ticker_msg(market: Market, book: OrderBook, ts_ms: int, *, fmt: str) -> dict
         "dollar_open_interest": int(market.open_interest * last),
         "yes_bid_size_fp": format_count(yes_bid[1] if yes_bid else Decimal(0)),
         "yes_ask_size_fp": format_count(yes_ask[1] if yes_ask else Decimal(0)),
-        "last_trade_size_fp": format_count(Decimal(0)),
+        "last_trade_size_fp": format_count(market.last_trade_size),
         "ts": ts_ms // 1000,
         "ts_ms": ts_ms,
         "time": iso(ts_ms - ts_ms % 1000),

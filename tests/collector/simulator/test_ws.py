@@ -214,3 +214,24 @@ async def test_legacy_format_sends_integer_cents_and_counts(make_sim):
         assert isinstance(delta["price"], int) and isinstance(delta["delta"], int) and "price_dollars" not in delta
         trade = next(f for f in frames if f["type"] == "trade")["msg"]
         assert isinstance(trade["yes_price"], int) and isinstance(trade["count"], int)
+
+
+async def test_running_simulator_pauses_drains_and_matches_the_truth(make_sim):
+    """The way an end-to-end test stops the world: pause, drain, compare."""
+    sim = await make_sim(seed=13, markets=6, rate=2000)
+    tickers = active_tickers(sim)
+    async with ws_connect(sim) as ws:
+        client = Client(ws)
+        await client.send("subscribe", {"channels": ["orderbook_delta"], "market_tickers": tickers})
+        books: dict = {}
+        frames = []
+        while sim.stats["steps"] < 200:  # let the generator run on its own for a while
+            frames.append(await client.recv())
+        sim.pause()
+        await sim.drain()
+        frames += await client.until_barrier()
+        for frame in frames[1:]:
+            if frame["type"] != "error":
+                apply(books, frame, use_yes_price=False)
+        for ticker in tickers:
+            assert books[ticker] == sim.true_book(ticker)
