@@ -361,7 +361,11 @@ class Exchange:
     def _create(self, now_ms: int) -> list[ExchangeEvent]:
         out: list[ExchangeEvent] = []
         if self.rng.random() < 0.5 or not self.events:
-            series = self.rng.choice(list(self.series.values()))
+            if self.rng.random() < 0.2:
+                # A series nobody has seen yet: the collector must fetch it.
+                series = self._new_series(len(self.series), now_ms)
+            else:
+                series = self.rng.choice(list(self.series.values()))
             event = self._new_event(series, now_ms, day_offset=self.rng.randint(0, 5))
             out.append(EventCreated(event, now_ms))
         else:

@@ -90,12 +90,15 @@ class RestApi:
         status = q.get("status")
         if status is not None and status not in MARKET_STATUSES:
             raise BadRequest(f"invalid status: {status}")
+        if q.get("mve_filter") not in (None, "", "only", "exclude"):
+            raise BadRequest("mve_filter: must be only or exclude")
+        only_mve = q.get("mve_filter") == "only"  # the simulator lists no multivariate markets
         tickers = set(filter(None, q.get("tickers", "").split(","))) or None
         bounds = {k: _int(q, k, 0, 2**63 - 1, None) for k in _MARKET_TS_FILTERS}
         cutoff = self.sim.cutoff_ms()
 
         def keep(m: Market) -> bool:
-            if _is_historical(m, cutoff):
+            if only_mve or _is_historical(m, cutoff) or self._too_new(m):
                 return False
             if status and m.status not in MARKET_STATUSES[status]:
                 return False
@@ -111,7 +114,7 @@ class RestApi:
 
     async def market(self, request: web.Request) -> web.Response:
         market = self._market(request.match_info["ticker"])
-        if _is_historical(market, self.sim.cutoff_ms()):
+        if _is_historical(market, self.sim.cutoff_ms()) or self._too_new(market):
             raise NotFound()
         return web.json_response({"market": self._market_json(market)})
 
@@ -273,6 +276,10 @@ class RestApi:
         if market is None:
             raise NotFound()
         return market
+
+    def _too_new(self, market: Market) -> bool:
+        delay_ms = self.sim.config.new_market_rest_delay_s * 1000
+        return delay_ms > 0 and self.sim.clock() - market.created_ms < delay_ms
 
     def _market_json(self, market: Market) -> dict:
         return wire.market_json(market, self.sim.exchange.book(market.ticker), fmt=self.fmt)

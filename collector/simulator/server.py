@@ -140,7 +140,12 @@ def _auth_middleware(sim: "Simulator"):
                 sim.stats["rate_limited"] += 1
                 return web.json_response({"error": "too many requests"}, status=429)
             sim.stats["rest_requests"] += 1
-        return await handler(request)
+        try:
+            return await handler(request)
+        except web.HTTPNotFound:
+            return error_response(404, "not_found", "not found")
+        except web.HTTPMethodNotAllowed:
+            return error_response(405, "method_not_allowed", "method not allowed")
 
     return middleware
 

@@ -33,6 +33,8 @@ class Command(BaseCommand):
         parser.add_argument("--rest-rate", type=float, default=20.0, help="REST requests per second per client before 429; 0 for no limit (default 20).")
         parser.add_argument("--historical-age", type=float, default=3600.0,
                             help="Seconds after which trades and settled markets move to /historical (default 3600).")
+        parser.add_argument("--new-market-404-seconds", type=float, default=0.0,
+                            help="REST answers 404 for a new market for this long after its `created` message (default 0).")
         parser.add_argument("--queue-limit", type=int, default=10_000,
                             help="Frames queued for one client beyond which its subscription gets error 25 (default 10000).")
         parser.add_argument("--drop-rate", type=float, default=0.0, help="Fault: share of channel messages not sent (seq gaps).")
@@ -73,6 +75,7 @@ class Command(BaseCommand):
                 rest_rate_per_s=o["rest_rate"] or None,
                 historical_age_s=o["historical_age"],
                 outbound_queue_limit=o["queue_limit"],
+                new_market_rest_delay_s=o["new_market_404_seconds"],
                 faults=FaultConfig(
                     drop_rate=o["drop_rate"], duplicate_rate=o["duplicate_rate"], reorder_rate=o["reorder_rate"],
                     malformed_rate=o["malformed_rate"],

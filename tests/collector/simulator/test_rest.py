@@ -141,3 +141,19 @@ async def test_token_bucket_answers_429_without_retry_after(make_sim, monkeypatc
     assert status == 429 and body == {"error": "too many requests"}
     now["t"] += 1.0  # two tokens back
     assert [(await rest_get(sim, "/series"))[0] for _ in range(3)] == [200, 200, 429]
+
+
+async def test_unknown_paths_and_new_markets_answer_kalshis_404(make_sim):
+    clock = {"now": NOW}
+    sim = await make_sim(seed=9, markets=6, clock=lambda: clock["now"], new_market_rest_delay_s=5)
+    status, body = await rest_get(sim, "/no/such/endpoint")
+    assert status == 404 and body["code"] == "not_found"
+    created = [e.market for e in sim.step(4000) if type(e).__name__ == "MarketCreated"]
+    assert created
+    status, _ = await rest_get(sim, f"/markets/{created[-1].ticker}")
+    assert status == 404
+    clock["now"] += 5_000
+    status, body = await rest_get(sim, f"/markets/{created[-1].ticker}")
+    assert status == 200 and body["market"]["ticker"] == created[-1].ticker
+    _, body = await rest_get(sim, "/markets", {"mve_filter": "only"})
+    assert body["markets"] == []
