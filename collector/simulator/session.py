@@ -110,6 +110,8 @@ class Session:
         if unknown:
             out.append(_error(11, cid, market_tickers=unknown))
             tickers = [t for t in tickers if t in self.exchange.markets]
+            if not tickers:  # nothing left to subscribe (and never "all markets")
+                return out
         for channel in channels:
             existing = next((s for s in self.subscriptions.values() if s.channel == channel), None)
             global_channel = channel in ("market_lifecycle_v2", "multivariate_market_lifecycle")

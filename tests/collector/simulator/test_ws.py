@@ -235,3 +235,19 @@ async def test_running_simulator_pauses_drains_and_matches_the_truth(make_sim):
                 apply(books, frame, use_yes_price=False)
         for ticker in tickers:
             assert books[ticker] == sim.true_book(ticker)
+
+
+async def test_unknown_tickers_are_refused_with_error_11_and_never_widen_to_all(make_sim):
+    sim = await make_sim(seed=1, markets=4)
+    known = active_tickers(sim, 1)[0]
+    async with ws_connect(sim) as ws:
+        client = Client(ws)
+        await client.send("subscribe", {"channels": ["orderbook_delta", "trade"], "market_tickers": ["NOPE-1"]})
+        error = await client.recv()
+        assert error["msg"]["code"] == 11 and error["msg"]["market_tickers"] == ["NOPE-1"]
+        await client.send("list_subscriptions")
+        assert (await client.recv())["msg"] == []
+        await client.send("subscribe", {"channels": ["orderbook_delta"], "market_tickers": ["NOPE-1", known]})
+        error, subscribed, snapshot = await client.recv_n(3)
+        assert error["msg"]["code"] == 11 and subscribed["type"] == "subscribed"
+        assert snapshot["msg"]["market_ticker"] == known
