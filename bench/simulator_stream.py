@@ -30,18 +30,23 @@ def offline(markets: int, steps: int) -> None:
     started = time.perf_counter()
     stream = offline_stream(markets=markets, steps=steps)
     elapsed = time.perf_counter() - started
-    print(f"offline: {len(stream.frames):,} frames from {steps:,} steps in {elapsed:.2f} s "
-          f"= {len(stream.frames) / elapsed:,.0f} frames/s ({markets} markets)")
+    print(
+        f"offline: {len(stream.frames):,} frames from {steps:,} steps in {elapsed:.2f} s "
+        f"= {len(stream.frames) / elapsed:,.0f} frames/s ({markets} markets)"
+    )
 
 
 async def online(markets: int, steps: int) -> None:
-    sim = Simulator(seed=0, markets=markets, rate=0, rest_rate_per_s=None, record_events=False,
-                    outbound_queue_limit=10**9)
+    sim = Simulator(
+        seed=0, markets=markets, rate=0, rest_rate_per_s=None, record_events=False, outbound_queue_limit=10**9
+    )
     urls = await sim.start()
     tickers = [t for t, m in sim.markets().items() if m.status == "active"]
     async with connect(urls.ws, additional_headers=sim.signed_headers("GET", WS_PATH), max_size=None) as ws:
-        await ws.send('{"id":1,"cmd":"subscribe","params":{"channels":["orderbook_delta","trade"],"market_tickers":%s}}'
-                      % str(tickers).replace("'", '"'))
+        await ws.send(
+            '{"id":1,"cmd":"subscribe","params":{"channels":["orderbook_delta","trade"],"market_tickers":%s}}'
+            % str(tickers).replace("'", '"')
+        )
         received = 0
         for _ in range(len(tickers) + 2):
             await ws.recv()
@@ -57,7 +62,9 @@ async def online(markets: int, steps: int) -> None:
                     break
         elapsed = time.perf_counter() - started
     await sim.stop()
-    print(f"online: {received:,} frames over one WebSocket in {elapsed:.2f} s = {received / elapsed:,.0f} frames/s")
+    print(
+        f"online: {received:,} frames over one WebSocket in {elapsed:.2f} s = {received / elapsed:,.0f} frames/s"
+    )
 
 
 if __name__ == "__main__":

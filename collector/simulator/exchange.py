@@ -228,7 +228,9 @@ class Exchange:
                 ts = start_ms - span + (span * i) // max(1, cfg.past_trades_per_market)
                 ts += self.rng.randint(0, 999)
                 price = self._grid_price(market.price_level_structure, Decimal("0.05"), Decimal("0.95"))
-                self._record_trade(market, price, self._size(market, 50), self.rng.choice(("yes", "no")), ts, False)
+                self._record_trade(
+                    market, price, self._size(market, 50), self.rng.choice(("yes", "no")), ts, False
+                )
         self.trades.sort(key=lambda t: t.ts_ms)
         self.trades = [_reindex(t, i) for i, t in enumerate(self.trades)]
         events = list(self.events.values())
@@ -300,7 +302,9 @@ class Exchange:
     def _block_trade(self, market: Market, now_ms: int) -> list[ExchangeEvent]:
         """An off-book match: a trade with no book change."""
         price = self._grid_price(market.price_level_structure, Decimal("0.05"), Decimal("0.95"))
-        trade = self._record_trade(market, price, self._size(market, 500), self.rng.choice(("yes", "no")), now_ms, True)
+        trade = self._record_trade(
+            market, price, self._size(market, 500), self.rng.choice(("yes", "no")), now_ms, True
+        )
         return [TradeExecuted(trade)]
 
     def _delta(self, market: Market, side: str, price: Decimal, delta: Decimal, now_ms: int) -> BookDelta:
@@ -343,20 +347,37 @@ class Exchange:
         if roll < 0.80 and market.price_level_structure == "linear_cent" and not self.config.whole_units_only:
             market.price_level_structure = "deci_cent"
             market.updated_ms = now_ms
-            return [MarketLifecycle(market.ticker, "price_level_structure_updated", now_ms, {
-                "price_level_structure": "deci_cent", "price_ranges": _ranges(market)})]
+            return [
+                MarketLifecycle(
+                    market.ticker,
+                    "price_level_structure_updated",
+                    now_ms,
+                    {"price_level_structure": "deci_cent", "price_ranges": _ranges(market)},
+                )
+            ]
         if roll < 0.90:
             market.yes_sub_title = f"{market.floor_strike} or more"
             market.updated_ms = now_ms
-            return [MarketLifecycle(market.ticker, "metadata_updated", now_ms, {
-                "yes_sub_title": market.yes_sub_title, "strike_type": market.strike_type,
-                "floor_strike": market.floor_strike})]
+            return [
+                MarketLifecycle(
+                    market.ticker,
+                    "metadata_updated",
+                    now_ms,
+                    {
+                        "yes_sub_title": market.yes_sub_title,
+                        "strike_type": market.strike_type,
+                        "floor_strike": market.floor_strike,
+                    },
+                )
+            ]
         event = self.events[market.event_ticker]
         if event.fee_type_override is None:
             event.fee_type_override, event.fee_multiplier_override = "quadratic", Decimal("0.5")
         else:
             event.fee_type_override, event.fee_multiplier_override = None, None
-        return [EventFeeUpdate(event.event_ticker, event.fee_type_override, event.fee_multiplier_override, now_ms)]
+        return [
+            EventFeeUpdate(event.event_ticker, event.fee_type_override, event.fee_multiplier_override, now_ms)
+        ]
 
     def _create(self, now_ms: int) -> list[ExchangeEvent]:
         out: list[ExchangeEvent] = []
@@ -406,10 +427,18 @@ class Exchange:
                 market.settlement_value = ONE if market.result == "yes" else Decimal(0)
                 market.determined_ms = now_ms
                 self._schedule(self.config.settle_after_steps, "settle", ticker)
-                out.append(MarketLifecycle(ticker, "determined", now_ms, {
-                    "result": market.result,
-                    "settlement_value": str(market.settlement_value.quantize(PRICE_QUANTUM)),
-                    "determination_ts": now_ms // 1000}))
+                out.append(
+                    MarketLifecycle(
+                        ticker,
+                        "determined",
+                        now_ms,
+                        {
+                            "result": market.result,
+                            "settlement_value": str(market.settlement_value.quantize(PRICE_QUANTUM)),
+                            "determination_ts": now_ms // 1000,
+                        },
+                    )
+                )
             elif action == "settle":
                 self._set_status(market, "finalized")
                 market.settled_ms = now_ms

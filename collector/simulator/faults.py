@@ -49,7 +49,14 @@ class FaultConfig:
     silent_pings: bool = False
 
     def __post_init__(self):
-        for name in ("drop_rate", "duplicate_rate", "reorder_rate", "malformed_rate", "numeric_rate", "terminal_error_rate"):
+        for name in (
+            "drop_rate",
+            "duplicate_rate",
+            "reorder_rate",
+            "malformed_rate",
+            "numeric_rate",
+            "terminal_error_rate",
+        ):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be between 0 and 1, not {value}")
@@ -88,7 +95,11 @@ class FaultInjector:
         if sequenced and drop < cfg.drop_rate:
             self.dropped += 1
             return Decision(())
-        text = json.dumps(numbers_for_strings(frame.body), separators=(",", ":")) if num < cfg.numeric_rate else frame.text()
+        text = (
+            json.dumps(numbers_for_strings(frame.body), separators=(",", ":"))
+            if num < cfg.numeric_rate
+            else frame.text()
+        )
         texts = [text]
         if bad < cfg.malformed_rate:
             self.malformed += 1
@@ -110,7 +121,7 @@ def corrupt(text: str, rng: random.Random) -> str:
     """An unparseable frame: the message cut short, or plain garbage."""
     if rng.random() < 0.7 and len(text) > 2:
         return text[: rng.randint(1, len(text) - 1)]
-    return "".join(rng.choice("{}[]:,\"\\xyz0123 \x00") for _ in range(rng.randint(1, 40)))
+    return "".join(rng.choice('{}[]:,"\\xyz0123 \x00') for _ in range(rng.randint(1, 40)))
 
 
 def numbers_for_strings(value):

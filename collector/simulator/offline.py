@@ -58,9 +58,15 @@ def offline_stream(
                 frames.extend(f.text() for f in out_error)
             frames.extend(decision.texts)
 
-    command = {"id": 1, "cmd": "subscribe", "params": {
-        "channels": ["orderbook_delta", "trade", "market_lifecycle_v2"],
-        "market_tickers": tickers, "use_yes_price": use_yes_price}}
+    command = {
+        "id": 1,
+        "cmd": "subscribe",
+        "params": {
+            "channels": ["orderbook_delta", "trade", "market_lifecycle_v2"],
+            "market_tickers": tickers,
+            "use_yes_price": use_yes_price,
+        },
+    }
     send(session.handle_command(json.dumps(command)))
     for i in range(steps):
         send(session.on_events(exchange.step(start_ms + i * step_ms)))

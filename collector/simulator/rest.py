@@ -170,7 +170,9 @@ class RestApi:
                 break
             page.append(trade)
         cursor = _encode(page[-1].index) if more and page else ""
-        return web.json_response({"trades": [wire.trade_json(t, fmt=self.fmt) for t in page], "cursor": cursor})
+        return web.json_response(
+            {"trades": [wire.trade_json(t, fmt=self.fmt) for t in page], "cursor": cursor}
+        )
 
     # -- events and series ------------------------------------------------------------
 
@@ -198,7 +200,9 @@ class RestApi:
             if len(page) == limit:
                 more = True
                 break
-            live = [self._market_json(m) for m in markets if not _is_historical(m, cutoff)] if nested else None
+            live = (
+                [self._market_json(m) for m in markets if not _is_historical(m, cutoff)] if nested else None
+            )
             page.append((event, live))
         cursor = _encode(page[-1][0].order) if more else ""
         return web.json_response({"events": [wire.event_json(e, m) for e, m in page], "cursor": cursor})
@@ -208,7 +212,11 @@ class RestApi:
         if event is None:
             raise NotFound()
         cutoff = self.sim.cutoff_ms()
-        markets = [self._market_json(m) for m in self._event_markets(event.event_ticker) if not _is_historical(m, cutoff)]
+        markets = [
+            self._market_json(m)
+            for m in self._event_markets(event.event_ticker)
+            if not _is_historical(m, cutoff)
+        ]
         nested = markets if _bool(request.query, "with_nested_markets") else None
         return web.json_response({"event": wire.event_json(event, nested), "markets": markets})
 
@@ -222,7 +230,9 @@ class RestApi:
                 continue
             if tags and not tags & set(series.tags):
                 continue
-            out.append(wire.series_json(series, volume=self._series_volume(series.ticker) if volume else None))
+            out.append(
+                wire.series_json(series, volume=self._series_volume(series.ticker) if volume else None)
+            )
         return web.json_response({"series": out})
 
     async def series(self, request: web.Request) -> web.Response:
@@ -236,10 +246,14 @@ class RestApi:
 
     async def cutoff(self, request: web.Request) -> web.Response:
         stamp = wire.iso(self.sim.cutoff_ms())
-        return web.json_response({
-            "market_settled_ts": stamp, "trades_created_ts": stamp,
-            "orders_updated_ts": stamp, "market_positions_last_updated_ts": stamp,
-        })
+        return web.json_response(
+            {
+                "market_settled_ts": stamp,
+                "trades_created_ts": stamp,
+                "orders_updated_ts": stamp,
+                "market_positions_last_updated_ts": stamp,
+            }
+        )
 
     async def historical_markets(self, request: web.Request) -> web.Response:
         q = request.query
@@ -302,12 +316,20 @@ class RestApi:
         return [m for m in self.sim.exchange.markets.values() if m.event_ticker == event_ticker]
 
     def _series_volume(self, series_ticker: str):
-        return sum((m.volume for m in self.sim.exchange.markets.values() if m.series_ticker == series_ticker), start=0)
+        return sum(
+            (m.volume for m in self.sim.exchange.markets.values() if m.series_ticker == series_ticker),
+            start=0,
+        )
 
 
 _MARKET_TS_FILTERS = (
-    "min_created_ts", "max_created_ts", "min_close_ts", "max_close_ts",
-    "min_settled_ts", "max_settled_ts", "min_updated_ts",
+    "min_created_ts",
+    "max_created_ts",
+    "min_close_ts",
+    "max_close_ts",
+    "min_settled_ts",
+    "max_settled_ts",
+    "min_updated_ts",
 )
 _MARKET_FILTERS = _MARKET_TS_FILTERS + ("status", "event_ticker", "series_ticker", "tickers")
 
@@ -332,9 +354,12 @@ def _is_historical(market: Market, cutoff_ms: int) -> bool:
 
 def _within(m: Market, bounds: dict) -> bool:
     checks = (
-        ("min_created_ts", m.created_ms, 1), ("max_created_ts", m.created_ms, -1),
-        ("min_close_ts", m.close_ms, 1), ("max_close_ts", m.close_ms, -1),
-        ("min_settled_ts", m.settled_ms, 1), ("max_settled_ts", m.settled_ms, -1),
+        ("min_created_ts", m.created_ms, 1),
+        ("max_created_ts", m.created_ms, -1),
+        ("min_close_ts", m.close_ms, 1),
+        ("max_close_ts", m.close_ms, -1),
+        ("min_settled_ts", m.settled_ms, 1),
+        ("max_settled_ts", m.settled_ms, -1),
         ("min_updated_ts", m.updated_ms, 1),
     )
     for name, value_ms, direction in checks:

@@ -62,7 +62,9 @@ class Connection:
                 continue
             decision = self.faults.decide(frame)
             if decision.terminal_sid is not None:
-                self._put_all(self.session.end(decision.terminal_sid, self.sim.config.faults.terminal_error_code))
+                self._put_all(
+                    self.session.end(decision.terminal_sid, self.sim.config.faults.terminal_error_code)
+                )
                 continue
             for text in decision.texts:
                 self._put(text)
@@ -128,7 +130,10 @@ def _auth_middleware(sim: "Simulator"):
         signed = has_signature_headers(request.headers)
         if config.require_signatures and (is_ws or signed or not config.public_rest_unsigned):
             problem = signature_problem(
-                request.headers, request.method, request.path, sim.accepted_keys,
+                request.headers,
+                request.method,
+                request.path,
+                sim.accepted_keys,
                 max_skew_s=config.max_clock_skew_s,
             )
             if problem:

@@ -114,7 +114,10 @@ class Simulator:
         if self.config.rate > 0:
             self._loop_task = asyncio.create_task(self._generate())
         self.urls = SimulatorUrls(
-            rest=f"http://{host}:{bound}{REST_PREFIX}", ws=f"ws://{host}:{bound}{WS_PATH}", host=host, port=bound
+            rest=f"http://{host}:{bound}{REST_PREFIX}",
+            ws=f"ws://{host}:{bound}{WS_PATH}",
+            host=host,
+            port=bound,
         )
         return self.urls
 
@@ -149,6 +152,7 @@ class Simulator:
 
     async def drain(self, timeout: float = 10.0) -> None:
         """Wait until every frame queued for every client has been written."""
+
         async def all_sent():
             while any(c.pending for c in self.connections):
                 await asyncio.sleep(DRAIN_POLL_SECONDS)

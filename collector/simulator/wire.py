@@ -67,7 +67,12 @@ def delta_msg(market: Market, delta: BookDelta, *, use_yes_price: bool, fmt: str
     price = _ws_price(delta.side, delta.price, use_yes_price)
     msg: dict = {"market_ticker": market.ticker, "market_id": market.market_id}
     if fmt == LEGACY:
-        msg.update(price=cents(price), delta=int(delta.delta), side=delta.side, ts=iso(delta.ts_ms - delta.ts_ms % 1000))
+        msg.update(
+            price=cents(price),
+            delta=int(delta.delta),
+            side=delta.side,
+            ts=iso(delta.ts_ms - delta.ts_ms % 1000),
+        )
     else:
         msg.update(
             price_dollars=format_price(price),
@@ -194,7 +199,10 @@ def fee_update_msg(update: EventFeeUpdate) -> dict:
 
 
 def price_ranges(market: Market) -> list[dict]:
-    return [{"start": format_price(s), "end": format_price(e), "step": format_price(st)} for s, e, st in market.price_ranges]
+    return [
+        {"start": format_price(s), "end": format_price(e), "step": format_price(st)}
+        for s, e, st in market.price_ranges
+    ]
 
 
 # -- REST bodies --------------------------------------------------------------
@@ -295,8 +303,12 @@ def orderbook_json(book: OrderBook, *, depth: int, fmt: str) -> dict:
 
 
 def trade_json(trade: Trade, *, fmt: str) -> dict:
-    body = {"trade_id": trade.trade_id, "ticker": trade.market_ticker, "taker_side": trade.taker_outcome_side,
-            "created_time": iso(trade.ts_ms)}
+    body = {
+        "trade_id": trade.trade_id,
+        "ticker": trade.market_ticker,
+        "taker_side": trade.taker_outcome_side,
+        "created_time": iso(trade.ts_ms),
+    }
     if fmt == LEGACY:
         body.update(yes_price=cents(trade.yes_price), no_price=cents(trade.no_price), count=int(trade.count))
     else:

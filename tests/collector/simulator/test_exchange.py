@@ -31,7 +31,10 @@ def test_deltas_replayed_onto_the_initial_books_give_the_final_books():
     exchange, events = run(3)
     for event in events:
         if isinstance(event, BookDelta):
-            books.setdefault(event.market_ticker, OrderBook()).apply_delta(event.side, event.price, event.delta)
+            books.setdefault(event.market_ticker, OrderBook()).apply_delta(
+                event.side, event.price, event.delta
+            )
+
     def nonempty(d):  # a market created during the run may have no order yet
         return {t: b for t, b in d.items() if b.yes or b.no}
 

@@ -87,7 +87,9 @@ async def test_disconnect_every_n_frames_closes_the_connection(make_sim):
 
 
 async def test_terminal_error_ends_the_subscription(make_sim):
-    sim = await make_sim(seed=1, markets=8, faults=FaultConfig(terminal_error_rate=0.05, terminal_error_code=10))
+    sim = await make_sim(
+        seed=1, markets=8, faults=FaultConfig(terminal_error_rate=0.05, terminal_error_code=10)
+    )
     async with ws_connect(sim) as ws:
         client, sid = await subscribed_client(sim, ws)
         sim.step(500)
@@ -113,22 +115,32 @@ async def test_a_slow_consumer_gets_error_25(make_sim):
 
 async def test_faults_never_change_the_truth(make_sim):
     calm = await make_sim(seed=9, markets=8, clock=lambda: 1_795_000_000_000)
-    stormy = await make_sim(seed=9, markets=8, clock=lambda: 1_795_000_000_000,
-                            faults=FaultConfig(drop_rate=0.2, duplicate_rate=0.2, malformed_rate=0.2))
+    stormy = await make_sim(
+        seed=9,
+        markets=8,
+        clock=lambda: 1_795_000_000_000,
+        faults=FaultConfig(drop_rate=0.2, duplicate_rate=0.2, malformed_rate=0.2),
+    )
     for sim in (calm, stormy):
         async with ws_connect(sim) as ws:
             client, _ = await subscribed_client(sim, ws)
             sim.step(300)
             await client.until_barrier(raw=True)
     assert calm.events == stormy.events
-    assert {t: calm.true_book(t) for t in calm.markets()} == {t: stormy.true_book(t) for t in stormy.markets()}
+    assert {t: calm.true_book(t) for t in calm.markets()} == {
+        t: stormy.true_book(t) for t in stormy.markets()
+    }
 
 
 async def test_the_same_seed_gives_the_same_faults(make_sim):
     runs = []
     for _ in range(2):
-        sim = await make_sim(seed=4, markets=6, clock=lambda: 1_795_000_000_000,
-                             faults=FaultConfig(drop_rate=0.1, duplicate_rate=0.1, malformed_rate=0.1))
+        sim = await make_sim(
+            seed=4,
+            markets=6,
+            clock=lambda: 1_795_000_000_000,
+            faults=FaultConfig(drop_rate=0.1, duplicate_rate=0.1, malformed_rate=0.1),
+        )
         async with ws_connect(sim) as ws:
             client, _ = await subscribed_client(sim, ws)
             sim.step(200)

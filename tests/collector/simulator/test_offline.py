@@ -15,9 +15,13 @@ def test_offline_stream_replays_to_the_true_books():
         frame = json.loads(text)
         msg = frame.get("msg")
         if frame["type"] == "orderbook_snapshot":
-            books[msg["market_ticker"]] = OrderBook.from_levels(msg.get("yes_dollars_fp", []), msg.get("no_dollars_fp", []))
+            books[msg["market_ticker"]] = OrderBook.from_levels(
+                msg.get("yes_dollars_fp", []), msg.get("no_dollars_fp", [])
+            )
         elif frame["type"] == "orderbook_delta":
-            books[msg["market_ticker"]].apply_delta(msg["side"], parse_price(msg["price_dollars"]), parse_count(msg["delta_fp"]))
+            books[msg["market_ticker"]].apply_delta(
+                msg["side"], parse_price(msg["price_dollars"]), parse_count(msg["delta_fp"])
+            )
     assert set(books) == set(stream.subscribed_tickers)
     for ticker, book in books.items():
         assert book == stream.exchange.book(ticker)
