@@ -30,7 +30,7 @@ from markets.book import OrderBook
 
 from .catalog import Market, Trade
 from .config import REST_PREFIX, WS_PATH, SimulatorConfig
-from .events import ExchangeEvent
+from .events import BookDelta, ExchangeEvent
 from .exchange import EngineConfig, Exchange
 from .faults import FaultConfig
 from .ratelimit import RateLimiter
@@ -96,7 +96,10 @@ class Simulator:
         self.rate_limiter = RateLimiter(self.config.rest_rate_per_s, self.config.rest_burst_seconds)
         self.connections: list[Connection] = []
         self.connections_opened = 0
-        self.events: list[ExchangeEvent] | None = [] if record_events else None
+        # Everything that happened, in order (None when record_events is off),
+        # and the books before it, so any past book can be rebuilt.
+        self.history: list[ExchangeEvent] | None = [] if record_events else None
+        self._initial_books = {t: b.copy() for t, b in self.exchange.books.items()}
         self.stats: Counter = Counter()
         self.paused = False
         self._runner: web.AppRunner | None = None
@@ -142,8 +145,8 @@ class Simulator:
         happened: list[ExchangeEvent] = []
         for _ in range(n):
             events = self.exchange.step(self.clock())
-            if self.events is not None:
-                self.events.extend(events)
+            if self.history is not None:
+                self.history.extend(events)
             for connection in list(self.connections):
                 connection.deliver_events(events)
             happened += events
@@ -190,6 +193,18 @@ class Simulator:
     def true_book(self, ticker: str) -> OrderBook:
         """The market's book right now (a copy), in no-leg prices."""
         return self.exchange.book(ticker).copy()
+
+    def true_book_at(self, ticker: str, ts_ms: int) -> OrderBook:
+        """The market's book after every change stamped at or before ts_ms (needs record_events)."""
+        if self.history is None:
+            raise RuntimeError("true_book_at needs Simulator(record_events=True)")
+        book = self._initial_books.get(ticker, OrderBook()).copy()
+        for event in self.history:
+            if isinstance(event, BookDelta) and event.market_ticker == ticker:
+                if event.ts_ms > ts_ms:
+                    break
+                book.apply_delta(event.side, event.price, event.delta)
+        return book
 
     def trades(self) -> list[Trade]:
         """Every trade ever executed, oldest first (exact Decimals, trade_id)."""

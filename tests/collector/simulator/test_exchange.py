@@ -84,3 +84,19 @@ def test_whole_units_only_keeps_to_cents_and_contracts():
     for d in (e for e in events if isinstance(e, BookDelta)):
         assert d.price == d.price.quantize(Decimal("0.01"))
         assert d.delta == d.delta.to_integral_value()
+
+
+def test_true_book_at_rebuilds_past_books():
+    from collector.simulator import Simulator
+
+    clock = {"now": START}
+    sim = Simulator(seed=2, markets=6, rate=0, clock=lambda: clock["now"])
+    ticker = next(t for t, m in sim.markets().items() if m.status == "active")
+    before = sim.true_book(ticker)
+    sim.step(200)
+    middle = sim.true_book(ticker)
+    clock["now"] += 1000
+    sim.step(200)
+    assert sim.true_book_at(ticker, START - 1) == before
+    assert sim.true_book_at(ticker, START) == middle
+    assert sim.true_book_at(ticker, clock["now"]) == sim.true_book(ticker)

@@ -126,7 +126,7 @@ async def test_faults_never_change_the_truth(make_sim):
             client, _ = await subscribed_client(sim, ws)
             sim.step(300)
             await client.until_barrier(raw=True)
-    assert calm.events == stormy.events
+    assert calm.history == stormy.history
     assert {t: calm.true_book(t) for t in calm.markets()} == {
         t: stormy.true_book(t) for t in stormy.markets()
     }
