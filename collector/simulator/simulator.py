@@ -132,6 +132,8 @@ class Simulator:
             connection.close()
         if self._runner:
             await self._runner.cleanup()
+            self._runner = None
+        self._loop_task = None
 
     def pause(self) -> None:
         """Stop generating (step() still works): the world holds still."""
@@ -161,6 +163,12 @@ class Simulator:
                 await asyncio.sleep(DRAIN_POLL_SECONDS)
 
         await asyncio.wait_for(all_sent(), timeout)
+
+    def set_faults(self, faults: FaultConfig) -> None:
+        """Change the faults of new and open connections (e.g. none, to end a test cleanly)."""
+        self.config = dataclasses.replace(self.config, faults=faults)
+        for connection in self.connections:
+            connection.faults.config = faults
 
     def disconnect_all(self) -> None:
         """Close every client connection (what a maintenance window does)."""

@@ -155,3 +155,14 @@ async def test_reordered_frames_jump_then_go_back(make_sim):
         sim.step(300)
         seqs = seqs_of(await client.until_barrier(), sid)
     assert seqs != sorted(seqs) and sorted(seqs) == list(range(1, len(seqs) + 1))
+
+
+async def test_set_faults_turns_faults_off_on_open_connections(make_sim):
+    sim = await make_sim(seed=1, markets=8, faults=FaultConfig(drop_rate=0.5))
+    async with ws_connect(sim) as ws:
+        client, sid = await subscribed_client(sim, ws)
+        await client.until_barrier()  # the (faulted) snapshots
+        sim.set_faults(FaultConfig())
+        sim.step(200)
+        seqs = seqs_of(await client.until_barrier(), sid)
+    assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))
