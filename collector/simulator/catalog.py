@@ -97,6 +97,7 @@ class Market:
     determined_ms: int | None = None
     settled_ms: int | None = None
     last_price: Decimal | None = None
+    last_trade_size: Decimal = Decimal("0.00")
     volume: Decimal = Decimal("0.00")
     open_interest: Decimal = Decimal("0.00")
     can_close_early: bool = True

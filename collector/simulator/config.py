@@ -32,6 +32,9 @@ class SimulatorConfig:
     rest_burst_seconds: float = 2.0
     # Trades older than this, and markets settled before it, move to /historical.
     historical_age_s: float = 3600.0
+    # REST answers 404 for a market this long after its `created` message, as
+    # Kalshi's does briefly (PROTOCOL.md 4.4); 0 serves it at once.
+    new_market_rest_delay_s: float = 0.0
     heartbeat_seconds: float = 10.0
     # Frames waiting for one connection beyond which its subscription gets error 25.
     outbound_queue_limit: int = 10_000

@@ -82,6 +82,10 @@ class Exchange:
         self.steps = 0
         self._scheduled: list[tuple[int, str, str]] = []  # (step, action, ticker)
         self._ticker_serial = 0
+        # Tickers of the tradable markets, kept as markets change status,
+        # so that a step does not scan every market ever listed.
+        self._active: list[str] = []
+        self._active_pos: dict[str, int] = {}
         self._build_catalog(start_ms)
 
     # -- reading ------------------------------------------------------------
@@ -90,7 +94,7 @@ class Exchange:
         return self.books[ticker]
 
     def tradable_markets(self) -> list[Market]:
-        return [m for m in self.markets.values() if m.tradable]
+        return [self.markets[t] for t in self._active]
 
     # -- the clock's one entry point -----------------------------------------
 
@@ -101,10 +105,9 @@ class Exchange:
         out += self._run_scheduled(now_ms)
         if self.rng.random() < self.config.lifecycle_probability:
             out += self._random_lifecycle(now_ms)
-        markets = self.tradable_markets()
-        if not markets:
+        if not self._active:
             return out
-        market = self.rng.choice(markets)
+        market = self.markets[self.rng.choice(self._active)]
         self._drift(market)
         roll = self.rng.random()
         if roll < 0.45:
@@ -210,6 +213,7 @@ class Exchange:
         )
         self.markets[ticker] = market
         self.books[ticker] = OrderBook()
+        self._track(market)
         if seed_book:
             for _ in range(self.config.levels_per_side * 2):
                 self._add_order(market, now_ms)
@@ -224,13 +228,15 @@ class Exchange:
                 ts = start_ms - span + (span * i) // max(1, cfg.past_trades_per_market)
                 ts += self.rng.randint(0, 999)
                 price = self._grid_price(market.price_level_structure, Decimal("0.05"), Decimal("0.95"))
-                self._record_trade(market, price, self._size(market, 50), self.rng.choice(("yes", "no")), ts, False)
+                self._record_trade(
+                    market, price, self._size(market, 50), self.rng.choice(("yes", "no")), ts, False
+                )
         self.trades.sort(key=lambda t: t.ts_ms)
         self.trades = [_reindex(t, i) for i, t in enumerate(self.trades)]
         events = list(self.events.values())
         for i in range(min(cfg.past_settled_markets, len(events))):
             market = self._new_market(events[i], start_ms - span, seed_book=False)
-            market.status = "finalized"
+            self._set_status(market, "finalized")
             market.result = self.rng.choice(("yes", "no"))
             market.settlement_value = ONE if market.result == "yes" else Decimal(0)
             market.close_ms = start_ms - span + (i + 1) * span // (cfg.past_settled_markets + 1)
@@ -296,7 +302,9 @@ class Exchange:
     def _block_trade(self, market: Market, now_ms: int) -> list[ExchangeEvent]:
         """An off-book match: a trade with no book change."""
         price = self._grid_price(market.price_level_structure, Decimal("0.05"), Decimal("0.95"))
-        trade = self._record_trade(market, price, self._size(market, 500), self.rng.choice(("yes", "no")), now_ms, True)
+        trade = self._record_trade(
+            market, price, self._size(market, 500), self.rng.choice(("yes", "no")), now_ms, True
+        )
         return [TradeExecuted(trade)]
 
     def _delta(self, market: Market, side: str, price: Decimal, delta: Decimal, now_ms: int) -> BookDelta:
@@ -317,6 +325,7 @@ class Exchange:
         )
         self.trades.append(trade)
         market.last_price = yes_price
+        market.last_trade_size = count
         market.volume += count
         market.open_interest += count if self.rng.random() < 0.6 else 0
         return trade
@@ -332,31 +341,52 @@ class Exchange:
         if roll < 0.60:
             return self._close_early(market, now_ms)
         if roll < 0.72:
-            market.status = "inactive"
+            self._set_status(market, "inactive")
             self._schedule(self.config.reactivate_after_steps, "activate", market.ticker)
             return [MarketLifecycle(market.ticker, "deactivated", now_ms, {"is_deactivated": True})]
         if roll < 0.80 and market.price_level_structure == "linear_cent" and not self.config.whole_units_only:
             market.price_level_structure = "deci_cent"
             market.updated_ms = now_ms
-            return [MarketLifecycle(market.ticker, "price_level_structure_updated", now_ms, {
-                "price_level_structure": "deci_cent", "price_ranges": _ranges(market)})]
+            return [
+                MarketLifecycle(
+                    market.ticker,
+                    "price_level_structure_updated",
+                    now_ms,
+                    {"price_level_structure": "deci_cent", "price_ranges": _ranges(market)},
+                )
+            ]
         if roll < 0.90:
             market.yes_sub_title = f"{market.floor_strike} or more"
             market.updated_ms = now_ms
-            return [MarketLifecycle(market.ticker, "metadata_updated", now_ms, {
-                "yes_sub_title": market.yes_sub_title, "strike_type": market.strike_type,
-                "floor_strike": market.floor_strike})]
+            return [
+                MarketLifecycle(
+                    market.ticker,
+                    "metadata_updated",
+                    now_ms,
+                    {
+                        "yes_sub_title": market.yes_sub_title,
+                        "strike_type": market.strike_type,
+                        "floor_strike": market.floor_strike,
+                    },
+                )
+            ]
         event = self.events[market.event_ticker]
         if event.fee_type_override is None:
             event.fee_type_override, event.fee_multiplier_override = "quadratic", Decimal("0.5")
         else:
             event.fee_type_override, event.fee_multiplier_override = None, None
-        return [EventFeeUpdate(event.event_ticker, event.fee_type_override, event.fee_multiplier_override, now_ms)]
+        return [
+            EventFeeUpdate(event.event_ticker, event.fee_type_override, event.fee_multiplier_override, now_ms)
+        ]
 
     def _create(self, now_ms: int) -> list[ExchangeEvent]:
         out: list[ExchangeEvent] = []
         if self.rng.random() < 0.5 or not self.events:
-            series = self.rng.choice(list(self.series.values()))
+            if self.rng.random() < 0.2:
+                # A series nobody has seen yet: the collector must fetch it.
+                series = self._new_series(len(self.series), now_ms)
+            else:
+                series = self.rng.choice(list(self.series.values()))
             event = self._new_event(series, now_ms, day_offset=self.rng.randint(0, 5))
             out.append(EventCreated(event, now_ms))
         else:
@@ -366,7 +396,7 @@ class Exchange:
         return out
 
     def _close_early(self, market: Market, now_ms: int) -> list[ExchangeEvent]:
-        market.status = "closed"
+        self._set_status(market, "closed")
         market.close_ms = now_ms
         market.updated_ms = now_ms
         self._schedule(self.config.determine_after_steps, "determine", market.ticker)
@@ -389,23 +419,48 @@ class Exchange:
                 for side in ("yes", "no"):
                     for price, size in self.books[ticker].levels(side):
                         out.append(self._delta(market, side, price, -size, now_ms))
-                market.status = "active"
+                self._set_status(market, "active")
                 out.append(MarketLifecycle(ticker, "activated", now_ms, {"is_deactivated": False}))
             elif action == "determine":
-                market.status = "determined"
+                self._set_status(market, "determined")
                 market.result = self.rng.choice(("yes", "no"))
                 market.settlement_value = ONE if market.result == "yes" else Decimal(0)
                 market.determined_ms = now_ms
                 self._schedule(self.config.settle_after_steps, "settle", ticker)
-                out.append(MarketLifecycle(ticker, "determined", now_ms, {
-                    "result": market.result,
-                    "settlement_value": str(market.settlement_value.quantize(PRICE_QUANTUM)),
-                    "determination_ts": now_ms // 1000}))
+                out.append(
+                    MarketLifecycle(
+                        ticker,
+                        "determined",
+                        now_ms,
+                        {
+                            "result": market.result,
+                            "settlement_value": str(market.settlement_value.quantize(PRICE_QUANTUM)),
+                            "determination_ts": now_ms // 1000,
+                        },
+                    )
+                )
             elif action == "settle":
-                market.status = "finalized"
+                self._set_status(market, "finalized")
                 market.settled_ms = now_ms
                 out.append(MarketLifecycle(ticker, "settled", now_ms, {"settled_ts": now_ms // 1000}))
         return out
+
+    def _set_status(self, market: Market, status: str) -> None:
+        market.status = status
+        self._track(market)
+
+    def _track(self, market: Market) -> None:
+        """Keep `_active` in step with the market's status (swap-remove: O(1))."""
+        listed = market.ticker in self._active_pos
+        if market.tradable and not listed:
+            self._active_pos[market.ticker] = len(self._active)
+            self._active.append(market.ticker)
+        elif listed and not market.tradable:
+            index = self._active_pos.pop(market.ticker)
+            last = self._active.pop()
+            if last != market.ticker:
+                self._active[index] = last
+                self._active_pos[last] = index
 
     # -- numbers --------------------------------------------------------------
 

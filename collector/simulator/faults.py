@@ -7,6 +7,8 @@ frames give the same faults.
 
   * drop_rate: a sequenced channel message is not sent (a gap in its sid's seq).
   * duplicate_rate: a message is sent twice (a duplicate seq).
+  * reorder_rate: a sequenced message is held back and sent after the next
+    frame (a seq jump, then an old seq).
   * malformed_rate: an extra unparseable frame (truncated JSON, garbage) is
     sent before a message; the message itself still follows.
   * numeric_rate: a message is sent with JSON numbers where Kalshi sends
@@ -37,6 +39,7 @@ _NUMERIC_SUFFIXES = ("_dollars", "_fp")
 class FaultConfig:
     drop_rate: float = 0.0
     duplicate_rate: float = 0.0
+    reorder_rate: float = 0.0
     malformed_rate: float = 0.0
     numeric_rate: float = 0.0
     terminal_error_rate: float = 0.0
@@ -46,7 +49,14 @@ class FaultConfig:
     silent_pings: bool = False
 
     def __post_init__(self):
-        for name in ("drop_rate", "duplicate_rate", "malformed_rate", "numeric_rate", "terminal_error_rate"):
+        for name in (
+            "drop_rate",
+            "duplicate_rate",
+            "reorder_rate",
+            "malformed_rate",
+            "numeric_rate",
+            "terminal_error_rate",
+        ):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be between 0 and 1, not {value}")
@@ -71,20 +81,25 @@ class FaultInjector:
         self.dropped = 0
         self.duplicated = 0
         self.malformed = 0
+        self.held: tuple[str, ...] = ()  # a message held back by the reorder fault
 
     def decide(self, frame: Frame) -> Decision:
         cfg, rng = self.config, self.rng
         if not frame.data:
-            return Decision((frame.text(),))
+            return Decision((frame.text(),) + self._release())
         sequenced = frame.seq is not None
         # One draw per fault, always in the same order: determinism.
-        drop, dup, bad, num, term = (rng.random() for _ in range(5))
+        drop, dup, bad, num, term, swap = (rng.random() for _ in range(6))
         if sequenced and term < cfg.terminal_error_rate:
             return Decision((), terminal_sid=frame.sid)
         if sequenced and drop < cfg.drop_rate:
             self.dropped += 1
             return Decision(())
-        text = json.dumps(numbers_for_strings(frame.body), separators=(",", ":")) if num < cfg.numeric_rate else frame.text()
+        text = (
+            json.dumps(numbers_for_strings(frame.body), separators=(",", ":"))
+            if num < cfg.numeric_rate
+            else frame.text()
+        )
         texts = [text]
         if bad < cfg.malformed_rate:
             self.malformed += 1
@@ -92,14 +107,21 @@ class FaultInjector:
         if dup < cfg.duplicate_rate:
             self.duplicated += 1
             texts.append(text)
-        return Decision(tuple(texts))
+        if sequenced and swap < cfg.reorder_rate and not self.held:
+            self.held = tuple(texts)
+            return Decision(())
+        return Decision(tuple(texts) + self._release())
+
+    def _release(self) -> tuple[str, ...]:
+        held, self.held = self.held, ()
+        return held
 
 
 def corrupt(text: str, rng: random.Random) -> str:
     """An unparseable frame: the message cut short, or plain garbage."""
     if rng.random() < 0.7 and len(text) > 2:
         return text[: rng.randint(1, len(text) - 1)]
-    return "".join(rng.choice("{}[]:,\"\\xyz0123 \x00") for _ in range(rng.randint(1, 40)))
+    return "".join(rng.choice('{}[]:,"\\xyz0123 \x00') for _ in range(rng.randint(1, 40)))
 
 
 def numbers_for_strings(value):

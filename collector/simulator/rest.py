@@ -90,12 +90,15 @@ class RestApi:
         status = q.get("status")
         if status is not None and status not in MARKET_STATUSES:
             raise BadRequest(f"invalid status: {status}")
+        if q.get("mve_filter") not in (None, "", "only", "exclude"):
+            raise BadRequest("mve_filter: must be only or exclude")
+        only_mve = q.get("mve_filter") == "only"  # the simulator lists no multivariate markets
         tickers = set(filter(None, q.get("tickers", "").split(","))) or None
         bounds = {k: _int(q, k, 0, 2**63 - 1, None) for k in _MARKET_TS_FILTERS}
         cutoff = self.sim.cutoff_ms()
 
         def keep(m: Market) -> bool:
-            if _is_historical(m, cutoff):
+            if only_mve or _is_historical(m, cutoff) or self._too_new(m):
                 return False
             if status and m.status not in MARKET_STATUSES[status]:
                 return False
@@ -111,7 +114,7 @@ class RestApi:
 
     async def market(self, request: web.Request) -> web.Response:
         market = self._market(request.match_info["ticker"])
-        if _is_historical(market, self.sim.cutoff_ms()):
+        if _is_historical(market, self.sim.cutoff_ms()) or self._too_new(market):
             raise NotFound()
         return web.json_response({"market": self._market_json(market)})
 
@@ -167,7 +170,9 @@ class RestApi:
                 break
             page.append(trade)
         cursor = _encode(page[-1].index) if more and page else ""
-        return web.json_response({"trades": [wire.trade_json(t, fmt=self.fmt) for t in page], "cursor": cursor})
+        return web.json_response(
+            {"trades": [wire.trade_json(t, fmt=self.fmt) for t in page], "cursor": cursor}
+        )
 
     # -- events and series ------------------------------------------------------------
 
@@ -195,7 +200,9 @@ class RestApi:
             if len(page) == limit:
                 more = True
                 break
-            live = [self._market_json(m) for m in markets if not _is_historical(m, cutoff)] if nested else None
+            live = (
+                [self._market_json(m) for m in markets if not _is_historical(m, cutoff)] if nested else None
+            )
             page.append((event, live))
         cursor = _encode(page[-1][0].order) if more else ""
         return web.json_response({"events": [wire.event_json(e, m) for e, m in page], "cursor": cursor})
@@ -205,7 +212,11 @@ class RestApi:
         if event is None:
             raise NotFound()
         cutoff = self.sim.cutoff_ms()
-        markets = [self._market_json(m) for m in self._event_markets(event.event_ticker) if not _is_historical(m, cutoff)]
+        markets = [
+            self._market_json(m)
+            for m in self._event_markets(event.event_ticker)
+            if not _is_historical(m, cutoff)
+        ]
         nested = markets if _bool(request.query, "with_nested_markets") else None
         return web.json_response({"event": wire.event_json(event, nested), "markets": markets})
 
@@ -219,7 +230,9 @@ class RestApi:
                 continue
             if tags and not tags & set(series.tags):
                 continue
-            out.append(wire.series_json(series, volume=self._series_volume(series.ticker) if volume else None))
+            out.append(
+                wire.series_json(series, volume=self._series_volume(series.ticker) if volume else None)
+            )
         return web.json_response({"series": out})
 
     async def series(self, request: web.Request) -> web.Response:
@@ -233,10 +246,14 @@ class RestApi:
 
     async def cutoff(self, request: web.Request) -> web.Response:
         stamp = wire.iso(self.sim.cutoff_ms())
-        return web.json_response({
-            "market_settled_ts": stamp, "trades_created_ts": stamp,
-            "orders_updated_ts": stamp, "market_positions_last_updated_ts": stamp,
-        })
+        return web.json_response(
+            {
+                "market_settled_ts": stamp,
+                "trades_created_ts": stamp,
+                "orders_updated_ts": stamp,
+                "market_positions_last_updated_ts": stamp,
+            }
+        )
 
     async def historical_markets(self, request: web.Request) -> web.Response:
         q = request.query
@@ -274,6 +291,10 @@ class RestApi:
             raise NotFound()
         return market
 
+    def _too_new(self, market: Market) -> bool:
+        delay_ms = self.sim.config.new_market_rest_delay_s * 1000
+        return delay_ms > 0 and self.sim.clock() - market.created_ms < delay_ms
+
     def _market_json(self, market: Market) -> dict:
         return wire.market_json(market, self.sim.exchange.book(market.ticker), fmt=self.fmt)
 
@@ -295,12 +316,20 @@ class RestApi:
         return [m for m in self.sim.exchange.markets.values() if m.event_ticker == event_ticker]
 
     def _series_volume(self, series_ticker: str):
-        return sum((m.volume for m in self.sim.exchange.markets.values() if m.series_ticker == series_ticker), start=0)
+        return sum(
+            (m.volume for m in self.sim.exchange.markets.values() if m.series_ticker == series_ticker),
+            start=0,
+        )
 
 
 _MARKET_TS_FILTERS = (
-    "min_created_ts", "max_created_ts", "min_close_ts", "max_close_ts",
-    "min_settled_ts", "max_settled_ts", "min_updated_ts",
+    "min_created_ts",
+    "max_created_ts",
+    "min_close_ts",
+    "max_close_ts",
+    "min_settled_ts",
+    "max_settled_ts",
+    "min_updated_ts",
 )
 _MARKET_FILTERS = _MARKET_TS_FILTERS + ("status", "event_ticker", "series_ticker", "tickers")
 
@@ -325,9 +354,12 @@ def _is_historical(market: Market, cutoff_ms: int) -> bool:
 
 def _within(m: Market, bounds: dict) -> bool:
     checks = (
-        ("min_created_ts", m.created_ms, 1), ("max_created_ts", m.created_ms, -1),
-        ("min_close_ts", m.close_ms, 1), ("max_close_ts", m.close_ms, -1),
-        ("min_settled_ts", m.settled_ms, 1), ("max_settled_ts", m.settled_ms, -1),
+        ("min_created_ts", m.created_ms, 1),
+        ("max_created_ts", m.created_ms, -1),
+        ("min_close_ts", m.close_ms, 1),
+        ("max_close_ts", m.close_ms, -1),
+        ("min_settled_ts", m.settled_ms, 1),
+        ("max_settled_ts", m.settled_ms, -1),
         ("min_updated_ts", m.updated_ms, 1),
     )
     for name, value_ms, direction in checks:

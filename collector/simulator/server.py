@@ -40,7 +40,8 @@ class Connection:
         self.session = Session(sim.exchange, sim.config.wire_format)
         self.faults = FaultInjector(sim.config.faults, seed=sim.config.seed, connection=number)
         self.queue: asyncio.Queue = asyncio.Queue()
-        self.frames_sent = 0
+        self.frames_sent = 0  # frames queued so far (what disconnect_every_frames counts)
+        self.unsent = 0  # frames queued and not yet written to the socket
         self.closing = False
 
     # Called synchronously by the simulator right after each exchange step.
@@ -53,13 +54,17 @@ class Connection:
         for frame in frames:
             if self.closing:
                 return
-            if frame.data and frame.sid in self.session.subscriptions and self.queue.qsize() >= limit:
+            if frame.data and frame.sid not in self.session.subscriptions:
+                continue  # its subscription ended earlier in this batch (error 10/25)
+            if frame.data and self.queue.qsize() >= limit:
                 # Slow consumer: Kalshi ends the subscription with error 25.
                 self._put_all(self.session.end(frame.sid, 25))
                 continue
             decision = self.faults.decide(frame)
             if decision.terminal_sid is not None:
-                self._put_all(self.session.end(decision.terminal_sid, self.sim.config.faults.terminal_error_code))
+                self._put_all(
+                    self.session.end(decision.terminal_sid, self.sim.config.faults.terminal_error_code)
+                )
                 continue
             for text in decision.texts:
                 self._put(text)
@@ -70,6 +75,7 @@ class Connection:
 
     def _put(self, text: str) -> None:
         self.queue.put_nowait(text)
+        self.unsent += 1
         every = self.sim.config.faults.disconnect_every_frames
         self.frames_sent += 1
         if every and self.frames_sent % every == 0:
@@ -88,7 +94,12 @@ class Connection:
                 await self.ws.close(code=1001, message=b"going away")
                 return
             await self.ws.send_str(item)
-            self.queue.task_done()
+            self.unsent -= 1
+
+    @property
+    def pending(self) -> bool:
+        """Frames still to write on a socket that is still open."""
+        return self.unsent > 0 and not self.ws.closed
 
     async def heartbeat(self) -> None:
         """Ping with payload `heartbeat` every heartbeat_seconds, like Kalshi."""
@@ -119,7 +130,10 @@ def _auth_middleware(sim: "Simulator"):
         signed = has_signature_headers(request.headers)
         if config.require_signatures and (is_ws or signed or not config.public_rest_unsigned):
             problem = signature_problem(
-                request.headers, request.method, request.path, sim.accepted_keys,
+                request.headers,
+                request.method,
+                request.path,
+                sim.accepted_keys,
                 max_skew_s=config.max_clock_skew_s,
             )
             if problem:
@@ -131,7 +145,12 @@ def _auth_middleware(sim: "Simulator"):
                 sim.stats["rate_limited"] += 1
                 return web.json_response({"error": "too many requests"}, status=429)
             sim.stats["rest_requests"] += 1
-        return await handler(request)
+        try:
+            return await handler(request)
+        except web.HTTPNotFound:
+            return error_response(404, "not_found", "not found")
+        except web.HTTPMethodNotAllowed:
+            return error_response(405, "method_not_allowed", "method not allowed")
 
     return middleware
 

@@ -18,9 +18,19 @@ from .events import BookDelta, EventCreated, EventFeeUpdate, MarketCreated, Mark
 from .exchange import Exchange
 
 CHANNELS = (
-    "orderbook_delta", "ticker", "trade", "fill", "market_positions", "market_lifecycle_v2",
-    "multivariate_market_lifecycle", "communications", "order_group_updates", "user_orders",
-    "cfbenchmarks_value", "cfbenchmarks_value_5hz", "pyth_value",
+    "orderbook_delta",
+    "ticker",
+    "trade",
+    "fill",
+    "market_positions",
+    "market_lifecycle_v2",
+    "multivariate_market_lifecycle",
+    "communications",
+    "order_group_updates",
+    "user_orders",
+    "cfbenchmarks_value",
+    "cfbenchmarks_value_5hz",
+    "pyth_value",
 )
 SEQUENCED = {"orderbook_delta", "trade", "market_lifecycle_v2", "multivariate_market_lifecycle"}
 # Channels whose ticker set update_subscription add/delete may change.
@@ -29,11 +39,20 @@ ACTIONS = ("add_markets", "delete_markets", "get_snapshot")
 
 # Kalshi's error codes and texts (asyncapi errorResponse).
 ERRORS = {
-    1: "Unable to process message", 2: "Params required", 3: "Channels required",
-    4: "Subscription IDs required", 5: "Unknown command", 7: "Unknown subscription ID",
-    8: "Unknown channel name", 10: "Channel error", 11: "Invalid parameter",
-    12: "Exactly one subscription ID is required", 13: "Unsupported action",
-    14: "Market Ticker required", 15: "Action required", 25: "Subscription buffer overflow",
+    1: "Unable to process message",
+    2: "Params required",
+    3: "Channels required",
+    4: "Subscription IDs required",
+    5: "Unknown command",
+    7: "Unknown subscription ID",
+    8: "Unknown channel name",
+    10: "Channel error",
+    11: "Invalid parameter",
+    12: "Exactly one subscription ID is required",
+    13: "Unsupported action",
+    14: "Market Ticker required",
+    15: "Action required",
+    25: "Subscription buffer overflow",
 }
 
 
@@ -110,18 +129,24 @@ class Session:
         if unknown:
             out.append(_error(11, cid, market_tickers=unknown))
             tickers = [t for t in tickers if t in self.exchange.markets]
+            if not tickers:  # nothing left to subscribe (and never "all markets")
+                return out
         for channel in channels:
             existing = next((s for s in self.subscriptions.values() if s.channel == channel), None)
             global_channel = channel in ("market_lifecycle_v2", "multivariate_market_lifecycle")
             wanted = None if global_channel or not tickers else set(tickers)
             if existing is not None:
                 # Resubscribing an open channel merges the tickers (error 6 is retired).
-                added = [] if existing.tickers is None or wanted is None else sorted(wanted - existing.tickers)
+                added = (
+                    [] if existing.tickers is None or wanted is None else sorted(wanted - existing.tickers)
+                )
                 if wanted is None:
                     existing.tickers = None
                 elif existing.tickers is not None:
                     existing.tickers |= wanted
-                out.append(Frame({"id": cid, "type": "subscribed", "msg": {"channel": channel, "sid": existing.sid}}))
+                out.append(
+                    Frame({"id": cid, "type": "subscribed", "msg": {"channel": channel, "sid": existing.sid}})
+                )
                 if channel == "orderbook_delta":
                     out += [self._snapshot(existing, t) for t in added]
                 continue
@@ -134,7 +159,13 @@ class Session:
             )
             self.next_sid += 1
             self.subscriptions[sub.sid] = sub
-            out.append(Frame(_without_none({"id": cid, "type": "subscribed", "msg": {"channel": channel, "sid": sub.sid}})))
+            out.append(
+                Frame(
+                    _without_none(
+                        {"id": cid, "type": "subscribed", "msg": {"channel": channel, "sid": sub.sid}}
+                    )
+                )
+            )
             if channel == "orderbook_delta":
                 out += [self._snapshot(sub, t) for t in tickers]
             elif channel == "ticker" and params.get("send_initial_snapshot"):
@@ -152,7 +183,13 @@ class Session:
                 out.append(_error(7, cid))
                 continue
             sub.seq += 1
-            out.append(Frame(_without_none({"id": cid, "sid": sid, "seq": sub.seq, "type": "unsubscribed"}), sid, sub.seq))
+            out.append(
+                Frame(
+                    _without_none({"id": cid, "sid": sid, "seq": sub.seq, "type": "unsubscribed"}),
+                    sid,
+                    sub.seq,
+                )
+            )
         return out
 
     def _list(self, cid, params) -> list[Frame]:
@@ -175,7 +212,9 @@ class Session:
         sub = self.subscriptions.get(sid) if isinstance(sid, int) else None
         if sub is None:
             return [_error(7, cid)]
-        allowed = sub.channel == "orderbook_delta" if action == "get_snapshot" else sub.channel in TICKER_UPDATABLE
+        allowed = (
+            sub.channel == "orderbook_delta" if action == "get_snapshot" else sub.channel in TICKER_UPDATABLE
+        )
         if not allowed:
             return [_error(13, cid)]
         tickers, problem = _tickers(params)
@@ -204,7 +243,11 @@ class Session:
     def _ok(self, sub: Subscription, cid) -> Frame:
         sub.seq += 1
         msg = {} if sub.skip_ticker_ack else {"market_tickers": sorted(sub.tickers or ())}
-        return Frame(_without_none({"id": cid, "sid": sub.sid, "seq": sub.seq, "type": "ok", "msg": msg}), sub.sid, sub.seq)
+        return Frame(
+            _without_none({"id": cid, "sid": sub.sid, "seq": sub.seq, "type": "ok", "msg": msg}),
+            sub.sid,
+            sub.seq,
+        )
 
     # -- exchange events ----------------------------------------------------------
 
@@ -220,7 +263,13 @@ class Session:
         if isinstance(event, BookDelta):
             if channel == "orderbook_delta" and sub.wants(event.market_ticker):
                 market = self.exchange.markets[event.market_ticker]
-                return [self._data(sub, "orderbook_delta", wire.delta_msg(market, event, use_yes_price=sub.use_yes_price, fmt=fmt))]
+                return [
+                    self._data(
+                        sub,
+                        "orderbook_delta",
+                        wire.delta_msg(market, event, use_yes_price=sub.use_yes_price, fmt=fmt),
+                    )
+                ]
             if channel == "ticker" and sub.wants(event.market_ticker):
                 return [self._ticker(sub, event.market_ticker, event.ts_ms)]
         elif isinstance(event, TradeExecuted):
@@ -256,7 +305,9 @@ class Session:
     def _snapshot(self, sub: Subscription, ticker: str, *, cid: int | None = None) -> Frame:
         sub.seq += 1
         market = self.exchange.markets[ticker]
-        msg = wire.snapshot_msg(market, self.exchange.book(ticker), use_yes_price=sub.use_yes_price, fmt=self.fmt)
+        msg = wire.snapshot_msg(
+            market, self.exchange.book(ticker), use_yes_price=sub.use_yes_price, fmt=self.fmt
+        )
         body = {"type": "orderbook_snapshot", "sid": sub.sid, "seq": sub.seq, "msg": msg}
         if cid is not None:
             body["id"] = cid
@@ -282,9 +333,10 @@ def _tickers(params) -> tuple[list[str] | None, int | None]:
     return None, None
 
 
-def _error(code: int, cid, *, sid: int | None = None, **extra) -> Frame:
+def _error(code: int, cid, **extra) -> Frame:
+    """A command's error reply (not tied to a sid, so it takes no seq)."""
     msg = {"code": code, "msg": ERRORS[code], **extra}
-    return Frame(_without_none({"id": cid, "sid": sid, "type": "error", "msg": msg}))
+    return Frame(_without_none({"id": cid, "type": "error", "msg": msg}))
 
 
 def _without_none(body: dict) -> dict:

@@ -30,7 +30,7 @@ from markets.book import OrderBook
 
 from .catalog import Market, Trade
 from .config import REST_PREFIX, WS_PATH, SimulatorConfig
-from .events import ExchangeEvent
+from .events import BookDelta, ExchangeEvent
 from .exchange import EngineConfig, Exchange
 from .faults import FaultConfig
 from .ratelimit import RateLimiter
@@ -39,6 +39,7 @@ from .wire import LEGACY
 
 # How often the running loop wakes to catch up with `rate` steps per second.
 TICK_SECONDS = 0.02
+DRAIN_POLL_SECONDS = 0.005
 
 
 @dataclass(frozen=True)
@@ -95,7 +96,10 @@ class Simulator:
         self.rate_limiter = RateLimiter(self.config.rest_rate_per_s, self.config.rest_burst_seconds)
         self.connections: list[Connection] = []
         self.connections_opened = 0
-        self.events: list[ExchangeEvent] | None = [] if record_events else None
+        # Everything that happened, in order (None when record_events is off),
+        # and the books before it, so any past book can be rebuilt.
+        self.history: list[ExchangeEvent] | None = [] if record_events else None
+        self._initial_books = {t: b.copy() for t, b in self.exchange.books.items()}
         self.stats: Counter = Counter()
         self.paused = False
         self._runner: web.AppRunner | None = None
@@ -113,7 +117,10 @@ class Simulator:
         if self.config.rate > 0:
             self._loop_task = asyncio.create_task(self._generate())
         self.urls = SimulatorUrls(
-            rest=f"http://{host}:{bound}{REST_PREFIX}", ws=f"ws://{host}:{bound}{WS_PATH}", host=host, port=bound
+            rest=f"http://{host}:{bound}{REST_PREFIX}",
+            ws=f"ws://{host}:{bound}{WS_PATH}",
+            host=host,
+            port=bound,
         )
         return self.urls
 
@@ -125,6 +132,8 @@ class Simulator:
             connection.close()
         if self._runner:
             await self._runner.cleanup()
+            self._runner = None
+        self._loop_task = None
 
     def pause(self) -> None:
         """Stop generating (step() still works): the world holds still."""
@@ -138,8 +147,8 @@ class Simulator:
         happened: list[ExchangeEvent] = []
         for _ in range(n):
             events = self.exchange.step(self.clock())
-            if self.events is not None:
-                self.events.extend(events)
+            if self.history is not None:
+                self.history.extend(events)
             for connection in list(self.connections):
                 connection.deliver_events(events)
             happened += events
@@ -148,14 +157,18 @@ class Simulator:
 
     async def drain(self, timeout: float = 10.0) -> None:
         """Wait until every frame queued for every client has been written."""
+
         async def all_sent():
-            while any(not c.closing and c.queue.qsize() for c in self.connections):
-                await asyncio.sleep(0.005)
-            for connection in list(self.connections):
-                if not connection.closing:
-                    await connection.queue.join()
+            while any(c.pending for c in self.connections):
+                await asyncio.sleep(DRAIN_POLL_SECONDS)
 
         await asyncio.wait_for(all_sent(), timeout)
+
+    def set_faults(self, faults: FaultConfig) -> None:
+        """Change the faults of new and open connections (e.g. none, to end a test cleanly)."""
+        self.config = dataclasses.replace(self.config, faults=faults)
+        for connection in self.connections:
+            connection.faults.config = faults
 
     def disconnect_all(self) -> None:
         """Close every client connection (what a maintenance window does)."""
@@ -188,6 +201,18 @@ class Simulator:
     def true_book(self, ticker: str) -> OrderBook:
         """The market's book right now (a copy), in no-leg prices."""
         return self.exchange.book(ticker).copy()
+
+    def true_book_at(self, ticker: str, ts_ms: int) -> OrderBook:
+        """The market's book after every change stamped at or before ts_ms (needs record_events)."""
+        if self.history is None:
+            raise RuntimeError("true_book_at needs Simulator(record_events=True)")
+        book = self._initial_books.get(ticker, OrderBook()).copy()
+        for event in self.history:
+            if isinstance(event, BookDelta) and event.market_ticker == ticker:
+                if event.ts_ms > ts_ms:
+                    break
+                book.apply_delta(event.side, event.price, event.delta)
+        return book
 
     def trades(self) -> list[Trade]:
         """Every trade ever executed, oldest first (exact Decimals, trade_id)."""

@@ -67,7 +67,12 @@ def delta_msg(market: Market, delta: BookDelta, *, use_yes_price: bool, fmt: str
     price = _ws_price(delta.side, delta.price, use_yes_price)
     msg: dict = {"market_ticker": market.ticker, "market_id": market.market_id}
     if fmt == LEGACY:
-        msg.update(price=cents(price), delta=int(delta.delta), side=delta.side, ts=iso(delta.ts_ms - delta.ts_ms % 1000))
+        msg.update(
+            price=cents(price),
+            delta=int(delta.delta),
+            side=delta.side,
+            ts=iso(delta.ts_ms - delta.ts_ms % 1000),
+        )
     else:
         msg.update(
             price_dollars=format_price(price),
@@ -135,7 +140,7 @@ def ticker_msg(market: Market, book: OrderBook, ts_ms: int, *, fmt: str) -> dict
         "dollar_open_interest": int(market.open_interest * last),
         "yes_bid_size_fp": format_count(yes_bid[1] if yes_bid else Decimal(0)),
         "yes_ask_size_fp": format_count(yes_ask[1] if yes_ask else Decimal(0)),
-        "last_trade_size_fp": format_count(Decimal(0)),
+        "last_trade_size_fp": format_count(market.last_trade_size),
         "ts": ts_ms // 1000,
         "ts_ms": ts_ms,
         "time": iso(ts_ms - ts_ms % 1000),
@@ -194,7 +199,10 @@ def fee_update_msg(update: EventFeeUpdate) -> dict:
 
 
 def price_ranges(market: Market) -> list[dict]:
-    return [{"start": format_price(s), "end": format_price(e), "step": format_price(st)} for s, e, st in market.price_ranges]
+    return [
+        {"start": format_price(s), "end": format_price(e), "step": format_price(st)}
+        for s, e, st in market.price_ranges
+    ]
 
 
 # -- REST bodies --------------------------------------------------------------
@@ -295,8 +303,12 @@ def orderbook_json(book: OrderBook, *, depth: int, fmt: str) -> dict:
 
 
 def trade_json(trade: Trade, *, fmt: str) -> dict:
-    body = {"trade_id": trade.trade_id, "ticker": trade.market_ticker, "taker_side": trade.taker_outcome_side,
-            "created_time": iso(trade.ts_ms)}
+    body = {
+        "trade_id": trade.trade_id,
+        "ticker": trade.market_ticker,
+        "taker_side": trade.taker_outcome_side,
+        "created_time": iso(trade.ts_ms),
+    }
     if fmt == LEGACY:
         body.update(yes_price=cents(trade.yes_price), no_price=cents(trade.no_price), count=int(trade.count))
     else:

@@ -16,34 +16,124 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--host", default="127.0.0.1", help="Address to listen on (default 127.0.0.1).")
-        parser.add_argument("--port", type=int, default=8765, help="Port to listen on; 0 picks a free one (default 8765).")
-        parser.add_argument("--seed", type=int, default=0, help="Seed: the same seed gives the same exchange (default 0).")
-        parser.add_argument("--markets", type=int, default=50, help="Markets listed at the start (default 50).")
-        parser.add_argument("--rate", type=float, default=20.0, help="Exchange events (order adds, cancels, trades) per second (default 20).")
-        parser.add_argument("--speed", type=float, default=1.0,
-                            help="Multiplier on the pace of lifecycle changes: new markets, closes, settlements (default 1).")
-        parser.add_argument("--legacy-format", action="store_true",
-                            help="Send the legacy integer-cents/integer-count format instead of fixed-point strings.")
+        parser.add_argument(
+            "--port", type=int, default=8765, help="Port to listen on; 0 picks a free one (default 8765)."
+        )
+        parser.add_argument(
+            "--seed", type=int, default=0, help="Seed: the same seed gives the same exchange (default 0)."
+        )
+        parser.add_argument(
+            "--markets", type=int, default=50, help="Markets listed at the start (default 50)."
+        )
+        parser.add_argument(
+            "--rate",
+            type=float,
+            default=20.0,
+            help="Exchange events (order adds, cancels, trades) per second (default 20).",
+        )
+        parser.add_argument(
+            "--speed",
+            type=float,
+            default=1.0,
+            help="Multiplier on the pace of lifecycle changes: new markets, closes, settlements (default 1).",
+        )
+        parser.add_argument(
+            "--legacy-format",
+            action="store_true",
+            help="Send the legacy integer-cents/integer-count format instead of fixed-point strings.",
+        )
         parser.add_argument("--key-id", default=None, help="Key id accepted with --public-key.")
-        parser.add_argument("--public-key", default=None, help="PEM file of an accepted RSA public key (with --key-id).")
-        parser.add_argument("--dev-key", default=None,
-                            help=f"PEM private key to accept as key id '{DEV_KEY_ID}'; created if missing (e.g. var/sim-dev-key.pem).")
-        parser.add_argument("--public-rest", action="store_true",
-                            help="Accept unsigned REST requests to the public market-data endpoints (signed ones are still checked).")
-        parser.add_argument("--rest-rate", type=float, default=20.0, help="REST requests per second per client before 429; 0 for no limit (default 20).")
-        parser.add_argument("--historical-age", type=float, default=3600.0,
-                            help="Seconds after which trades and settled markets move to /historical (default 3600).")
-        parser.add_argument("--queue-limit", type=int, default=10_000,
-                            help="Frames queued for one client beyond which its subscription gets error 25 (default 10000).")
-        parser.add_argument("--drop-rate", type=float, default=0.0, help="Fault: share of channel messages not sent (seq gaps).")
-        parser.add_argument("--duplicate-rate", type=float, default=0.0, help="Fault: share of messages sent twice.")
-        parser.add_argument("--malformed-rate", type=float, default=0.0, help="Fault: share of messages preceded by a malformed frame.")
-        parser.add_argument("--numeric-rate", type=float, default=0.0, help="Fault: share of messages with JSON numbers where strings belong.")
-        parser.add_argument("--terminal-error-rate", type=float, default=0.0,
-                            help="Fault: share of channel messages replaced by a terminal error that ends the subscription.")
-        parser.add_argument("--terminal-error-code", type=int, choices=(10, 25), default=25, help="Code of those terminal errors (default 25).")
-        parser.add_argument("--disconnect-every-frames", type=int, default=None, help="Fault: close each connection after this many frames.")
-        parser.add_argument("--disconnect-every-seconds", type=float, default=None, help="Fault: close each connection after this many seconds.")
+        parser.add_argument(
+            "--public-key", default=None, help="PEM file of an accepted RSA public key (with --key-id)."
+        )
+        parser.add_argument(
+            "--dev-key",
+            default=None,
+            help=f"PEM private key to accept as key id '{DEV_KEY_ID}'; "
+            "created if missing (e.g. var/sim-dev-key.pem).",
+        )
+        parser.add_argument(
+            "--public-rest",
+            action="store_true",
+            help="Accept unsigned REST requests to the public market-data endpoints "
+            "(signed ones are still checked).",
+        )
+        parser.add_argument(
+            "--rest-rate",
+            type=float,
+            default=20.0,
+            help="REST requests per second per client before 429; 0 for no limit (default 20).",
+        )
+        parser.add_argument(
+            "--historical-age",
+            type=float,
+            default=3600.0,
+            help="Seconds after which trades and settled markets move to /historical (default 3600).",
+        )
+        parser.add_argument(
+            "--new-market-404-seconds",
+            type=float,
+            default=0.0,
+            help="REST answers 404 for a new market for this long after its `created` message (default 0).",
+        )
+        parser.add_argument(
+            "--queue-limit",
+            type=int,
+            default=10_000,
+            help="Frames queued for one client beyond which its subscription gets error 25 (default 10000).",
+        )
+        parser.add_argument(
+            "--drop-rate",
+            type=float,
+            default=0.0,
+            help="Fault: share of channel messages not sent (seq gaps).",
+        )
+        parser.add_argument(
+            "--duplicate-rate", type=float, default=0.0, help="Fault: share of messages sent twice."
+        )
+        parser.add_argument(
+            "--reorder-rate",
+            type=float,
+            default=0.0,
+            help="Fault: share of messages held back and sent after the next one.",
+        )
+        parser.add_argument(
+            "--malformed-rate",
+            type=float,
+            default=0.0,
+            help="Fault: share of messages preceded by a malformed frame.",
+        )
+        parser.add_argument(
+            "--numeric-rate",
+            type=float,
+            default=0.0,
+            help="Fault: share of messages with JSON numbers where strings belong.",
+        )
+        parser.add_argument(
+            "--terminal-error-rate",
+            type=float,
+            default=0.0,
+            help="Fault: share of channel messages replaced by a terminal error that ends the subscription.",
+        )
+        parser.add_argument(
+            "--terminal-error-code",
+            type=int,
+            choices=(10, 25),
+            default=25,
+            help="Code of those terminal errors (default 25).",
+        )
+        parser.add_argument(
+            "--disconnect-every-frames",
+            type=int,
+            default=None,
+            help="Fault: close each connection after this many frames.",
+        )
+        parser.add_argument(
+            "--disconnect-every-seconds",
+            type=float,
+            default=None,
+            help="Fault: close each connection after this many seconds.",
+        )
         parser.add_argument("--silent-pings", action="store_true", help="Fault: send no heartbeat pings.")
 
     def handle(self, *args, **o):
@@ -57,12 +147,16 @@ class Command(BaseCommand):
                 raise CommandError(f"--public-key: {exc}") from exc
         if o["dev_key"]:
             keys[DEV_KEY_ID] = ensure_dev_key(o["dev_key"]).public_key()
-            self.stdout.write(f"Dev key: KALSHI_API_KEY_ID={DEV_KEY_ID} KALSHI_PRIVATE_KEY_PATH={o['dev_key']}")
+            self.stdout.write(
+                f"Dev key: KALSHI_API_KEY_ID={DEV_KEY_ID} KALSHI_PRIVATE_KEY_PATH={o['dev_key']}"
+            )
         if not keys:
             raise CommandError("no accepted key: give --dev-key PATH, or --public-key PEM with --key-id")
         try:
             engine = EngineConfig(markets=o["markets"])
-            engine = dataclasses.replace(engine, lifecycle_probability=min(1.0, engine.lifecycle_probability * o["speed"]))
+            engine = dataclasses.replace(
+                engine, lifecycle_probability=min(1.0, engine.lifecycle_probability * o["speed"])
+            )
             config = SimulatorConfig(
                 seed=o["seed"],
                 engine=engine,
@@ -72,12 +166,18 @@ class Command(BaseCommand):
                 rest_rate_per_s=o["rest_rate"] or None,
                 historical_age_s=o["historical_age"],
                 outbound_queue_limit=o["queue_limit"],
+                new_market_rest_delay_s=o["new_market_404_seconds"],
                 faults=FaultConfig(
-                    drop_rate=o["drop_rate"], duplicate_rate=o["duplicate_rate"], malformed_rate=o["malformed_rate"],
-                    numeric_rate=o["numeric_rate"], terminal_error_rate=o["terminal_error_rate"],
+                    drop_rate=o["drop_rate"],
+                    duplicate_rate=o["duplicate_rate"],
+                    reorder_rate=o["reorder_rate"],
+                    malformed_rate=o["malformed_rate"],
+                    numeric_rate=o["numeric_rate"],
+                    terminal_error_rate=o["terminal_error_rate"],
                     terminal_error_code=o["terminal_error_code"],
                     disconnect_every_frames=o["disconnect_every_frames"],
-                    disconnect_every_seconds=o["disconnect_every_seconds"], silent_pings=o["silent_pings"],
+                    disconnect_every_seconds=o["disconnect_every_seconds"],
+                    silent_pings=o["silent_pings"],
                 ),
             )
         except ValueError as exc:

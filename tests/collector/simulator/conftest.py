@@ -42,7 +42,9 @@ async def rest_get(sim: Simulator, path: str, params=None, *, signed: bool = Tru
     if headers is None:
         headers = sim.signed_headers("GET", full_path) if signed else {}
     async with aiohttp.ClientSession() as http:
-        async with http.get(f"http://{sim.urls.host}:{sim.urls.port}{full_path}", params=params, headers=headers) as r:
+        async with http.get(
+            f"http://{sim.urls.host}:{sim.urls.port}{full_path}", params=params, headers=headers
+        ) as r:
             return r.status, await r.json(content_type=None)
 
 

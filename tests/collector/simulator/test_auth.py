@@ -15,7 +15,9 @@ async def test_rest_refuses_unsigned_and_wrongly_signed_requests(make_sim):
     sim = await make_sim(markets=3)
     status, body = await rest_get(sim, "/markets", signed=False)
     assert status == 401 and body["code"] == "unauthorized" and "message" in body
-    status, _ = await rest_get(sim, "/markets", headers=wrong_key_headers("GET", "/trade-api/v2/markets", sim.key_id))
+    status, _ = await rest_get(
+        sim, "/markets", headers=wrong_key_headers("GET", "/trade-api/v2/markets", sim.key_id)
+    )
     assert status == 401
     # Signed for another path: the signature covers the path.
     status, _ = await rest_get(sim, "/markets", headers=sim.signed_headers("GET", "/trade-api/v2/events"))
@@ -35,7 +37,11 @@ async def test_stale_timestamps_and_unknown_key_ids_are_refused(make_sim):
 
 async def test_websocket_upgrade_needs_a_valid_signature(make_sim):
     sim = await make_sim(markets=2)
-    for headers in ({}, wrong_key_headers("GET", WS_PATH, sim.key_id), sim.signed_headers("GET", "/trade-api/v2")):
+    for headers in (
+        {},
+        wrong_key_headers("GET", WS_PATH, sim.key_id),
+        sim.signed_headers("GET", "/trade-api/v2"),
+    ):
         with pytest.raises(InvalidStatus) as refused:
             async with ws_connect(sim, headers=headers):
                 pass

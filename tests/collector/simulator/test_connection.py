@@ -16,7 +16,9 @@ pytestmark = pytest.mark.asyncio
 async def test_server_pings_with_kalshis_heartbeat_payload(make_sim):
     sim = await make_sim(markets=1, heartbeat_seconds=0.05)
     async with aiohttp.ClientSession() as http:
-        async with http.ws_connect(sim.urls.ws, headers=sim.signed_headers("GET", WS_PATH), autoping=False) as ws:
+        async with http.ws_connect(
+            sim.urls.ws, headers=sim.signed_headers("GET", WS_PATH), autoping=False
+        ) as ws:
             message = await ws.receive(timeout=10)
             assert message.type == aiohttp.WSMsgType.PING and message.data == b"heartbeat"
 
@@ -24,7 +26,9 @@ async def test_server_pings_with_kalshis_heartbeat_payload(make_sim):
 async def test_silent_pings_fault_sends_none(make_sim):
     sim = await make_sim(markets=1, heartbeat_seconds=0.01, faults=FaultConfig(silent_pings=True))
     async with aiohttp.ClientSession() as http:
-        async with http.ws_connect(sim.urls.ws, headers=sim.signed_headers("GET", WS_PATH), autoping=False) as ws:
+        async with http.ws_connect(
+            sim.urls.ws, headers=sim.signed_headers("GET", WS_PATH), autoping=False
+        ) as ws:
             await ws.send_str('{"id": 1, "cmd": "list_subscriptions"}')
             for _ in range(20):  # many heartbeat periods pass while we make round trips
                 message = await ws.receive(timeout=10)
@@ -66,8 +70,13 @@ async def test_same_seed_same_clock_same_stream(make_sim):
         sim = await make_sim(seed=12, markets=6, clock=lambda: 1_795_000_000_000)
         async with ws_connect(sim) as ws:
             client = Client(ws)
-            await client.send("subscribe", {"channels": ["orderbook_delta", "trade", "market_lifecycle_v2"],
-                                            "market_tickers": active_tickers(sim)})
+            await client.send(
+                "subscribe",
+                {
+                    "channels": ["orderbook_delta", "trade", "market_lifecycle_v2"],
+                    "market_tickers": active_tickers(sim),
+                },
+            )
             stream = await client.until_barrier(raw=True)  # subscribed before the world moves
             sim.step(500)
             streams.append(stream + await client.until_barrier(raw=True))

@@ -23,7 +23,9 @@ _Yaml11BoolsOff.yaml_implicit_resolvers = {
     for key, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.copy().items()
 }
 _Yaml11BoolsOff.add_implicit_resolver(
-    "tag:yaml.org,2002:bool", __import__("re").compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+    "tag:yaml.org,2002:bool",
+    __import__("re").compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+    list("tTfF"),
 )
 
 
@@ -73,7 +75,11 @@ WS_SCHEMAS = {
 def ws_schema(frame):
     kind = frame["type"]
     if kind == "market_lifecycle_v2":
-        return "marketMetadataUpdatedPayload" if frame["msg"]["event_type"] == "metadata_updated" else "marketLifecycleV2Payload"
+        return (
+            "marketMetadataUpdatedPayload"
+            if frame["msg"]["event_type"] == "metadata_updated"
+            else "marketLifecycleV2Payload"
+        )
     if kind == "ok":
         return "listSubscriptionsResponsePayload" if isinstance(frame["msg"], list) else "okResponsePayload"
     return WS_SCHEMAS[kind]
@@ -85,17 +91,25 @@ async def test_every_websocket_message_validates_against_the_asyncapi_spec(make_
     seen = set()
     async with ws_connect(sim) as ws:
         client = Client(ws)
-        await client.send("subscribe", {"channels": ["orderbook_delta", "trade", "market_lifecycle_v2"],
-                                        "market_tickers": tickers})
-        await client.send("subscribe", {"channels": ["ticker"], "market_tickers": tickers[:2],
-                                        "send_initial_snapshot": True})
+        await client.send(
+            "subscribe",
+            {"channels": ["orderbook_delta", "trade", "market_lifecycle_v2"], "market_tickers": tickers},
+        )
+        await client.send(
+            "subscribe",
+            {"channels": ["ticker"], "market_tickers": tickers[:2], "send_initial_snapshot": True},
+        )
         frames = []
         for _ in range(4):
             sim.step(1000)
             frames += await client.until_barrier()
         sid = frames[0]["msg"]["sid"]
-        await client.send("update_subscription", {"sid": sid, "market_tickers": tickers[:1], "action": "get_snapshot"})
-        await client.send("update_subscription", {"sid": sid, "market_tickers": tickers[:1], "action": "delete_markets"})
+        await client.send(
+            "update_subscription", {"sid": sid, "market_tickers": tickers[:1], "action": "get_snapshot"}
+        )
+        await client.send(
+            "update_subscription", {"sid": sid, "market_tickers": tickers[:1], "action": "delete_markets"}
+        )
         await client.send("unsubscribe", {"sids": [sid]})
         await client.send("unsubscribe", {"sids": [sid]})
         frames += await client.until_barrier()
@@ -107,7 +121,10 @@ async def test_every_websocket_message_validates_against_the_asyncapi_spec(make_
         assert not errors, (name, frame, [e.message for e in errors[:3]])
         seen.add(name)
     assert seen >= set(WS_SCHEMAS.values()) - {"eventFeeUpdatePayload"} | {
-        "marketLifecycleV2Payload", "okResponsePayload", "listSubscriptionsResponsePayload"}
+        "marketLifecycleV2Payload",
+        "okResponsePayload",
+        "listSubscriptionsResponsePayload",
+    }
 
 
 REST_CASES = [
@@ -126,7 +143,9 @@ async def test_rest_responses_validate_against_the_openapi_spec(make_sim):
     sim = await make_sim(seed=22, markets=10, historical_age_s=1800)
     sim.step(3000)
     market = next(t for t, m in sim.markets().items() if m.status == "active")
-    settled = next(t for t, m in sim.markets().items() if m.status == "finalized" and m.settled_ms > sim.cutoff_ms())
+    settled = next(
+        t for t, m in sim.markets().items() if m.status == "finalized" and m.settled_ms > sim.cutoff_ms()
+    )
     event = next(iter(sim.exchange.events))
     series = next(iter(sim.exchange.series))
     cases = REST_CASES + [

@@ -87,7 +87,9 @@ async def test_disconnect_every_n_frames_closes_the_connection(make_sim):
 
 
 async def test_terminal_error_ends_the_subscription(make_sim):
-    sim = await make_sim(seed=1, markets=8, faults=FaultConfig(terminal_error_rate=0.05, terminal_error_code=10))
+    sim = await make_sim(
+        seed=1, markets=8, faults=FaultConfig(terminal_error_rate=0.05, terminal_error_code=10)
+    )
     async with ws_connect(sim) as ws:
         client, sid = await subscribed_client(sim, ws)
         sim.step(500)
@@ -113,24 +115,54 @@ async def test_a_slow_consumer_gets_error_25(make_sim):
 
 async def test_faults_never_change_the_truth(make_sim):
     calm = await make_sim(seed=9, markets=8, clock=lambda: 1_795_000_000_000)
-    stormy = await make_sim(seed=9, markets=8, clock=lambda: 1_795_000_000_000,
-                            faults=FaultConfig(drop_rate=0.2, duplicate_rate=0.2, malformed_rate=0.2))
+    stormy = await make_sim(
+        seed=9,
+        markets=8,
+        clock=lambda: 1_795_000_000_000,
+        faults=FaultConfig(drop_rate=0.2, duplicate_rate=0.2, malformed_rate=0.2),
+    )
     for sim in (calm, stormy):
         async with ws_connect(sim) as ws:
             client, _ = await subscribed_client(sim, ws)
             sim.step(300)
             await client.until_barrier(raw=True)
-    assert calm.events == stormy.events
-    assert {t: calm.true_book(t) for t in calm.markets()} == {t: stormy.true_book(t) for t in stormy.markets()}
+    assert calm.history == stormy.history
+    assert {t: calm.true_book(t) for t in calm.markets()} == {
+        t: stormy.true_book(t) for t in stormy.markets()
+    }
 
 
 async def test_the_same_seed_gives_the_same_faults(make_sim):
     runs = []
     for _ in range(2):
-        sim = await make_sim(seed=4, markets=6, clock=lambda: 1_795_000_000_000,
-                             faults=FaultConfig(drop_rate=0.1, duplicate_rate=0.1, malformed_rate=0.1))
+        sim = await make_sim(
+            seed=4,
+            markets=6,
+            clock=lambda: 1_795_000_000_000,
+            faults=FaultConfig(drop_rate=0.1, duplicate_rate=0.1, malformed_rate=0.1),
+        )
         async with ws_connect(sim) as ws:
             client, _ = await subscribed_client(sim, ws)
             sim.step(200)
             runs.append(await client.until_barrier(raw=True))
     assert runs[0] == runs[1]
+
+
+async def test_reordered_frames_jump_then_go_back(make_sim):
+    sim = await make_sim(seed=1, markets=8, faults=FaultConfig(reorder_rate=0.1))
+    async with ws_connect(sim) as ws:
+        client, sid = await subscribed_client(sim, ws)
+        sim.step(300)
+        seqs = seqs_of(await client.until_barrier(), sid)
+    assert seqs != sorted(seqs) and sorted(seqs) == list(range(1, len(seqs) + 1))
+
+
+async def test_set_faults_turns_faults_off_on_open_connections(make_sim):
+    sim = await make_sim(seed=1, markets=8, faults=FaultConfig(drop_rate=0.5))
+    async with ws_connect(sim) as ws:
+        client, sid = await subscribed_client(sim, ws)
+        await client.until_barrier()  # the (faulted) snapshots
+        sim.set_faults(FaultConfig())
+        sim.step(200)
+        seqs = seqs_of(await client.until_barrier(), sid)
+    assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))

@@ -30,7 +30,11 @@ async def test_markets_page_with_cursors_and_filters(make_sim):
     markets, pages = await page_all(sim, "/markets", "markets", {"limit": 4})
     tickers = [m["ticker"] for m in markets]
     assert len(tickers) == len(set(tickers)) and pages > 2
-    live = {t for t, m in sim.markets().items() if not (m.status == "finalized" and m.settled_ms < sim.cutoff_ms())}
+    live = {
+        t
+        for t, m in sim.markets().items()
+        if not (m.status == "finalized" and m.settled_ms < sim.cutoff_ms())
+    }
     assert set(tickers) == live
     some = sorted(live)[:3]
     _, body = await rest_get(sim, "/markets", {"tickers": ",".join(some)})
@@ -58,8 +62,13 @@ async def test_market_orderbook_and_errors(make_sim):
     assert body["orderbook_fp"]["yes_dollars"] == yes[-2:]
     status, body = await rest_get(sim, "/markets/NOPE-1")
     assert status == 404 and set(body) == {"code", "message", "details"}
-    for params in ({"limit": 5000}, {"limit": "x"}, {"cursor": "!!"}, {"status": "sleeping"},
-                   {"min_updated_ts": 1, "status": "open"}):
+    for params in (
+        {"limit": 5000},
+        {"limit": "x"},
+        {"cursor": "!!"},
+        {"status": "sleeping"},
+        {"min_updated_ts": 1, "status": "open"},
+    ):
         status, body = await rest_get(sim, "/markets", params)
         assert status == 400 and body["code"] == "bad_request", params
 
@@ -81,9 +90,14 @@ async def test_trades_page_newest_first_and_split_at_the_historical_cutoff(make_
     assert set(body) >= {"market_settled_ts", "trades_created_ts", "orders_updated_ts"}
     ticker = every[-1].market_ticker
     lo, hi = (NOW + 60_000) // 1000, (NOW + 180_000) // 1000
-    chosen, _ = await page_all(sim, "/markets/trades", "trades", {"ticker": ticker, "min_ts": lo, "max_ts": hi})
-    expected = [t.trade_id for t in reversed(every)
-                if t.market_ticker == ticker and lo * 1000 <= t.ts_ms <= hi * 1000 and t.ts_ms >= cutoff]
+    chosen, _ = await page_all(
+        sim, "/markets/trades", "trades", {"ticker": ticker, "min_ts": lo, "max_ts": hi}
+    )
+    expected = [
+        t.trade_id
+        for t in reversed(every)
+        if t.market_ticker == ticker and lo * 1000 <= t.ts_ms <= hi * 1000 and t.ts_ms >= cutoff
+    ]
     assert [t["trade_id"] for t in chosen] == expected
 
 
@@ -103,8 +117,9 @@ async def test_settled_markets_move_to_historical(make_sim):
 
 async def test_determined_and_settled_markets_show_result_in_rest(make_sim):
     sim = await make_sim(seed=9, markets=8, historical_age_s=10**6)
+    started = sim.clock()
     sim.step(4000)
-    settled = [m for m in sim.markets().values() if m.status == "finalized" and m.settled_ms and m.order >= 8]
+    settled = [m for m in sim.markets().values() if m.status == "finalized" and m.settled_ms >= started]
     assert settled
     _, body = await rest_get(sim, f"/markets/{settled[0].ticker}")
     market = body["market"]
@@ -140,3 +155,19 @@ async def test_token_bucket_answers_429_without_retry_after(make_sim, monkeypatc
     assert status == 429 and body == {"error": "too many requests"}
     now["t"] += 1.0  # two tokens back
     assert [(await rest_get(sim, "/series"))[0] for _ in range(3)] == [200, 200, 429]
+
+
+async def test_unknown_paths_and_new_markets_answer_kalshis_404(make_sim):
+    clock = {"now": NOW}
+    sim = await make_sim(seed=9, markets=6, clock=lambda: clock["now"], new_market_rest_delay_s=5)
+    status, body = await rest_get(sim, "/no/such/endpoint")
+    assert status == 404 and body["code"] == "not_found"
+    created = [e.market for e in sim.step(4000) if type(e).__name__ == "MarketCreated"]
+    assert created
+    status, _ = await rest_get(sim, f"/markets/{created[-1].ticker}")
+    assert status == 404
+    clock["now"] += 5_000
+    status, body = await rest_get(sim, f"/markets/{created[-1].ticker}")
+    assert status == 200 and body["market"]["ticker"] == created[-1].ticker
+    _, body = await rest_get(sim, "/markets", {"mve_filter": "only"})
+    assert body["markets"] == []

@@ -30,7 +30,9 @@ def apply(books: dict, frame: dict, *, use_yes_price: bool) -> None:
         )
     elif frame["type"] == "orderbook_delta":
         side = msg["side"]
-        books[msg["market_ticker"]].apply_delta(side, price(side, msg["price_dollars"]), parse_count(msg["delta_fp"]))
+        books[msg["market_ticker"]].apply_delta(
+            side, price(side, msg["price_dollars"]), parse_count(msg["delta_fp"])
+        )
 
 
 @pytest.mark.parametrize("use_yes_price", [False, True])
@@ -39,8 +41,10 @@ async def test_stream_reproduces_every_true_book_with_contiguous_seq(make_sim, u
     tickers = active_tickers(sim)
     async with ws_connect(sim) as ws:
         client = Client(ws)
-        await client.send("subscribe", {"channels": ["orderbook_delta"], "market_tickers": tickers,
-                                        "use_yes_price": use_yes_price})
+        await client.send(
+            "subscribe",
+            {"channels": ["orderbook_delta"], "market_tickers": tickers, "use_yes_price": use_yes_price},
+        )
         subscribed = await client.recv()
         assert subscribed["type"] == "subscribed" and subscribed["msg"]["channel"] == "orderbook_delta"
         sid = subscribed["msg"]["sid"]
@@ -96,13 +100,26 @@ async def test_trade_and_lifecycle_channels_are_global_with_their_own_seq(make_s
             assert seqs == list(range(1, len(seqs) + 1)), channel
         types = {f["type"] for f in frames}
         assert {"trade", "market_lifecycle_v2", "event_lifecycle"} <= types
-        created = [f["msg"] for f in frames if f["type"] == "market_lifecycle_v2" and f["msg"]["event_type"] == "created"]
+        created = [
+            f["msg"]
+            for f in frames
+            if f["type"] == "market_lifecycle_v2" and f["msg"]["event_type"] == "created"
+        ]
         assert created and "additional_metadata" in created[0]
         determined = [f["msg"] for f in frames if f.get("msg", {}).get("event_type") == "determined"]
         assert determined and determined[0]["result"] in ("yes", "no")
         trade = trades[0]["msg"]
-        assert {"yes_price_dollars", "no_price_dollars", "count_fp", "taker_outcome_side", "taker_book_side",
-                "taker_side", "is_block_trade", "ts", "ts_ms"} <= set(trade)
+        assert {
+            "yes_price_dollars",
+            "no_price_dollars",
+            "count_fp",
+            "taker_outcome_side",
+            "taker_book_side",
+            "taker_side",
+            "is_block_trade",
+            "ts",
+            "ts_ms",
+        } <= set(trade)
 
 
 async def test_get_snapshot_echoes_the_id_and_takes_the_next_seq(make_sim):
@@ -113,8 +130,9 @@ async def test_get_snapshot_echoes_the_id_and_takes_the_next_seq(make_sim):
         await client.send("subscribe", {"channels": ["orderbook_delta"], "market_tickers": tickers})
         sid = (await client.recv())["msg"]["sid"]
         await client.recv_n(3)
-        command_id = await client.send("update_subscription",
-                                       {"sids": [sid], "market_tickers": [tickers[1]], "action": "get_snapshot"})
+        command_id = await client.send(
+            "update_subscription", {"sids": [sid], "market_tickers": [tickers[1]], "action": "get_snapshot"}
+        )
         snapshot = await client.recv()
         assert snapshot["type"] == "orderbook_snapshot" and snapshot["id"] == command_id
         assert snapshot["seq"] == 4 and snapshot["msg"]["market_ticker"] == tickers[1]
@@ -128,12 +146,16 @@ async def test_add_and_delete_markets(make_sim):
         await client.send("subscribe", {"channels": ["orderbook_delta"], "market_tickers": [a]})
         sid = (await client.recv())["msg"]["sid"]
         await client.recv()
-        await client.send("update_subscription", {"sid": sid, "market_tickers": [b, c], "action": "add_markets"})
+        await client.send(
+            "update_subscription", {"sid": sid, "market_tickers": [b, c], "action": "add_markets"}
+        )
         ok, snap_b, snap_c = await client.recv_n(3)
         assert ok["type"] == "ok" and ok["seq"] == 2 and ok["msg"]["market_tickers"] == sorted([a, b, c])
         assert [snap_b["seq"], snap_c["seq"]] == [3, 4]
         assert {snap_b["msg"]["market_ticker"], snap_c["msg"]["market_ticker"]} == {b, c}
-        await client.send("update_subscription", {"sids": [sid], "market_tickers": [a], "action": "delete_markets"})
+        await client.send(
+            "update_subscription", {"sids": [sid], "market_tickers": [a], "action": "delete_markets"}
+        )
         ok = await client.recv()
         assert ok["msg"]["market_tickers"] == sorted([b, c]) and ok["seq"] == 5
         sim.step(300)
@@ -141,7 +163,12 @@ async def test_add_and_delete_markets(make_sim):
         assert frames and all(f["msg"]["market_ticker"] in (b, c) for f in frames)
         await client.send("unsubscribe", {"sids": [sid]})
         unsubscribed = await client.recv()
-        assert unsubscribed == {"id": unsubscribed["id"], "sid": sid, "seq": frames[-1]["seq"] + 1, "type": "unsubscribed"}
+        assert unsubscribed == {
+            "id": unsubscribed["id"],
+            "sid": sid,
+            "seq": frames[-1]["seq"] + 1,
+            "type": "unsubscribed",
+        }
         await client.send("list_subscriptions")
         assert (await client.recv())["msg"] == []
 
@@ -211,6 +238,49 @@ async def test_legacy_format_sends_integer_cents_and_counts(make_sim):
         sim.step(400)
         frames = await client.until_barrier()
         delta = next(f for f in frames if f["type"] == "orderbook_delta")["msg"]
-        assert isinstance(delta["price"], int) and isinstance(delta["delta"], int) and "price_dollars" not in delta
+        assert (
+            isinstance(delta["price"], int)
+            and isinstance(delta["delta"], int)
+            and "price_dollars" not in delta
+        )
         trade = next(f for f in frames if f["type"] == "trade")["msg"]
         assert isinstance(trade["yes_price"], int) and isinstance(trade["count"], int)
+
+
+async def test_running_simulator_pauses_drains_and_matches_the_truth(make_sim):
+    """The way an end-to-end test stops the world: pause, drain, compare."""
+    sim = await make_sim(seed=13, markets=6, rate=2000)
+    tickers = active_tickers(sim)
+    async with ws_connect(sim) as ws:
+        client = Client(ws)
+        await client.send("subscribe", {"channels": ["orderbook_delta"], "market_tickers": tickers})
+        books: dict = {}
+        frames = []
+        while sim.stats["steps"] < 200:  # let the generator run on its own for a while
+            frames.append(await client.recv())
+        sim.pause()
+        await sim.drain()
+        frames += await client.until_barrier()
+        for frame in frames[1:]:
+            if frame["type"] != "error":
+                apply(books, frame, use_yes_price=False)
+        for ticker in tickers:
+            assert books[ticker] == sim.true_book(ticker)
+
+
+async def test_unknown_tickers_are_refused_with_error_11_and_never_widen_to_all(make_sim):
+    sim = await make_sim(seed=1, markets=4)
+    known = active_tickers(sim, 1)[0]
+    async with ws_connect(sim) as ws:
+        client = Client(ws)
+        await client.send(
+            "subscribe", {"channels": ["orderbook_delta", "trade"], "market_tickers": ["NOPE-1"]}
+        )
+        error = await client.recv()
+        assert error["msg"]["code"] == 11 and error["msg"]["market_tickers"] == ["NOPE-1"]
+        await client.send("list_subscriptions")
+        assert (await client.recv())["msg"] == []
+        await client.send("subscribe", {"channels": ["orderbook_delta"], "market_tickers": ["NOPE-1", known]})
+        error, subscribed, snapshot = await client.recv_n(3)
+        assert error["msg"]["code"] == 11 and subscribed["type"] == "subscribed"
+        assert snapshot["msg"]["market_ticker"] == known
