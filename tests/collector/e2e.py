@@ -129,9 +129,7 @@ async def finish_run(run: Run, *, clean_steps: int = 40) -> dict:
     """Pause, reveal trailing gaps with clean steps, wait until caught up, stop."""
     sim = run.sim
     sim.pause()
-    for connection in sim.connections:
-        connection.faults.config = FaultConfig()
-    sim.config = dataclasses.replace(sim.config, faults=FaultConfig())
+    sim.set_faults(FaultConfig())
     sim.step(clean_steps)
     await sim.drain()
     await wait_for(
