@@ -31,7 +31,10 @@ class SimulatorConfig:
     rest_rate_per_s: float | None = 20.0
     rest_burst_seconds: float = 2.0
     # Trades older than this, and markets settled before it, move to /historical.
+    # The cutoff moves in whole steps (Kalshi's moves slowly too), so that a
+    # client paging through a tier does not see a trade change tiers mid-way.
     historical_age_s: float = 3600.0
+    historical_step_s: float = 3600.0
     # REST answers 404 for a market this long after its `created` message, as
     # Kalshi's does briefly (PROTOCOL.md 4.4); 0 serves it at once.
     new_market_rest_delay_s: float = 0.0

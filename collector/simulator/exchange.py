@@ -62,7 +62,9 @@ class EngineConfig:
     reactivate_after_steps: int = 30
     # Trades before the start, for the historical tier and backfills.
     past_trades_per_market: int = 10
-    past_span_ms: int = 2 * 3_600_000
+    # Three hours: with the default historical age and step (1 h each) the
+    # cutoff is always 1-2 h back, so the first hour is always historical.
+    past_span_ms: int = 3 * 3_600_000
     past_settled_markets: int = 2
     # Whole cents and whole contracts only: the legacy wire formats cannot say more.
     whole_units_only: bool = False
@@ -239,7 +241,7 @@ class Exchange:
             self._set_status(market, "finalized")
             market.result = self.rng.choice(("yes", "no"))
             market.settlement_value = ONE if market.result == "yes" else Decimal(0)
-            market.close_ms = start_ms - span + (i + 1) * span // (cfg.past_settled_markets + 1)
+            market.close_ms = start_ms - span + (i + 1) * 60_000
             market.determined_ms = market.close_ms + 1000
             market.settled_ms = market.close_ms + 60_000
             market.updated_ms = market.settled_ms

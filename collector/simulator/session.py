@@ -220,22 +220,26 @@ class Session:
         tickers, problem = _tickers(params)
         if problem or not tickers:
             return [_error(problem or 14, cid)]
-        unknown = [t for t in tickers if t not in self.exchange.markets]
-        if unknown:
-            return [_error(11, cid, market_tickers=unknown)]
         current = sub.tickers if sub.tickers is not None else set()
+        # Tickers that cannot be served get one error 11 naming them; the
+        # rest of the command is still carried out (as for subscribe).
         if action == "get_snapshot":
-            missing = [t for t in tickers if t not in current]
-            if missing:
-                return [_error(11, cid, market_tickers=missing)]
-            return [self._snapshot(sub, t, cid=cid) for t in tickers]
+            refused = [t for t in tickers if t not in current]
+        else:
+            refused = [t for t in tickers if t not in self.exchange.markets]
+        out = [_error(11, cid, market_tickers=refused)] if refused else []
+        tickers = [t for t in tickers if t not in refused]
+        if not tickers:
+            return out
+        if action == "get_snapshot":
+            return out + [self._snapshot(sub, t, cid=cid) for t in tickers]
         if action == "add_markets":
             added = [t for t in tickers if t not in current]
             sub.tickers = current | set(tickers)
         else:
             added = []
             sub.tickers = current - set(tickers)
-        out = [self._ok(sub, cid)]
+        out.append(self._ok(sub, cid))
         if sub.channel == "orderbook_delta":
             out += [self._snapshot(sub, t) for t in added]
         return out

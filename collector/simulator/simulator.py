@@ -231,7 +231,9 @@ class Simulator:
 
     def cutoff_ms(self) -> int:
         """The historical cutoff: older trades and settlements live only under /historical."""
-        return self.clock() - int(self.config.historical_age_s * 1000)
+        cutoff = self.clock() - int(self.config.historical_age_s * 1000)
+        step = int(self.config.historical_step_s * 1000)
+        return cutoff - cutoff % step if step > 0 else cutoff
 
     def signed_headers(self, method: str, path: str) -> dict[str, str]:
         """Headers signed with the simulator's own key (when it made one)."""

@@ -23,7 +23,7 @@ async def test_rest_refuses_unsigned_and_wrongly_signed_requests(make_sim):
     status, _ = await rest_get(sim, "/markets", headers=sim.signed_headers("GET", "/trade-api/v2/events"))
     assert status == 401
     status, body = await rest_get(sim, "/markets", {"limit": 5})  # the query is not signed
-    assert status == 200 and len(body["markets"]) == 3
+    assert status == 200 and len(body["markets"]) >= 3
 
 
 async def test_stale_timestamps_and_unknown_key_ids_are_refused(make_sim):

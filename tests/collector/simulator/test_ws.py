@@ -284,3 +284,17 @@ async def test_unknown_tickers_are_refused_with_error_11_and_never_widen_to_all(
         error, subscribed, snapshot = await client.recv_n(3)
         assert error["msg"]["code"] == 11 and subscribed["type"] == "subscribed"
         assert snapshot["msg"]["market_ticker"] == known
+
+
+async def test_get_snapshot_serves_the_tickers_it_can_and_names_the_others(make_sim):
+    sim = await make_sim(seed=5, markets=6)
+    a, b, c = active_tickers(sim, 3)
+    async with ws_connect(sim) as ws:
+        client = Client(ws)
+        await client.send("subscribe", {"channels": ["orderbook_delta"], "market_tickers": [a, b]})
+        sid = (await client.recv())["msg"]["sid"]
+        await client.recv_n(2)
+        await client.send("update_subscription", {"sid": sid, "market_tickers": [a, c], "action": "get_snapshot"})
+        error, snapshot = await client.recv_n(2)
+        assert error["msg"]["code"] == 11 and error["msg"]["market_tickers"] == [c]
+        assert snapshot["msg"]["market_ticker"] == a and snapshot["seq"] == 3
