@@ -104,7 +104,17 @@ def deltas_append(rows: Sequence[tuple]) -> int:
     IntegrityError (and store nothing): then load the batch with
     deltas_ingest.
     """
-    return _copy_plain(OrderbookDelta, DELTA_COLUMNS, "received_at", rows)
+    return _copy_plain(
+        OrderbookDelta, DELTA_COLUMNS, "received_at", rows, binary_types=DELTA_BINARY_TYPES
+    )
+
+
+# PostgreSQL types of DELTA_COLUMNS, for binary COPY: about half the client
+# CPU of text COPY, and the bulk of what the collector writes is deltas.
+# Binary needs the Python types to match exactly (str, datetime, int, Decimal).
+DELTA_BINARY_TYPES = (
+    "text", "timestamptz", "int8", "int4", "int8", "text", "numeric", "numeric", "timestamptz",
+)
 
 
 def snapshots_append(rows: Sequence[tuple]) -> int:
@@ -112,7 +122,7 @@ def snapshots_append(rows: Sequence[tuple]) -> int:
     return _copy_plain(OrderbookSnapshot, SNAPSHOT_COLUMNS, "received_at", rows)
 
 
-def _copy_plain(model, columns, time_column, rows) -> int:
+def _copy_plain(model, columns, time_column, rows, binary_types=None) -> int:
     if not rows:
         return 0
     time_index = columns.index(time_column)
@@ -122,7 +132,11 @@ def _copy_plain(model, columns, time_column, rows) -> int:
         with connection.cursor() as cursor:
             raw = cursor.cursor
             sql = f"COPY {model._meta.db_table} ({', '.join(columns)}) FROM STDIN"
+            if binary_types:
+                sql += " (FORMAT BINARY)"
             with raw.copy(sql) as copy:
+                if binary_types:
+                    copy.set_types(binary_types)
                 for row in _with_json(rows, json_indexes):
                     copy.write_row(row)
     return len(rows)
