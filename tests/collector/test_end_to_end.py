@@ -125,3 +125,18 @@ async def test_faults_gaps_duplicates_malformed_and_disconnects_are_survived(tmp
     # Books are right again, and trades are complete, each stored once.
     assert_books_equal_truth(sim, await recorded_books(run.start_markets))
     await assert_trades_equal_truth(run)
+
+
+async def test_legacy_integer_format_records_the_same_books_and_trades(tmp_path):
+    sim = Simulator(seed=13, markets=6, rate=200, wire_format="legacy")
+    run, final = await record(sim, tmp_path, seconds=2.0)
+    assert final.get("malformed", 0) == 0
+    assert_books_equal_truth(sim, await recorded_books(run.start_markets))
+    # Legacy trades carry whole seconds and the deprecated taker_side only.
+    rows, stored = await stored_trades()
+    truth = truth_trades(run.sim, run.first_trade)
+    assert rows == len(stored) == len(truth) > 10
+    for trade_id, (ticker, yes, no, count, outcome, block, ts) in truth.items():
+        got = stored[trade_id]
+        assert got[:4] == (ticker, yes, no, count) and got[4] is None
+        assert got[6] == ts.replace(microsecond=0)
