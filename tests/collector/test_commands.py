@@ -65,12 +65,13 @@ async def test_collect_for_chosen_markets_then_backfill_another(tmp_path):
         sim.pause()
         live = await run_db(lambda: Trade.objects.filter(market_ticker=other).count())
         assert live > 0
-        start = datetime.now(timezone.utc) - timedelta(hours=3)
+        start = datetime.now(timezone.utc) - timedelta(hours=12)
         out = await manage("backfill_trades", "--markets", other, "--start", start.isoformat(), env=env)
         truth = {t.trade_id for t in sim.trades() if t.market_ticker == other}
         stored = await run_db(lambda: set(
             Trade.objects.filter(market_ticker=other).values_list("trade_id", flat=True)))
-        assert truth and stored == truth
+        missing = [(t.trade_id, t.ts_ms, t.index) for t in sim.trades() if t.trade_id in truth - stored]
+        assert truth and stored == truth, (missing, sim.cutoff_ms(), start, out)
         assert f"stored {len(truth) - live} new" in out
         again = await manage("backfill_trades", "--markets", other, "--start", start.isoformat(), env=env)
         assert "stored 0 new" in again
