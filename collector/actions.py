@@ -28,8 +28,13 @@ from datetime import timedelta
 from django.db import DatabaseError, InterfaceError, OperationalError
 
 from markets.models import Event
-from markets.services import market_upsert, market_upsert_from_lifecycle, parse_time, settlement_record
-from markets.services import event_upsert
+from markets.services import (
+    event_upsert,
+    market_upsert,
+    market_upsert_from_lifecycle,
+    parse_time,
+    settlement_record,
+)
 
 from . import commands as cmd
 from .backfill import trades_backfill
@@ -75,6 +80,11 @@ class Actions:
             self._busy = True
             try:
                 await self._with_db_retries(command)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - one bad command must not stop the worker
+                self.failed += 1
+                logger.exception("actions failed command=%r", command)
             finally:
                 self._busy = False
                 self.queue.task_done()

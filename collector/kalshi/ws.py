@@ -26,13 +26,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import (
-    ConnectionClosed,
-    InvalidHandshake,
-    InvalidMessage,
-    InvalidStatus,
-    InvalidURI,
-)
+from websockets.exceptions import ConnectionClosed, InvalidMessage, InvalidStatus
 
 from collector import commands as cmd
 from collector.kalshi import auth
@@ -69,16 +63,13 @@ def is_retryable(exc: BaseException) -> bool:
     that broke off (`InvalidMessage`, e.g. EOF); and HTTP 429/500/502/503/504
     on the upgrade request.
     Fatal: any other HTTP status on the upgrade (401/403: bad key or
-    signature, 404: wrong URL), a malformed URL, and everything else (bugs
-    must surface, not loop).
+    signature, 404: wrong URL), any other handshake error (the URL points at
+    something that is not a WebSocket server), a malformed URL, and everything
+    else (bugs must surface, not loop).
     """
     if isinstance(exc, InvalidStatus):
         return exc.response.status_code in RETRYABLE_HTTP_STATUSES
-    if isinstance(exc, InvalidURI):
-        return False
-    return isinstance(exc, (ConnectionClosed, OSError, TimeoutError, InvalidMessage)) or (
-        isinstance(exc, InvalidHandshake) and not isinstance(exc, InvalidStatus)
-    )
+    return isinstance(exc, (ConnectionClosed, OSError, TimeoutError, InvalidMessage))
 
 
 @dataclass

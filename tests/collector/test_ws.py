@@ -4,7 +4,7 @@ import asyncio
 
 import pytest
 from websockets.datastructures import Headers
-from websockets.exceptions import ConnectionClosedError, InvalidMessage, InvalidStatus, InvalidURI
+from websockets.exceptions import ConnectionClosedError, InvalidMessage, InvalidStatus, InvalidUpgrade, InvalidURI
 from websockets.frames import Close
 from websockets.http11 import Response
 
@@ -37,7 +37,7 @@ def test_network_trouble_and_overload_are_retried(exc):
 
 @pytest.mark.parametrize("exc", [
     status(401), status(403), status(404), status(400),
-    InvalidURI("wss//x", "no scheme"),
+    InvalidURI("wss//x", "no scheme"), InvalidUpgrade("Upgrade", "h2c"),
     ValueError("a bug"), KeyError("a bug"),
 ])
 def test_bad_credentials_wrong_urls_and_bugs_are_fatal(exc):
