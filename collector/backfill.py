@@ -56,9 +56,13 @@ def trade_row(trade: dict, *, source: str, received_at: datetime) -> tuple:
     else:
         no_price = 1 - yes_price
     count = trade["count_fp"] if trade.get("count_fp") not in (None, "") else trade["count"]
+    created = parse_time(trade["created_time"])
+    # The WebSocket stamps trades in milliseconds (ts_ms): keep REST times at
+    # the same precision so the same trade gets the same primary key.
+    created = created.replace(microsecond=created.microsecond // 1000 * 1000)
     return (
         trade["ticker"],
-        parse_time(trade["created_time"]),
+        created,
         trade["trade_id"],
         yes_price,
         no_price,
