@@ -494,3 +494,18 @@ def test_every_spec_example_goes_through_the_pipeline_into_the_database(make):
     assert Trade.objects.filter(trade_id="d91bc706-ee49-470d-82d8-11418bda6fed").count() == 1
     assert OrderbookSnapshot.objects.filter(market_ticker="FED-23DEC-T3.00").exists()
     assert LifecycleEvent.objects.filter(event_type="created").exists()
+
+
+def test_archived_frames_without_sid_or_seq_are_stored(make):
+    pipeline, writer = make(checkpoint_every_deltas=2)
+    feed(
+        pipeline,
+        '{"type":"orderbook_snapshot","msg":{"market_ticker":"A","yes":[[40,10]]}}',
+        '{"type":"orderbook_delta","msg":{"market_ticker":"A","price":40,"delta":-4,"side":"yes"}}',
+        '{"type":"orderbook_delta","msg":{"market_ticker":"A","price":41,"delta":1,"side":"yes"}}',
+    )
+    writer.flush_sync()
+    assert writer.counters["batches_rejected"] == 0
+    assert OrderbookDelta.objects.count() == 2
+    assert OrderbookSnapshot.objects.filter(source="checkpoint").count() == 1
+    assert_replay_matches_live(pipeline)
