@@ -374,6 +374,12 @@ class Journal:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+        # The rename itself must survive a power cut too.
+        dir_fd = os.open(self.dir, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
         with self._lock:
             self._numbers.add(batch.no)
 
