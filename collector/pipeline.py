@@ -256,11 +256,11 @@ class Pipeline:
         if self._yes_scale and msg.side == "no":
             price = _ONE_DOLLAR - price
         live.book.apply_delta(msg.side, price, msg.delta)
+        # Frames from archives may lack sid/seq; the key columns cannot be NULL.
         seq = msg.seq if msg.seq is not None else 0
+        sid = msg.sid if msg.sid is not None else 0
         session = self.session_id
-        self.writer.add_delta(
-            (ticker, at, session, msg.sid, seq, msg.side, price, msg.delta, msg.ts)
-        )
+        self.writer.add_delta((ticker, at, session, sid, seq, msg.side, price, msg.delta, msg.ts))
         self.counters["deltas"] += 1
         if msg.ts is not None:
             self._observe_lag(at - msg.ts)
@@ -272,7 +272,7 @@ class Pipeline:
             # The checkpoint shares the key of the delta just applied.
             yes, no = live.book.snapshot_levels()
             self.writer.add_snapshot(
-                (ticker, at, session, msg.sid, seq, CHECKPOINT, yes, no, None)
+                (ticker, at, session, sid, seq, CHECKPOINT, yes, no, None)
             )
             live.deltas_since_snapshot = 0
             live.snapshot_at = at

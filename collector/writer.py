@@ -3,9 +3,12 @@
 The pipeline hands rows to the `Writer` (in the column orders of
 markets/ingest.py); the writer cuts them into numbered batches by size
 (`flush_rows`) and age (`flush_seconds`) and writes each batch in one
-transaction through markets.ingest (COPY -> staging -> INSERT ... ON CONFLICT
-DO NOTHING), on one worker thread, so the database never runs on the event
-loop and batches land in the order they were cut.
+transaction through markets.ingest, on one worker thread, so the database
+never runs on the event loop and batches land in the order they were cut.
+A live batch's deltas and snapshots go in with a plain (binary) COPY, since
+they cannot be stored yet; trades, lifecycle rows, gaps and every journal
+replay use the idempotent loads (COPY -> staging -> INSERT ... ON CONFLICT
+DO NOTHING).
 
 When PostgreSQL cannot be reached, a batch is appended to the on-disk journal
 (`journal_dir`, one file per batch, named by its number) instead; the writer
@@ -371,6 +374,12 @@ class Journal:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+        # The rename itself must survive a power cut too.
+        dir_fd = os.open(self.dir, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
         with self._lock:
             self._numbers.add(batch.no)
 

@@ -477,3 +477,35 @@ def test_yes_scale_no_prices_are_stored_as_no_leg_prices(make):
     assert OrderbookSnapshot.objects.get().no_levels == [["0.3000", "5.00"]]
     assert stored_deltas("A") == [(2, "no", D("0.3000"), D("-1.00")), (3, "yes", D("0.4000"), D("1.00"))]
     assert_replay_matches_live(pipeline)
+
+
+def test_every_spec_example_goes_through_the_pipeline_into_the_database(make):
+    from .test_messages import ALL_EXAMPLES
+
+    pipeline, writer = make()
+    # The examples do not form one stream (sids and seqs are reused), so
+    # each comes on a connection of its own.
+    for i, (_, payload) in enumerate(ALL_EXAMPLES):
+        pipeline.start_session(SESSION + 1 + i)
+        pipeline.handle(f.dump(payload))
+    writer.flush_sync()
+    assert pipeline.counters["malformed"] == 0
+    assert writer.counters["batches_rejected"] == 0 and writer.journal.count == 0
+    assert Trade.objects.filter(trade_id="d91bc706-ee49-470d-82d8-11418bda6fed").count() == 1
+    assert OrderbookSnapshot.objects.filter(market_ticker="FED-23DEC-T3.00").exists()
+    assert LifecycleEvent.objects.filter(event_type="created").exists()
+
+
+def test_archived_frames_without_sid_or_seq_are_stored(make):
+    pipeline, writer = make(checkpoint_every_deltas=2)
+    feed(
+        pipeline,
+        '{"type":"orderbook_snapshot","msg":{"market_ticker":"A","yes":[[40,10]]}}',
+        '{"type":"orderbook_delta","msg":{"market_ticker":"A","price":40,"delta":-4,"side":"yes"}}',
+        '{"type":"orderbook_delta","msg":{"market_ticker":"A","price":41,"delta":1,"side":"yes"}}',
+    )
+    writer.flush_sync()
+    assert writer.counters["batches_rejected"] == 0
+    assert OrderbookDelta.objects.count() == 2
+    assert OrderbookSnapshot.objects.filter(source="checkpoint").count() == 1
+    assert_replay_matches_live(pipeline)
