@@ -245,7 +245,8 @@ class Actions:
 
 
 def _series_of_event(event_ticker: str) -> str:
-    return Event.objects.filter(event_ticker=event_ticker).values_list("series_ticker", flat=True).first() or ""
+    series = Event.objects.filter(event_ticker=event_ticker).values_list("series_ticker", flat=True)
+    return series.first() or ""
 
 
 def _settlement_fields(market: dict) -> dict:

@@ -24,7 +24,9 @@ logger = logging.getLogger(__name__)
 
 # Statuses GET /markets reports for markets that can still trade or settle;
 # a finalized market has nothing left to record.
-RECORDABLE_STATUSES = frozenset({"initialized", "inactive", "active", "closed", "determined", "disputed", "amended"})
+RECORDABLE_STATUSES = frozenset(
+    {"initialized", "inactive", "active", "closed", "determined", "disputed", "amended"}
+)
 # "Open markets" means every market that is or will be trading: Kalshi
 # sends no message when an unopened market opens or a paused one resumes,
 # so their books must be subscribed from the start.
@@ -83,7 +85,9 @@ async def markets_discover(rest: KalshiRest, selection: Selection) -> list[dict]
     found = list({m["ticker"]: m for m in found}.values())
     recordable = [m for m in found if m.get("status", "active") in RECORDABLE_STATUSES]
     await run_db(_markets_upsert, found)
-    logger.info("discovery selection=%r markets=%d recordable=%d", str(selection), len(found), len(recordable))
+    logger.info(
+        "discovery selection=%r markets=%d recordable=%d", str(selection), len(found), len(recordable)
+    )
     return recordable
 
 

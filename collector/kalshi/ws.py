@@ -72,6 +72,11 @@ def is_retryable(exc: BaseException) -> bool:
     return isinstance(exc, (ConnectionClosed, OSError, TimeoutError, InvalidMessage))
 
 
+# A control reply has one of these types; a cheap test before parsing.
+_CONTROL_MARKERS = ('"subscribed"', '"ok"', '"error"', '"unsubscribed"')
+_CONTROL_MARKERS_BYTES = tuple(m.encode() for m in _CONTROL_MARKERS)
+
+
 @dataclass
 class _Subscriptions:
     """What this connection subscribed: sids by channel, tickers by book sid.
@@ -99,10 +104,8 @@ class _Subscriptions:
 
     def observe(self, raw: str | bytes) -> None:
         """Learn from control replies; every other frame passes untouched."""
-        if isinstance(raw, bytes):
-            if b'"subscribed"' not in raw and b'"ok"' not in raw and b'"error"' not in raw and b'"unsubscribed"' not in raw:
-                return
-        elif '"subscribed"' not in raw and '"ok"' not in raw and '"error"' not in raw and '"unsubscribed"' not in raw:
+        markers = _CONTROL_MARKERS_BYTES if isinstance(raw, bytes) else _CONTROL_MARKERS
+        if not any(marker in raw for marker in markers):
             return
         try:
             frame = json.loads(raw)
@@ -135,8 +138,8 @@ class _Subscriptions:
             future = self.waiting.pop(command_id, None)
             if future is not None and not future.done():
                 future.set_exception(RuntimeError(f"subscribe refused: {msg}"))
-            logger.warning("ws error_reply id=%s sid=%s msg=%s command=%s",
-                           command_id, frame.get("sid"), msg, pending)
+            if pending is not None:  # the pipeline logs every error; this one refused a subscribe
+                logger.warning("ws subscribe refused id=%s msg=%s command=%s", command_id, msg, pending)
             sid = frame.get("sid")
             if isinstance(msg, dict) and msg.get("code") in (10, 25) and sid is not None:
                 self.book_tickers.pop(sid, None)  # the subscription is gone
