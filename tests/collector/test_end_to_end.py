@@ -11,6 +11,7 @@ from datetime import datetime, timezone
 import pytest
 
 from collector.db import run_db
+from collector.discovery import Selection
 from collector.simulator import EngineConfig, FaultConfig, Simulator, SimulatorConfig
 
 from .e2e import (
@@ -23,17 +24,17 @@ from .e2e import (
     truth_trades,
 )
 
-from markets.models import SequenceGap
+from markets.models import OrderbookSnapshot, SequenceGap, Series
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
 RUN_SECONDS = 3.0
 
 
-async def record(sim, tmp_path, seconds=RUN_SECONDS, **config):
+async def record(sim, tmp_path, seconds=RUN_SECONDS, selection=Selection(), **config):
     await sim.start(host="127.0.0.1", port=0)
     try:
-        run = await start_run(sim, collector_config(tmp_path, **config))
+        run = await start_run(sim, collector_config(tmp_path, **config), selection)
         await asyncio.sleep(seconds)  # let the exchange move while we record
         final = await finish_run(run)
     finally:
@@ -140,3 +141,25 @@ async def test_legacy_integer_format_records_the_same_books_and_trades(tmp_path)
         got = stored[trade_id]
         assert got[:4] == (ticker, yes, no, count) and got[4] is None
         assert got[6] == ts.replace(microsecond=0)
+
+
+async def test_a_series_selection_records_that_series_only_including_its_new_markets(tmp_path):
+    engine = EngineConfig(markets=12, lifecycle_probability=0.2)
+    sim = Simulator(SimulatorConfig(engine=engine), seed=6, rate=200)
+    series = sorted({m.series_ticker for m in sim.markets().values()})
+    assert len(series) >= 2
+    chosen = series[0]
+    run, final = await record(sim, tmp_path, selection=Selection.of(series=[chosen]))
+
+    in_series = {t for t, m in sim.markets().items() if m.series_ticker == chosen}
+    recorded = await run_db(lambda: set(
+        OrderbookSnapshot.objects.values_list("market_ticker", flat=True).distinct()))
+    assert recorded and recorded <= in_series
+    created = run.created_markets() & in_series
+    assert created, "no new market in the chosen series: the test proves nothing"
+    assert created <= recorded
+    assert_books_equal_truth(sim, await recorded_books(recorded))
+    # Trades cover every market (the trade channel is not filtered), and metadata too.
+    await assert_trades_equal_truth(run)
+    stored_series = await run_db(lambda: set(Series.objects.values_list("ticker", flat=True)))
+    assert chosen in stored_series
