@@ -16,11 +16,16 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 
 from django.conf import settings
 
+from markets.models import SequenceGap
+
 from .actions import Actions
+from .backfill import trades_backfill
 from .config import CollectorConfig
+from .db import run_db
 from .discovery import Selection, hierarchy_discover, markets_discover
 from .kalshi.client import Credentials, credentials, rest_client
 from .kalshi.ws import KalshiFeed
@@ -31,6 +36,9 @@ logger = logging.getLogger("collector")
 
 STATS_EVERY_S = 10.0
 ACTIONS_DRAIN_S = 5.0  # at shutdown, how long pending REST work may finish
+# At start-up, trades missed while the collector was not running are fetched
+# from REST, at most this far back (older ones: `manage.py backfill_trades`).
+CATCH_UP_MAX = timedelta(days=1)
 
 
 @dataclass
@@ -41,6 +49,7 @@ class Collector:
     writer: Writer
     feed: KalshiFeed
     actions: Actions
+    background: dict[str, asyncio.Task] | None = None  # side tasks by name, for tests
 
     def stats(self) -> dict:
         stats = dict(self.pipeline.stats())
@@ -109,7 +118,9 @@ async def collect(
                     _quietly(hierarchy_discover(rest, {m.get("event_ticker", "") for m in found} - {""})),
                     name="hierarchy",
                 ),
+                asyncio.create_task(_quietly(_catch_up_trades(rest, writer, config)), name="catch-up"),
             ]
+            collector.background = {task.get_name(): task for task in side_tasks}
             if on_start is not None:
                 on_start(collector)
             try:
@@ -125,6 +136,38 @@ async def collect(
     final = collector.stats()
     logger.info("collector stopped %s", _format(final))
     return final
+
+
+async def _catch_up_trades(rest, writer: Writer, config: CollectorConfig) -> None:
+    """Fetch the trades made while the collector was not running.
+
+    A previous run that stopped left its trade channel's gap open; trades,
+    unlike books, can be fetched after the fact, so the gap is filled from
+    REST (once the live trade subscription is up) and then closed.
+    """
+    since = await run_db(_open_trade_gap_since)
+    if since is None:
+        return
+    started = datetime.now(timezone.utc)
+    margin = timedelta(seconds=config.backfill_margin_seconds)
+    # By then the live subscription delivers trades and the writer has flushed.
+    await asyncio.sleep(2 * config.flush_seconds + margin.total_seconds())
+    start = max(since - margin, started - CATCH_UP_MAX)
+    if start > since - margin:
+        logger.warning("collector catch-up limited to %s; run backfill_trades --start %s for the rest",
+                       CATCH_UP_MAX, (since - margin).isoformat())
+    result = await trades_backfill(rest, start=start, end=started + margin)
+    writer.close_gap("", "trade", started)
+    logger.info("collector caught up trades since=%s stored=%d", start.isoformat(), result.stored)
+
+
+def _open_trade_gap_since() -> datetime | None:
+    gap = (
+        SequenceGap.objects.filter(channel="trade", market_ticker="", recovered_at__isnull=True)
+        .order_by("detected_at")
+        .first()
+    )
+    return gap.detected_at if gap is not None else None
 
 
 async def _quietly(coro) -> None:

@@ -137,8 +137,9 @@ async def finish_run(run: Run, *, clean_steps: int = 40) -> dict:
         and not run.pipeline._channel_break,
         "the collector to catch up",
     )
-    # Trades owed by a backfill may still be on their way.
-    await wait_for(lambda: run.alive() and run.collector.actions.idle, "actions to finish")
+    # Trades owed by a backfill (or the start-up catch-up) may still be on their way.
+    catch_up = run.collector.background["catch-up"]
+    await wait_for(lambda: run.alive() and run.collector.actions.idle and catch_up.done(), "backfills")
     run.stop.set()
     return await asyncio.wait_for(run.task, WAIT_S)
 

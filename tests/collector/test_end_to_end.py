@@ -163,3 +163,30 @@ async def test_a_series_selection_records_that_series_only_including_its_new_mar
     await assert_trades_equal_truth(run)
     stored_series = await run_db(lambda: set(Series.objects.values_list("ticker", flat=True)))
     assert chosen in stored_series
+
+
+async def test_a_restart_fetches_the_trades_made_while_the_collector_was_stopped(tmp_path):
+    sim = Simulator(seed=17, markets=6, rate=200)
+    await sim.start(host="127.0.0.1", port=0)
+    try:
+        config = collector_config(tmp_path)
+        first = await start_run(sim, config)
+        await asyncio.sleep(1.0)
+        await finish_run(first)
+        sim.resume()
+        await asyncio.sleep(1.0)  # the exchange trades while nobody records
+        missed = len(sim.trades()) - first.first_trade
+        second = await start_run(sim, config)
+        await asyncio.sleep(1.0)
+        final = await finish_run(second)
+    finally:
+        await sim.stop()
+    rows, stored = await stored_trades()
+    truth = truth_trades(sim, first.first_trade)
+    assert len(truth) > missed > 0
+    assert rows == len(stored) and stored == truth
+    # The trade gap the first run left when it stopped is closed.
+    restarted = datetime.fromtimestamp(second.resumed_ms / 1000, tz=timezone.utc)
+    open_trade_gaps = await run_db(lambda: SequenceGap.objects.filter(
+        channel="trade", recovered_at__isnull=True, detected_at__lt=restarted).count())
+    assert open_trade_gaps == 0
