@@ -151,7 +151,7 @@ class Actions:
                 self.rest, event_ticker
             ) or ""
             await series_fetch_missing(self.rest, [series_ticker])
-        if self.selection.series and self.selection.wants(command.market_ticker, series_ticker):
+        if self.selection.series and series_ticker in self.selection.series:
             await self.feed.add_markets([command.market_ticker])
 
     async def _market_determined(self, command) -> None:

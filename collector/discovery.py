@@ -39,7 +39,7 @@ BULK_FETCH_THRESHOLD = 20
 
 @dataclass(frozen=True)
 class Selection:
-    """What to record: explicit markets, whole series, or (both empty) all open markets."""
+    """What to record: explicit markets and/or whole series, or (both empty) all open markets."""
 
     series: frozenset[str] = frozenset()
     markets: frozenset[str] = frozenset()
@@ -49,19 +49,17 @@ class Selection:
         return cls(frozenset(s for s in series if s), frozenset(m for m in markets if m))
 
     def __str__(self) -> str:
-        if self.markets:
-            return f"markets={','.join(sorted(self.markets))}"
-        if self.series:
-            return f"series={','.join(sorted(self.series))}"
-        return "all open markets"
+        parts = [f"{name}={','.join(sorted(values))}"
+                 for name, values in (("markets", self.markets), ("series", self.series)) if values]
+        return " ".join(parts) or "all open markets"
+
+    @property
+    def everything(self) -> bool:
+        return not (self.markets or self.series)
 
     def wants(self, market_ticker: str, series_ticker: str = "") -> bool:
         """Whether a market announced after start-up belongs to the selection."""
-        if self.markets:
-            return market_ticker in self.markets
-        if self.series:
-            return series_ticker in self.series
-        return True
+        return self.everything or market_ticker in self.markets or series_ticker in self.series
 
 
 async def markets_discover(rest: KalshiRest, selection: Selection) -> list[dict]:
@@ -75,7 +73,7 @@ async def markets_discover(rest: KalshiRest, selection: Selection) -> list[dict]
         missing = selection.markets - {m["ticker"] for m in found}
         if missing:
             logger.warning("discovery unknown_markets=%s", ",".join(sorted(missing)))
-    else:
+    if selection.series or selection.everything:
         for series_ticker in sorted(selection.series) or [None]:
             for status in LIVE_STATUS_FILTERS:
                 async for market in rest.markets(status=status, series_ticker=series_ticker):

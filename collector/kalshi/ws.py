@@ -352,9 +352,9 @@ class KalshiFeed:
             else:
                 await session.subscribe([command.channel])
         elif isinstance(command, cmd.MarketCreated):
-            # Subscribe at once when the ticker alone decides; a --series
-            # selection needs the market's series first (Actions looks it up).
-            if not self.selection.series and self.selection.wants(command.market_ticker):
+            # Subscribe at once when the ticker alone decides; otherwise the
+            # market's series decides, which Actions looks up first.
+            if self.selection.everything or command.market_ticker in self.selection.markets:
                 await self.add_markets([command.market_ticker])
             self.actions.submit(command)
         elif isinstance(command, cmd.MarketSettled):

@@ -25,10 +25,10 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--series", action="append", default=[], metavar="TICKER[,TICKER]",
-                            help="Record only the open markets of these series (repeat or comma-separate). "
-                                 "Default: every open market.")
+                            help="Record the open markets of these series, including markets created later "
+                                 "(repeat or comma-separate). Default: every open market.")
         parser.add_argument("--markets", action="append", default=[], metavar="TICKER[,TICKER]",
-                            help="Record only these markets (repeat or comma-separate).")
+                            help="Record these markets (repeat or comma-separate); with --series, both.")
         parser.add_argument("--duration", type=float, default=None, metavar="SECONDS",
                             help="Stop cleanly after this many seconds (default: run until stopped).")
         parser.add_argument("--stats-every", type=float, default=STATS_EVERY_S, metavar="SECONDS",
