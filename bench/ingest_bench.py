@@ -272,7 +272,7 @@ def main() -> None:
             )
             print(f"  CPU per frame: collector process {cpu_used / frames * 1e6:.1f} us"
                   f"{server_note}")
-            counts = pipeline.counters
+            counts = {"gaps": 0, "malformed": 0, "checkpoints": 0, **pipeline.stats()}
             print(f"  deltas {counts['deltas']:,}  trades {counts['trades']:,}  "
                   f"snapshots {counts['snapshots']:,}  checkpoints {counts['checkpoints']:,}  "
                   f"gaps {counts['gaps']}  malformed {counts['malformed']}")
