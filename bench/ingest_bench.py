@@ -134,6 +134,29 @@ def vm_kb(field: str) -> int:
     return 0
 
 
+def server_cpu_seconds() -> float | None:
+    """CPU used so far by the PostgreSQL server this benchmark talks to
+    (postmaster and its children), when it runs on this machine."""
+    host = connection.settings_dict.get("HOST") or ""
+    pidfile = Path(host) / "postmaster.pid"
+    if not pidfile.exists():
+        return None
+    postmaster = int(pidfile.read_text().split()[0])
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        # After the command name: state, ppid, ... utime is field 14, stime 15.
+        if int(proc.name) == postmaster or int(fields[1]) == postmaster:
+            total += int(fields[11]) + int(fields[12])
+    return total / ticks
+
+
 def stage_parse(path: Path, frames: int) -> float:
     start = time.perf_counter()
     for raw in read_frames(path):
@@ -232,13 +255,24 @@ def main() -> None:
             with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull):
                 call_command("pgpartition", "--yes", stdout=devnull)
             rss_before = vm_kb("VmRSS")
+            cpu_before, server_before = time.process_time(), server_cpu_seconds()
             elapsed, pipeline, writer = asyncio.run(stage_end_to_end(stream, cfg))
+            cpu_used = time.process_time() - cpu_before
+            server_used = (
+                server_cpu_seconds() - server_before if server_before is not None else None
+            )
             peak_kb = vm_kb("VmHWM")
             stats = writer.stats()
             rows = stats["rows_written"]
             print(f"end to end (into PostgreSQL): {frames / elapsed:>8,.0f} frames/s, "
                   f"{rows / elapsed:,.0f} rows/s ({rows:,} rows in {elapsed:.1f}s)")
-            counts = pipeline.counters
+            # CPU per frame does not depend on how busy the machine is.
+            server_note = (
+                f", PostgreSQL {server_used / frames * 1e6:.1f} us" if server_used is not None else ""
+            )
+            print(f"  CPU per frame: collector process {cpu_used / frames * 1e6:.1f} us"
+                  f"{server_note}")
+            counts = {"gaps": 0, "malformed": 0, "checkpoints": 0, **pipeline.stats()}
             print(f"  deltas {counts['deltas']:,}  trades {counts['trades']:,}  "
                   f"snapshots {counts['snapshots']:,}  checkpoints {counts['checkpoints']:,}  "
                   f"gaps {counts['gaps']}  malformed {counts['malformed']}")

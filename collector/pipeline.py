@@ -140,6 +140,8 @@ class Pipeline:
         self._yes_scale = self.config.use_yes_price
         self.counters: Counter = Counter()
         self._by_type: Counter = Counter()
+        self._frames = 0
+        self._deltas = 0
         self._lag: timedelta | None = None
         self._lag_max: timedelta | None = None
 
@@ -193,7 +195,7 @@ class Pipeline:
     def handle(self, raw: str | bytes, received_at: datetime | None = None) -> list[Command]:
         """One frame: stamp, parse, sequence, apply, write; return commands."""
         at = self._stamp(received_at)
-        self.counters["frames"] += 1
+        self._frames += 1  # a plain int: this runs for every frame
         if self.session_id is None:
             # Frames without start_session (archives, tests): one session.
             self.start_session(int(at.timestamp() * 1_000_000))
@@ -261,9 +263,11 @@ class Pipeline:
         sid = msg.sid if msg.sid is not None else 0
         session = self.session_id
         self.writer.add_delta((ticker, at, session, sid, seq, msg.side, price, msg.delta, msg.ts))
-        self.counters["deltas"] += 1
+        self._deltas += 1
         if msg.ts is not None:
-            self._observe_lag(at - msg.ts)
+            lag = self._lag = at - msg.ts
+            if self._lag_max is None or lag > self._lag_max:
+                self._lag_max = lag
         live.deltas_since_snapshot += 1
         if (
             live.deltas_since_snapshot >= self._every_deltas
@@ -528,6 +532,8 @@ class Pipeline:
     def stats(self) -> dict:
         """Counters since start; lag (received_at - exchange ts) last and max since last call."""
         result = dict(self.counters)
+        result["frames"] = self._frames
+        result["deltas"] = self._deltas
         result["by_type"] = dict(self._by_type)
         result["books"] = len(self.books)
         result["books_unreliable"] = sum(1 for b in self.books.values() if not b.reliable)

@@ -509,3 +509,23 @@ def test_archived_frames_without_sid_or_seq_are_stored(make):
     assert OrderbookDelta.objects.count() == 2
     assert OrderbookSnapshot.objects.filter(source="checkpoint").count() == 1
     assert_replay_matches_live(pipeline)
+
+
+def test_terminal_error_on_the_trade_channel_backfills_the_break(make):
+    pipeline, writer = make()
+    pipeline.expect_subscription(1, "trade", ())
+    feed(pipeline, f.subscribed(1, "trade", 3),
+         f.trade(3, 1, "A", "t1", "0.4000", "1.00", ts_ms=1764000000000))
+    commands = feed(pipeline, f.error(10, "Channel error", sid=3, seq=2))
+    assert commands == [Resubscribe("trade", ())]
+    feed(pipeline, f.trade(3, 3, "A", "late", "0.4000", "1.00", ts_ms=1764000001000))  # dead sid
+    pipeline.expect_subscription(2, "trade", ())
+    commands = feed(pipeline, f.subscribed(2, "trade", 5))
+    assert len(commands) == 1 and isinstance(commands[0], BackfillTrades)
+    margin = timedelta(seconds=pipeline.config.backfill_margin_seconds)
+    assert commands[0].since == datetime.fromtimestamp(1764000000, timezone.utc) - margin
+    writer.flush_sync()
+    gap = SequenceGap.objects.get()
+    assert (gap.market_ticker, gap.channel, gap.reason) == ("", "trade", "terminal_error")
+    assert gap.recovered_at is not None
+    assert list(Trade.objects.values_list("trade_id", flat=True)) == ["t1"]
