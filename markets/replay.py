@@ -29,6 +29,8 @@ from .book import OrderBook
 from .models import OrderbookSnapshot, SequenceGap, SnapshotSource
 
 ReplayKey = tuple[datetime, int, int]  # (received_at, session_id, seq)
+_MIN_BIGINT = -(2**63)
+_MAX_BIGINT = 2**63 - 1
 
 
 @dataclass
@@ -68,23 +70,37 @@ def iter_deltas(
     """Deltas of the market with key > `after` and received_at <= `until`, in replay order.
 
     Yields (received_at, session_id, seq, side, price, delta, ts). Reads in
-    server-side batches, so a long range costs constant memory.
+    keyset batches of `batch_size` rows (psycopg's default cursor would load
+    the whole result into memory), so a long range costs constant memory.
+    """
+    for row in _delta_rows(market_ticker, after, until, batch_size=batch_size):
+        yield row[:3] + row[4:]
+
+
+def _delta_rows(market_ticker: str, after: ReplayKey, until: datetime, *, batch_size: int):
+    """(received_at, session_id, seq, sid, side, price, delta, ts) after `after`, up to `until`.
+
+    `sid` ends the ordering so that the keyset is total even if two
+    subscriptions ever shared (received_at, session_id, seq).
     """
     sql = (
-        "SELECT received_at, session_id, seq, side, price, delta, ts "
+        "SELECT received_at, session_id, seq, sid, side, price, delta, ts "
         "FROM orderbook_deltas "
         "WHERE market_ticker = %s AND received_at >= %s AND received_at <= %s "
-        "AND (received_at, session_id, seq) > (%s, %s, %s) "
-        "ORDER BY received_at, session_id, seq"
+        "AND (received_at, session_id, seq, sid) > (%s, %s, %s, %s) "
+        "ORDER BY received_at, session_id, seq, sid LIMIT %s"
     )
-    params = [market_ticker, after[0], until, after[0], after[1], after[2]]
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        while True:
-            rows = cursor.fetchmany(batch_size)
-            if not rows:
-                return
-            yield from rows
+    # Every sid of the `after` key itself is excluded: a checkpoint shares the
+    # key of the last delta it includes.
+    key = (after[0], after[1], after[2], _MAX_BIGINT)
+    while True:
+        with connection.cursor() as cursor:
+            cursor.execute(sql, [market_ticker, key[0], until, *key, batch_size])
+            rows = cursor.fetchall()
+        yield from rows
+        if len(rows) < batch_size:
+            return
+        key = rows[-1][:4]
 
 
 def gap_at(market_ticker: str, at: datetime) -> SequenceGap | None:
