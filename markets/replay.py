@@ -12,21 +12,24 @@ the rebuilt book is the last one known before the gap; it is returned, marked
 incomplete, with the gap.
 
 This module is the one place that knows how to replay; the API's order book,
-book snapshots at intervals and the replay stream all build on it.
+book snapshots at intervals (markets/book_snapshots.py) and the replay stream
+(`replay_lines`, below) all build on it.
 """
 
 from __future__ import annotations
 
+import heapq
+import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
-from typing import Iterator
+from typing import Iterable, Iterator, Sequence
 
 from django.db import connection
 from django.db.models import Q
 
 from .book import OrderBook
-from .models import OrderbookSnapshot, SequenceGap, SnapshotSource
+from .models import Market, OrderbookSnapshot, SequenceGap, SnapshotSource
 
 ReplayKey = tuple[datetime, int, int]  # (received_at, session_id, seq)
 _MIN_BIGINT = -(2**63)
@@ -130,3 +133,365 @@ def book_at(market_ticker: str, at: datetime) -> BookAt:
         last_key = (received_at, session_id, seq)
         applied += 1
     return BookAt(market_ticker, at, book, snapshot, applied, last_key, gap_at(market_ticker, at))
+
+
+# -- the replay stream -------------------------------------------------------
+#
+# Every event of a set of markets in [start, end), merged in the order the
+# recorder received them, as JSON lines (see docs/bulk.md for each event's
+# fields). Each (market, table) is one source read in keyset batches; a
+# k-way merge (heapq.merge) interleaves them, so memory stays constant
+# however long the range. Keyset batches rather than one long server-side
+# cursor: each batch is its own short statement, so a slow client never holds
+# a snapshot or a lock that would stall partition maintenance.
+#
+# The hot path renders each row's JSON inside PostgreSQL (it runs on another
+# core and prints NUMERIC with its exact scale), so Python only merges and
+# joins strings. Every source yields tuples
+#     (received_at_iso, session_id, seq, rank, source_index, line, *keyset)
+# sorted by that prefix; heapq.merge compares the tuples directly. The ISO
+# strings have a fixed width, so they sort as the instants do. `rank` orders
+# rows that share a replay key: a checkpoint shares the key of the last delta
+# it includes and comes after it. Rows of one source never reorder (merge
+# takes one row at a time from each), and `source_index` settles ties
+# between sources before the line is ever compared.
+
+STREAM_TYPES = ("deltas", "trades", "lifecycle")
+STREAM_BATCH_SIZE = 10_000
+SNAPSHOT_BATCH_SIZE = 200
+# Trades are partitioned on exchange time (ts) but replayed in receive order.
+# A trade is looked for in partitions from TRADE_LATENESS before the range (a
+# REST backfill after an outage receives old trades late) to CLOCK_SKEW after
+# it (the exchange's clock may run ahead of ours), so the scan prunes.
+TRADE_LATENESS = timedelta(days=1)
+CLOCK_SKEW = timedelta(minutes=5)
+# Which recorded gaps belong to which stream type (Kalshi channel names).
+GAP_CHANNELS = {
+    "deltas": ("orderbook_delta",),
+    "trades": ("trade",),
+    "lifecycle": ("market_lifecycle_v2", "multivariate_market_lifecycle"),
+}
+ONE_MICROSECOND = timedelta(microseconds=1)
+
+_RANK_GAP, _RANK_DELTA, _RANK_SNAPSHOT, _RANK_TRADE, _RANK_LIFECYCLE = range(5)
+_ISO_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+_SQL_ISO_FORMAT = 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'
+
+
+def iso_utc(value: datetime | None) -> str | None:
+    """An instant as fixed-width ISO 8601 UTC with microseconds, as the stream prints it."""
+    if value is None:
+        return None
+    return value.astimezone(timezone.utc).strftime(_ISO_FORMAT)
+
+
+def _sql_iso(column: str) -> str:
+    return f"to_char({column} AT TIME ZONE 'UTC', '{_SQL_ISO_FORMAT}')"
+
+
+def _json_str(column: str) -> str:
+    return f"coalesce(to_json({column})::text, 'null')"
+
+
+def _json_decimal(column: str) -> str:
+    # NUMERIC prints with its column's scale: "0.5600", "-4.00".
+    return f"coalesce('\"' || {column}::text || '\"', 'null')"
+
+
+def _json_time(column: str) -> str:
+    return f"coalesce('\"' || {_sql_iso(column)} || '\"', 'null')"
+
+
+def _json_raw(column: str) -> str:
+    # integers, booleans and jsonb print as JSON already
+    return f"coalesce({column}::text, 'null')"
+
+
+def _sql_json_object(fields: Sequence[tuple[str, str]]) -> str:
+    """SQL that renders one compact JSON object from (key, JSON-valued SQL) pairs."""
+    parts = [
+        f"""'{"{" if i == 0 else ","}"{name}":' || {expr}"""
+        for i, (name, expr) in enumerate(fields)
+    ]
+    return "(" + " || ".join(parts) + " || '}')"
+
+
+_DELTA_LINE = _sql_json_object([
+    ("type", "'\"delta\"'"),
+    ("market_ticker", _json_str("market_ticker")),
+    ("received_at", _json_time("received_at")),
+    ("ts", _json_time("ts")),
+    ("session_id", _json_raw("session_id")),
+    ("sid", _json_raw("sid")),
+    ("seq", _json_raw("seq")),
+    ("side", _json_str("side")),
+    ("price", _json_decimal("price")),
+    ("delta", _json_decimal("delta")),
+])
+_DELTA_SQL = (
+    f"SELECT {_sql_iso('received_at')}, session_id, seq, {_RANK_DELTA}, %s, {_DELTA_LINE}, sid "
+    "FROM orderbook_deltas "
+    "WHERE market_ticker = %s AND received_at >= %s AND received_at < %s "
+    "AND (received_at, session_id, seq, sid) > (%s::timestamptz, %s, %s, %s) "
+    "ORDER BY received_at, session_id, seq, sid LIMIT %s"
+)
+
+_TRADE_LINE = _sql_json_object([
+    ("type", "'\"trade\"'"),
+    ("market_ticker", _json_str("market_ticker")),
+    ("received_at", _json_time("received_at")),
+    ("ts", _json_time("ts")),
+    ("trade_id", _json_str("trade_id")),
+    ("yes_price", _json_decimal("yes_price")),
+    ("no_price", _json_decimal("no_price")),
+    ("count", _json_decimal("count")),
+    ("taker_outcome_side", _json_str("taker_outcome_side")),
+    ("taker_book_side", _json_str("taker_book_side")),
+    ("taker_side", _json_str("taker_side")),
+    ("is_block_trade", _json_raw("is_block_trade")),
+    ("source", _json_str("source")),
+])
+_TRADE_SQL = (
+    f"SELECT {_sql_iso('received_at')}, 0, 0, {_RANK_TRADE}, %s, {_TRADE_LINE}, "
+    f"{_sql_iso('ts')}, trade_id "
+    "FROM trades "
+    "WHERE market_ticker = %s AND ts >= %s AND ts < %s "
+    "AND received_at >= %s AND received_at < %s "
+    "AND (received_at, ts, trade_id) > (%s::timestamptz, %s::timestamptz, %s) "
+    "ORDER BY received_at, ts, trade_id LIMIT %s"
+)
+
+_LIFECYCLE_LINE = _sql_json_object([
+    ("type", "'\"lifecycle\"'"),
+    ("market_ticker", _json_str("market_ticker")),
+    ("received_at", _json_time("received_at")),
+    ("ts", _json_time("ts")),
+    ("event_ticker", _json_str("event_ticker")),
+    ("event_type", _json_str("event_type")),
+    ("session_id", _json_raw("session_id")),
+    ("sid", _json_raw("sid")),
+    ("seq", _json_raw("seq")),
+    ("payload", _json_raw("payload")),
+])
+_LIFECYCLE_SQL = (
+    f"SELECT {_sql_iso('received_at')}, session_id, seq, {_RANK_LIFECYCLE}, %s, "
+    f"{_LIFECYCLE_LINE}, id "
+    "FROM lifecycle_events "
+    "WHERE {where} AND received_at >= %s AND received_at < %s "
+    "AND (received_at, session_id, seq, id) > (%s::timestamptz, %s, %s, %s) "
+    "ORDER BY received_at, session_id, seq, id LIMIT %s"
+)
+
+_SNAPSHOT_SQL = (
+    "SELECT received_at, session_id, sid, seq, source, yes_levels, no_levels, ts "
+    "FROM orderbook_snapshots "
+    "WHERE market_ticker = %s AND received_at >= %s AND received_at < %s "
+    "AND source <> 'rest' "
+    "AND (received_at, session_id, seq, source) > (%s, %s, %s, %s) "
+    "ORDER BY received_at, session_id, seq, source LIMIT %s"
+)
+
+
+def _keyset_rows(sql: str, params: list, first_key: tuple, key_of, batch_size: int):
+    """Rows of `sql` in batches; `key_of(last row)` is the keyset for the next one.
+
+    `sql` ends with the keyset's placeholders and then LIMIT's.
+    """
+    key = first_key
+    while True:
+        with connection.cursor() as cursor:
+            cursor.execute(sql, [*params, *key, batch_size])
+            rows = cursor.fetchall()
+        yield from rows
+        if len(rows) < batch_size:
+            return
+        key = key_of(rows[-1])
+
+
+def _delta_source(index, ticker, start, end, batch_size):
+    return _keyset_rows(
+        _DELTA_SQL,
+        [index, ticker, start, end],
+        (iso_utc(start), _MIN_BIGINT, _MIN_BIGINT, _MIN_BIGINT),
+        lambda row: (row[0], row[1], row[2], row[6]),
+        batch_size,
+    )
+
+
+def _trade_source(index, ticker, start, end, batch_size):
+    return _keyset_rows(
+        _TRADE_SQL,
+        [index, ticker, start - TRADE_LATENESS, end + CLOCK_SKEW, start, end],
+        (iso_utc(start), "-infinity", ""),
+        lambda row: (row[0], row[6], row[7]),
+        batch_size,
+    )
+
+
+def _lifecycle_source(index, where, where_params, start, end, batch_size):
+    return _keyset_rows(
+        _LIFECYCLE_SQL.replace("{where}", where),
+        [index, *where_params, start, end],
+        (iso_utc(start), _MIN_BIGINT, _MIN_BIGINT, _MIN_BIGINT),
+        lambda row: (row[0], row[1], row[2], row[6]),
+        batch_size,
+    )
+
+
+def _levels(value) -> list:
+    return json.loads(value) if isinstance(value, str) else (value or [])
+
+
+def stored_snapshots(
+    market_ticker: str, start: datetime, end: datetime, *, batch_size: int = SNAPSHOT_BATCH_SIZE
+) -> Iterator[tuple]:
+    """Replayable snapshots of a market with received_at in [start, end), in replay order.
+
+    Yields (received_at, session_id, sid, seq, source, book, ts), the book
+    normalised by OrderBook; REST snapshots are never replayed onto.
+    """
+    for received_at, session_id, sid, seq, source, yes, no, ts in _keyset_rows(
+        _SNAPSHOT_SQL,
+        [market_ticker, start, end],
+        (start, _MIN_BIGINT, _MIN_BIGINT, ""),
+        lambda row: (row[0], row[1], row[3], row[4]),
+        batch_size,
+    ):
+        book = OrderBook.from_levels(_levels(yes), _levels(no))
+        yield received_at, session_id, sid, seq, source, book, ts
+
+
+def _snapshot_source(index, ticker, start, end):
+    for received_at, session_id, sid, seq, source, book, ts in stored_snapshots(
+        ticker, start, end
+    ):
+        yes, no = book.snapshot_levels()
+        line = _dumps({
+            "type": "snapshot",
+            "market_ticker": ticker,
+            "received_at": iso_utc(received_at),
+            "ts": iso_utc(ts),
+            "source": source,
+            "session_id": session_id,
+            "sid": sid,
+            "seq": seq,
+            "yes": yes,
+            "no": no,
+        })
+        yield (iso_utc(received_at), session_id, seq, _RANK_SNAPSHOT, index, line)
+
+
+def gap_fields(gap: SequenceGap) -> dict:
+    """A recorded gap as the stream and the coverage report print it."""
+    end = gap.recovered_at
+    return {
+        "market_ticker": gap.market_ticker,
+        "channel": gap.channel,
+        "reason": gap.reason,
+        "start": iso_utc(gap.detected_at),
+        "end": iso_utc(end),
+        "duration_seconds": (end - gap.detected_at).total_seconds() if end else None,
+        "session_id": gap.session_id,
+        "sid": gap.sid,
+        "expected_seq": gap.expected_seq,
+        "received_seq": gap.received_seq,
+    }
+
+
+def _gap_source(index, tickers, channels, start, end):
+    # A handful per market and day: read at once.
+    gaps = SequenceGap.objects.filter(
+        Q(market_ticker__in=tickers) | Q(market_ticker=""),
+        channel__in=channels,
+        detected_at__gte=start,
+        detected_at__lt=end,
+    ).order_by("detected_at", "session_id", "id")
+    for gap in gaps:
+        line = _dumps({"type": "gap", "received_at": iso_utc(gap.detected_at), "ts": None,
+                       **gap_fields(gap)})
+        yield (iso_utc(gap.detected_at), gap.session_id, 0, _RANK_GAP, index, line)
+
+
+def _dumps(obj) -> str:
+    return json.dumps(obj, separators=(",", ":"))
+
+
+def opening_snapshot(market_ticker: str, start: datetime) -> str:
+    """The stream's first line for a market: its book just before `start`.
+
+    Every event at or after `start` follows in the stream, so the book is the
+    one that stood before any of them (book_at one microsecond earlier,
+    PostgreSQL's resolution).
+    """
+    state = book_at(market_ticker, start - ONE_MICROSECOND)
+    yes, no = state.book.snapshot_levels()
+    return _dumps({
+        "type": "snapshot",
+        "market_ticker": market_ticker,
+        "received_at": iso_utc(start),
+        "ts": None,
+        "source": "start",
+        "complete": state.complete,
+        "gap": gap_fields(state.gap) if state.gap else None,
+        "snapshot_received_at": iso_utc(state.snapshot.received_at) if state.snapshot else None,
+        "deltas_applied": state.deltas_applied,
+        "yes": yes,
+        "no": no,
+    })
+
+
+def replay_lines(
+    *,
+    market_tickers: Sequence[str],
+    start_time: datetime,
+    end_time: datetime,
+    types: Iterable[str] = STREAM_TYPES,
+    batch_size: int = STREAM_BATCH_SIZE,
+) -> Iterator[str]:
+    """The replay stream of `market_tickers` over [start_time, end_time), as JSON lines.
+
+    With "deltas": first each book as it stood at start_time (a snapshot with
+    source "start"), then the deltas, every stored re-baseline or checkpoint
+    as a snapshot event, and the recorded gaps as gap events. Trades and
+    lifecycle messages when asked for. All in the order received. Applying
+    the stream from its first line (a snapshot replaces the book, a delta
+    adds to a level) gives book_at() at every instant.
+    """
+    types = set(types)
+    unknown = types - set(STREAM_TYPES)
+    if unknown:
+        raise ValueError(f"unknown stream types: {', '.join(sorted(unknown))}")
+    tickers = list(dict.fromkeys(market_tickers))
+    start, end = start_time, end_time
+    sources: list[Iterator[tuple]] = []
+    if "deltas" in types:
+        for ticker in tickers:
+            yield opening_snapshot(ticker, start)
+        for ticker in tickers:
+            sources.append(_delta_source(len(sources), ticker, start, end, batch_size))
+            sources.append(_snapshot_source(len(sources), ticker, start, end))
+    if "trades" in types:
+        for ticker in tickers:
+            sources.append(_trade_source(len(sources), ticker, start, end, batch_size))
+    if "lifecycle" in types:
+        for ticker in tickers:
+            sources.append(_lifecycle_source(
+                len(sources), "market_ticker = %s", [ticker], start, end, batch_size))
+        events = sorted(set(
+            Market.objects.filter(ticker__in=tickers).exclude(event_ticker="")
+            .values_list("event_ticker", flat=True)
+        ))
+        if events:
+            sources.append(_lifecycle_source(
+                len(sources), "market_ticker = '' AND event_ticker = ANY(%s)", [events],
+                start, end, batch_size))
+    channels = [c for t in sorted(types) for c in GAP_CHANNELS[t]]
+    sources.append(_gap_source(len(sources), tickers, channels, start, end))
+    merged = sources[0] if len(sources) == 1 else heapq.merge(*sources)
+    for row in merged:
+        yield row[5]
+
+
+def replay_events(**kwargs) -> Iterator[dict]:
+    """replay_lines(), each line parsed: for tests and Python callers."""
+    return (json.loads(line) for line in replay_lines(**kwargs))
