@@ -27,7 +27,7 @@ CHECKPOINT_EVERY = 150
 @dataclass
 class Record:
     day: date
-    first: datetime  # received_at of the first stored row
+    first: datetime  # received_at of the first stored row (trades may be stamped earlier)
     last: datetime  # received_at of the last stored row
     gap: SequenceGap  # the seq gap on HOT
     disconnect: datetime  # when session 1 ended
@@ -181,6 +181,6 @@ def record_day(day: date, *, seed: int = 7, frames: int = 2400) -> Record:
             recovered_at=next(s[1] for s in snapshots if s[2] == 2_000_000 and s[0] == ticker),
         )
     return Record(
-        day=day, first=start, last=clock.now, gap=gap, disconnect=disconnect_at,
+        day=day, first=instants[0], last=clock.now, gap=gap, disconnect=disconnect_at,
         deltas=len(deltas), trades=len(trades), snapshots=len(snapshots), instants=instants,
     )
