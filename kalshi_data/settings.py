@@ -60,6 +60,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "backtest_api.middleware.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -110,6 +111,58 @@ PARTITION_DAYS_BEHIND = env_int("PARTITION_DAYS_BEHIND", 7)
 # Partition DDL waits at most this long for its lock, then fails (and cron
 # retries) instead of queueing every reader and writer behind it.
 PARTITION_LOCK_TIMEOUT = os.environ.get("PARTITION_LOCK_TIMEOUT", "5s")
+
+# --- Backtest API -----------------------------------------------------------
+# Anonymous clients may read without a key (a private deployment behind a
+# firewall); off by default, so a public server asks for an API key.
+API_ALLOW_ANONYMOUS = env_bool("API_ALLOW_ANONYMOUS")
+# DRF rate strings ("<count>/<sec|min|hour|day>"): per API key, per staff
+# session user, and per client address for anonymous reads.
+API_RATE_KEY = os.environ.get("API_RATE_KEY", "1200/min")
+API_RATE_ANON = os.environ.get("API_RATE_ANON", "120/min")
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "backtest_api.authentication.ApiKeyAuthentication",
+        "backtest_api.authentication.StaffSessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["backtest_api.permissions.CanReadApi"],
+    "DEFAULT_THROTTLE_CLASSES": [
+        "backtest_api.throttling.ApiKeyRateThrottle",
+        "backtest_api.throttling.AnonymousRateThrottle",
+    ],
+    "DEFAULT_THROTTLE_RATES": {"key": API_RATE_KEY, "anon": API_RATE_ANON},
+    "DEFAULT_RENDERER_CLASSES": [
+        "backtest_api.renderers.EnvelopeJSONRenderer",
+        "backtest_api.renderers.EnvelopeBrowsableAPIRenderer",
+    ],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    "DEFAULT_SCHEMA_CLASS": "backtest_api.schema.EnvelopeAutoSchema",
+    "EXCEPTION_HANDLER": "backtest_api.exceptions.api_exception_handler",
+    # Accept ?format=json / ?format=api so a browser can ask for raw JSON.
+    "URL_FORMAT_OVERRIDE": "format",
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Kalshi historical data: backtest API",
+    "DESCRIPTION": (
+        "Order books at any instant, deltas, trades, candles, settlements and "
+        "the series/event/market hierarchy recorded from Kalshi. Times are ISO "
+        "8601 UTC; prices are dollar strings with 4 decimals and counts strings "
+        "with 2, as Kalshi sends them."
+    ),
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    # Swagger UI and ReDoc assets come from drf-spectacular-sidecar: no CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "SettlementResultEnum": "markets.models.hierarchy.SettlementResult",
+    },
+}
 
 # --- Logging ----------------------------------------------------------------
 LOGGING = {

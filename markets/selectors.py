@@ -1,0 +1,294 @@
+"""Reads of the recorded data, for the API and anything else that serves it.
+
+Each function is one question (a page of trades, the candles of a market,
+what a market's record covers) answered with as few queries as the question
+allows. Querysets are returned where callers filter and paginate further
+(the hierarchy); the tick tables are read with raw SQL and keyset bounds, so
+a deep page costs the same as the first. Time ranges are half-open
+[start, end) on each table's partition column, so PostgreSQL prunes
+partitions. Writes live in ingest.py; the book at an instant in replay.py.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Sequence
+
+from django.db import connection
+from django.db.models import Count, IntegerField, OuterRef, Q, Subquery, Value
+from django.db.models.functions import Coalesce
+
+from .models import (
+    Event,
+    Market,
+    OrderbookSnapshot,
+    SequenceGap,
+    Series,
+    Settlement,
+    SnapshotSource,
+)
+
+# --- Hierarchy ----------------------------------------------------------------
+
+
+def series_list():
+    return Series.objects.all()
+
+
+def series_get(ticker: str) -> Series | None:
+    return Series.objects.filter(ticker=ticker).first()
+
+
+def events_list():
+    """Events, each annotated with `market_count` (markets joined by ticker)."""
+    counts = (
+        Market.objects.filter(event_ticker=OuterRef("event_ticker"))
+        .order_by()
+        .values("event_ticker")
+        .annotate(n=Count("*"))
+        .values("n")
+    )
+    return Event.objects.annotate(
+        market_count=Coalesce(Subquery(counts, output_field=IntegerField()), Value(0))
+    )
+
+
+def event_get(event_ticker: str) -> Event | None:
+    """The event with `markets` (its markets, by ticker) and `market_count` set."""
+    event = events_list().filter(event_ticker=event_ticker).first()
+    if event is not None:
+        event.markets = list(Market.objects.filter(event_ticker=event_ticker).order_by("ticker"))
+    return event
+
+
+def markets_list():
+    return Market.objects.all()
+
+
+def market_get(ticker: str) -> Market | None:
+    return Market.objects.filter(ticker=ticker).first()
+
+
+def settlements_list():
+    return Settlement.objects.all()
+
+
+def settlement_get(market_ticker: str) -> Settlement | None:
+    return Settlement.objects.filter(market_ticker=market_ticker).first()
+
+
+# --- Coverage -------------------------------------------------------------------
+
+
+@dataclass
+class Coverage:
+    """What the record of one market holds: first/last instants and known gaps."""
+
+    market_ticker: str
+    first_delta_at: datetime | None = None
+    last_delta_at: datetime | None = None
+    first_trade_at: datetime | None = None
+    last_trade_at: datetime | None = None
+    gaps: list[SequenceGap] = field(default_factory=list)
+
+
+def coverage_for(market_tickers: Sequence[str]) -> dict[str, Coverage]:
+    """Coverage of each market, in two queries whatever the number of markets.
+
+    Each bound is its own ORDER BY ... LIMIT 1 on the primary-key index (a
+    handful of index probes per market), never an aggregate over the rows.
+    Gaps listed are the market's own and the channel-wide ones (empty ticker,
+    e.g. a lost trade connection) that fall inside its recorded span.
+    """
+    result = {t: Coverage(t) for t in market_tickers}
+    if not market_tickers:
+        return result
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT m.t,
+              (SELECT received_at FROM orderbook_deltas d WHERE d.market_ticker = m.t
+                 ORDER BY received_at LIMIT 1),
+              (SELECT received_at FROM orderbook_deltas d WHERE d.market_ticker = m.t
+                 ORDER BY received_at DESC LIMIT 1),
+              (SELECT ts FROM trades r WHERE r.market_ticker = m.t ORDER BY ts LIMIT 1),
+              (SELECT ts FROM trades r WHERE r.market_ticker = m.t ORDER BY ts DESC LIMIT 1)
+            FROM unnest(%s::text[]) AS m(t)
+            """,
+            [list(market_tickers)],
+        )
+        for ticker, first_d, last_d, first_t, last_t in cursor.fetchall():
+            cov = result[ticker]
+            cov.first_delta_at, cov.last_delta_at = first_d, last_d
+            cov.first_trade_at, cov.last_trade_at = first_t, last_t
+    spans = [
+        (min(b), max(e))
+        for c in result.values()
+        for b, e in [
+            (
+                [x for x in (c.first_delta_at, c.first_trade_at) if x],
+                [x for x in (c.last_delta_at, c.last_trade_at) if x],
+            )
+        ]
+        if b
+    ]
+    wide = Q(market_ticker="")
+    if spans:
+        wide &= Q(detected_at__lte=max(e for _, e in spans)) & (
+            Q(recovered_at__isnull=True) | Q(recovered_at__gte=min(b for b, _ in spans))
+        )
+    else:
+        wide = Q(pk__in=[])
+    for gap in SequenceGap.objects.filter(Q(market_ticker__in=market_tickers) | wide):
+        if gap.market_ticker:
+            result[gap.market_ticker].gaps.append(gap)
+            continue
+        for cov in result.values():
+            if _span_overlaps(cov, gap):
+                cov.gaps.append(gap)
+    return result
+
+
+def _span_overlaps(cov: Coverage, gap: SequenceGap) -> bool:
+    firsts = [x for x in (cov.first_delta_at, cov.first_trade_at) if x]
+    lasts = [x for x in (cov.last_delta_at, cov.last_trade_at) if x]
+    if not firsts:
+        return False
+    return gap.detected_at <= max(lasts) and (
+        gap.recovered_at is None or gap.recovered_at >= min(firsts)
+    )
+
+
+def market_known(ticker: str) -> bool:
+    """Whether the ticker is a market we know of or hold any record for."""
+    if Market.objects.filter(ticker=ticker).exists():
+        return True
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT EXISTS (SELECT 1 FROM orderbook_snapshots WHERE market_ticker = %s)"
+            " OR EXISTS (SELECT 1 FROM trades WHERE market_ticker = %s)",
+            [ticker, ticker],
+        )
+        return cursor.fetchone()[0]
+
+
+def first_snapshot_after(market_ticker: str, at: datetime) -> datetime | None:
+    """When replayable data for the market starts after `at` (for "data starts at")."""
+    row = (
+        OrderbookSnapshot.objects.filter(market_ticker=market_ticker, received_at__gt=at)
+        .exclude(source=SnapshotSource.REST)
+        .order_by("received_at")
+        .values_list("received_at", flat=True)
+        .first()
+    )
+    return row
+
+
+# --- Trades and deltas ------------------------------------------------------------
+
+TRADE_KEY = ("ts", "trade_id")
+TRADE_KEY_TYPES = (datetime, str)
+# Replay order (REPLAY_ORDER), then sid: the full key of a market's deltas.
+DELTA_KEY = ("received_at", "session_id", "seq", "sid")
+DELTA_KEY_TYPES = (datetime, int, int, int)
+
+
+@dataclass
+class TradeRow:
+    market_ticker: str
+    ts: datetime
+    trade_id: str
+    yes_price: Decimal
+    no_price: Decimal
+    count: Decimal
+    taker_outcome_side: str | None
+    taker_book_side: str | None
+    taker_side: str | None
+    is_block_trade: bool
+    received_at: datetime
+    source: str
+
+    @property
+    def key(self) -> tuple:
+        return (self.ts, self.trade_id)
+
+
+@dataclass
+class DeltaRow:
+    market_ticker: str
+    received_at: datetime
+    session_id: int
+    sid: int
+    seq: int
+    side: str
+    price: Decimal
+    delta: Decimal
+    ts: datetime | None
+
+    @property
+    def key(self) -> tuple:
+        return (self.received_at, self.session_id, self.seq, self.sid)
+
+
+def trades_page(
+    *,
+    market_ticker: str,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    after: tuple | None = None,
+    limit: int,
+) -> list[TradeRow]:
+    """Up to `limit` trades with start <= ts < end and (ts, trade_id) > after, in that order.
+
+    Callers ask for one row more than they show to learn whether more exist.
+    """
+    where, params = _range_sql("ts", market_ticker, start, end, after, TRADE_KEY)
+    sql = (
+        "SELECT market_ticker, ts, trade_id, yes_price, no_price, count, "
+        "taker_outcome_side, taker_book_side, taker_side, is_block_trade, received_at, source "
+        f"FROM trades WHERE {where} ORDER BY ts, trade_id LIMIT %s"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*params, limit])
+        return [TradeRow(*row) for row in cursor.fetchall()]
+
+
+def deltas_page(
+    *,
+    market_ticker: str,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    after: tuple | None = None,
+    limit: int,
+) -> list[DeltaRow]:
+    """Up to `limit` deltas with start <= received_at < end after `after`, in replay order."""
+    where, params = _range_sql("received_at", market_ticker, start, end, after, DELTA_KEY)
+    sql = (
+        "SELECT market_ticker, received_at, session_id, sid, seq, side, price, delta, ts "
+        f"FROM orderbook_deltas WHERE {where} "
+        "ORDER BY received_at, session_id, seq, sid LIMIT %s"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*params, limit])
+        return [DeltaRow(*row) for row in cursor.fetchall()]
+
+
+def _range_sql(time_column, market_ticker, start, end, after, key):
+    where = ["market_ticker = %s"]
+    params: list = [market_ticker]
+    if start is not None:
+        where.append(f"{time_column} >= %s")
+        params.append(start)
+    if end is not None:
+        where.append(f"{time_column} < %s")
+        params.append(end)
+    if after is not None:
+        # The plain bound on the partition column lets the planner prune
+        # partitions before the cursor; the row comparison is the exact key.
+        where.append(f"{time_column} >= %s")
+        params.append(after[0])
+        where.append(f"({', '.join(key)}) > ({', '.join(['%s'] * len(key))})")
+        params.extend(after)
+    return " AND ".join(where), params
