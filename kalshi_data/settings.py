@@ -164,6 +164,11 @@ SPECTACULAR_SETTINGS = {
     },
 }
 
+# --- Bulk data ----------------------------------------------------------------
+# Where `manage.py export` writes day files by default, and the folder whose
+# files the API lists and serves (/api/v1/exports).
+EXPORT_DIR = Path(os.environ.get("EXPORT_DIR") or BASE_DIR / "export")
+
 # --- Logging ----------------------------------------------------------------
 LOGGING = {
     "version": 1,
