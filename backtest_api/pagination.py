@@ -200,3 +200,14 @@ def cursor_parameters(max_limit: int, default_limit: int) -> list[dict]:
             "schema": {"type": "integer", "minimum": 1, "maximum": max_limit},
         },
     ]
+
+
+class TickPagination(KeysetPagination):
+    """Schema-only: tick views page through their selector (views.TickListView).
+
+    Their cursor and limit are declared with the other query parameters, so
+    no extra ones are added here.
+    """
+
+    def get_schema_operation_parameters(self, view):
+        return []

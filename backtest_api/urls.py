@@ -14,8 +14,22 @@ from . import views
 
 v1 = [
     path("", views.ApiRootView.as_view(), name="api-root"),
+    path("markets", views.MarketListView.as_view(), name="market-list"),
+    path("markets/<str:ticker>", views.MarketDetailView.as_view(), name="market-detail"),
+    path("events", views.EventListView.as_view(), name="event-list"),
+    path("events/<str:ticker>", views.EventDetailView.as_view(), name="event-detail"),
     path("series", views.SeriesListView.as_view(), name="series-list"),
     path("series/<str:ticker>", views.SeriesDetailView.as_view(), name="series-detail"),
+    path("settlements", views.SettlementListView.as_view(), name="settlement-list"),
+    path(
+        "settlements/<str:ticker>",
+        views.SettlementDetailView.as_view(),
+        name="settlement-detail",
+    ),
+    path("trades", views.TradeListView.as_view(), name="trade-list"),
+    path("deltas", views.DeltaListView.as_view(), name="delta-list"),
+    path("orderbook", views.OrderbookView.as_view(), name="orderbook"),
+    path("candles/<str:ticker>", views.CandleView.as_view(), name="candles"),
 ]
 
 public = {"permission_classes": [AllowAny], "authentication_classes": [], "throttle_classes": []}

@@ -123,7 +123,7 @@ class BookSim:
             near = sorted(levels, reverse=True)[: 1 + int(rng.expovariate(0.4))]
             price = near[-1]
             size = levels[price]
-            delta = -size if rng.random() < 0.4 else -rng.randint(1, size)
+            delta = -size if rng.random() < 0.4 else -min(size, rng.randint(1, max(1, size // 100)) * 100)
         else:
             price = max(1, top - int(rng.expovariate(0.35))) * TICK
             # Mostly whole contracts; fractional ones exist since 2026.
