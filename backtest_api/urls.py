@@ -10,7 +10,7 @@ from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 from rest_framework.permissions import AllowAny
 
-from . import views
+from . import bulk_views, views
 
 v1 = [
     path("", views.ApiRootView.as_view(), name="api-root"),
@@ -30,6 +30,12 @@ v1 = [
     path("deltas", views.DeltaListView.as_view(), name="delta-list"),
     path("orderbook", views.OrderbookView.as_view(), name="orderbook"),
     path("candles/<str:ticker>", views.CandleView.as_view(), name="candles"),
+    # bulk data (bulk_views.py)
+    path("replay", bulk_views.ReplayView.as_view(), name="replay"),
+    path("book_snapshots", bulk_views.BookSnapshotsView.as_view(), name="book-snapshots"),
+    path("coverage", bulk_views.CoverageView.as_view(), name="coverage"),
+    path("exports", bulk_views.ExportListView.as_view(), name="export-list"),
+    path("exports/<path:path>", bulk_views.ExportFileView.as_view(), name="export-file"),
 ]
 
 public = {"permission_classes": [AllowAny], "authentication_classes": [], "throttle_classes": []}
