@@ -159,7 +159,7 @@ class DayCoverageSerializer(serializers.Serializer):
     gaps = CoverageGapSerializer(many=True)
 
 
-class CoverageSerializer(serializers.Serializer):
+class CoverageReportSerializer(serializers.Serializer):
     market_ticker = serializers.CharField()
     start_date = serializers.DateField()
     end_date = serializers.DateField()

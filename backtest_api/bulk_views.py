@@ -31,7 +31,7 @@ from markets.replay import replay_lines
 
 from . import bulk_serializers as bs
 from .middleware import request_id_for
-from .pagination import decode_cursor, encode_cursor, paginated_response
+from .pagination import TickPagination, decode_cursor, encode_cursor, paginated_response
 from .renderers import EnvelopeJSONRenderer
 from .views import parse_params, require_market
 
@@ -145,6 +145,8 @@ class BookSnapshotsView(generics.GenericAPIView):
     """
 
     serializer_class = bs.BookPointSerializer
+    pagination_class = TickPagination  # for the schema: pages are cut below
+    filter_backends = []
 
     @extend_schema(parameters=[bs.BookSnapshotParams],
                    responses=bs.BookPointSerializer(many=True))
@@ -177,7 +179,7 @@ class CoverageView(generics.GenericAPIView):
     and lifecycle messages, and every gap that overlaps the day.
     """
 
-    serializer_class = bs.CoverageSerializer
+    serializer_class = bs.CoverageReportSerializer
 
     @extend_schema(parameters=[bs.CoverageParams])
     def get(self, request):
@@ -198,6 +200,8 @@ class ExportListView(generics.GenericAPIView):
     """The day files under EXPORT_DIR (written by `manage.py export`), by path."""
 
     serializer_class = bs.ExportFileSerializer
+    pagination_class = TickPagination  # for the schema: pages are cut below
+    filter_backends = []
 
     @extend_schema(parameters=[bs.ExportListParams],
                    responses=bs.ExportFileSerializer(many=True))
