@@ -17,6 +17,7 @@ from itertools import islice
 from django.conf import settings
 from django.http import FileResponse, StreamingHttpResponse
 from django.utils.http import http_date
+from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import generics
@@ -33,6 +34,7 @@ from . import bulk_serializers as bs
 from .middleware import request_id_for
 from .pagination import TickPagination, decode_cursor, encode_cursor, paginated_response
 from .renderers import EnvelopeJSONRenderer
+from .schema import EnvelopeAutoSchema
 from .views import parse_params, require_market
 
 logger = logging.getLogger(__name__)
@@ -59,6 +61,17 @@ class JsonErrorsNegotiation(BaseContentNegotiation):
 
     def select_renderer(self, request, renderers, format_suffix=None):
         return renderers[0], renderers[0].media_type
+
+
+class RawBodySchema(EnvelopeAutoSchema):
+    """For the stream and the file downloads: their 2xx bodies are sent as they are."""
+
+    def _get_response_for_code(self, serializer, status_code, media_types=None,
+                               direction="response"):
+        if str(status_code).startswith("2"):
+            return AutoSchema._get_response_for_code(
+                self, serializer, status_code, media_types, direction)
+        return super()._get_response_for_code(serializer, status_code, media_types, direction)
 
 
 # --- Replay ----------------------------------------------------------------------------
@@ -109,6 +122,7 @@ class ReplayView(generics.GenericAPIView):
 
     renderer_classes = [EnvelopeJSONRenderer]
     content_negotiation_class = JsonErrorsNegotiation
+    schema = RawBodySchema()
 
     @extend_schema(
         parameters=[bs.ReplayParams],
@@ -228,8 +242,14 @@ class ExportListView(generics.GenericAPIView):
 class ExportFileView(generics.GenericAPIView):
     """Download one day file; `path` as listed (type=T/date=D/part-0.parquet)."""
 
-    @extend_schema(responses={(200, "application/octet-stream"): OpenApiResponse(
-        response=OpenApiTypes.BINARY, description="The file.")},
+    schema = RawBodySchema()
+
+    @extend_schema(responses={
+        (200, "application/vnd.apache.parquet"): OpenApiResponse(
+            response=OpenApiTypes.BINARY, description="A Parquet day file."),
+        (200, "application/gzip"): OpenApiResponse(
+            response=OpenApiTypes.BINARY, description="A gzip CSV day file."),
+    },
         parameters=[OpenApiParameter("path", str, OpenApiParameter.PATH)])
     def get(self, request, path):
         found = dataset_file(settings.EXPORT_DIR, path)
