@@ -18,6 +18,7 @@ book snapshots at intervals (markets/book_snapshots.py) and the replay stream
 
 from __future__ import annotations
 
+import bisect
 import heapq
 import json
 from dataclasses import dataclass
@@ -139,22 +140,26 @@ def book_at(market_ticker: str, at: datetime) -> BookAt:
 #
 # Every event of a set of markets in [start, end), merged in the order the
 # recorder received them, as JSON lines (see docs/bulk.md for each event's
-# fields). Each (market, table) is one source read in keyset batches; a
-# k-way merge (heapq.merge) interleaves them, so memory stays constant
-# however long the range. Keyset batches rather than one long server-side
-# cursor: each batch is its own short statement, so a slow client never holds
-# a snapshot or a lock that would stall partition maintenance.
+# fields). Each (market, table) is one source read in keyset batches, and a
+# k-way merge interleaves them, so memory stays constant however long the
+# range. Keyset batches rather than one long server-side cursor: each batch
+# is its own short statement, so a slow client never holds a snapshot or a
+# lock that would stall partition maintenance.
 #
-# The hot path renders each row's JSON inside PostgreSQL (it runs on another
-# core and prints NUMERIC with its exact scale), so Python only merges and
-# joins strings. Every source yields tuples
-#     (received_at_iso, session_id, seq, rank, source_index, line, *keyset)
-# sorted by that prefix; heapq.merge compares the tuples directly. The ISO
-# strings have a fixed width, so they sort as the instants do. `rank` orders
-# rows that share a replay key: a checkpoint shares the key of the last delta
-# it includes and comes after it. Rows of one source never reorder (merge
-# takes one row at a time from each), and `source_index` settles ties
-# between sources before the line is ever compared.
+# The hot path renders each row's JSON inside PostgreSQL (which prints
+# NUMERIC with its exact scale), so Python only merges and joins strings.
+# Every source yields batches of rows (received_at_iso, session_id, seq,
+# line, *keyset), sorted; a row's merge key is (received_at_iso, session_id,
+# seq, rank, source index). The ISO strings have a fixed width, so they sort
+# as the instants do. `rank` orders rows that share a replay key: a
+# checkpoint shares the key of the last delta it includes and comes after
+# it; the source index settles any remaining tie.
+#
+# heapq.merge would cost a heap operation per row. The merge here works in
+# runs instead (`_merge_runs`): the source with the smallest head may emit
+# every row that sorts before the smallest head of the others, found by
+# bisection, so a busy market's deltas between two sparse events (a trade, a
+# checkpoint) leave as one slice.
 
 STREAM_TYPES = ("deltas", "trades", "lifecycle")
 STREAM_BATCH_SIZE = 10_000
@@ -229,7 +234,7 @@ _DELTA_LINE = _sql_json_object([
     ("delta", _json_decimal("delta")),
 ])
 _DELTA_SQL = (
-    f"SELECT {_sql_iso('received_at')}, session_id, seq, {_RANK_DELTA}, %s, {_DELTA_LINE}, sid "
+    f"SELECT {_sql_iso('received_at')}, session_id, seq, {_DELTA_LINE}, sid "
     "FROM orderbook_deltas "
     "WHERE market_ticker = %s AND received_at >= %s AND received_at < %s "
     "AND (received_at, session_id, seq, sid) > (%s::timestamptz, %s, %s, %s) "
@@ -252,13 +257,13 @@ _TRADE_LINE = _sql_json_object([
     ("source", _json_str("source")),
 ])
 _TRADE_SQL = (
-    f"SELECT {_sql_iso('received_at')}, 0, 0, {_RANK_TRADE}, %s, {_TRADE_LINE}, "
+    f"SELECT {_sql_iso('received_at')}, 0, 0, {_TRADE_LINE}, "
     f"{_sql_iso('ts')}, trade_id "
     "FROM trades "
     "WHERE market_ticker = %s AND ts >= %s AND ts < %s "
     "AND received_at >= %s AND received_at < %s "
-    "AND (received_at, ts, trade_id) > (%s::timestamptz, %s::timestamptz, %s) "
-    "ORDER BY received_at, ts, trade_id LIMIT %s"
+    "AND (ts, trade_id) > (%s::timestamptz, %s) "
+    "ORDER BY ts, trade_id LIMIT %s"
 )
 
 _LIFECYCLE_LINE = _sql_json_object([
@@ -274,8 +279,7 @@ _LIFECYCLE_LINE = _sql_json_object([
     ("payload", _json_raw("payload")),
 ])
 _LIFECYCLE_SQL = (
-    f"SELECT {_sql_iso('received_at')}, session_id, seq, {_RANK_LIFECYCLE}, %s, "
-    f"{_LIFECYCLE_LINE}, id "
+    f"SELECT {_sql_iso('received_at')}, session_id, seq, {_LIFECYCLE_LINE}, id "
     "FROM lifecycle_events "
     "WHERE {where} AND received_at >= %s AND received_at < %s "
     "AND (received_at, session_id, seq, id) > (%s::timestamptz, %s, %s, %s) "
@@ -292,8 +296,8 @@ _SNAPSHOT_SQL = (
 )
 
 
-def _keyset_rows(sql: str, params: list, first_key: tuple, key_of, batch_size: int):
-    """Rows of `sql` in batches; `key_of(last row)` is the keyset for the next one.
+def _keyset_batches(sql: str, params: list, first_key: tuple, key_of, batch_size: int):
+    """Batches (lists) of rows of `sql`; `key_of(last row)` is the next batch's keyset.
 
     `sql` ends with the keyset's placeholders and then LIMIT's.
     """
@@ -302,40 +306,112 @@ def _keyset_rows(sql: str, params: list, first_key: tuple, key_of, batch_size: i
         with connection.cursor() as cursor:
             cursor.execute(sql, [*params, *key, batch_size])
             rows = cursor.fetchall()
-        yield from rows
+        if rows:
+            yield rows
         if len(rows) < batch_size:
             return
         key = key_of(rows[-1])
 
 
-def _delta_source(index, ticker, start, end, batch_size):
-    return _keyset_rows(
+def _keyset_rows(sql: str, params: list, first_key: tuple, key_of, batch_size: int):
+    for batch in _keyset_batches(sql, params, first_key, key_of, batch_size):
+        yield from batch
+
+
+@dataclass
+class _Source:
+    rank: int
+    batches: Iterator[list[tuple]]  # rows (received_at_iso, session_id, seq, line, ...)
+
+
+def _delta_source(ticker, start, end, batch_size) -> _Source:
+    return _Source(_RANK_DELTA, _keyset_batches(
         _DELTA_SQL,
-        [index, ticker, start, end],
+        [ticker, start, end],
         (iso_utc(start), _MIN_BIGINT, _MIN_BIGINT, _MIN_BIGINT),
-        lambda row: (row[0], row[1], row[2], row[6]),
+        lambda row: (row[0], row[1], row[2], row[4]),
         batch_size,
-    )
+    ))
 
 
-def _trade_source(index, ticker, start, end, batch_size):
-    return _keyset_rows(
+def _trade_source(ticker, start, end, batch_size) -> _Source:
+    return _Source(_RANK_TRADE, _trades_in_receive_order(ticker, start, end, batch_size))
+
+
+def _trades_in_receive_order(ticker, start, end, batch_size):
+    """A market's trades in (received_at, ts, trade_id) order, in batches.
+
+    Sorting by receive time in SQL would sort the whole range again for every
+    batch: trades are keyed by exchange time. So they are read in key order
+    (ts, trade_id), an index range scan, and put in receive order here. A
+    trade is received no earlier than CLOCK_SKEW before its exchange time, so
+    once the scan has passed time T, no trade still to come was received
+    before T - CLOCK_SKEW, and every held trade received before that is
+    released. Only trades in flight are held.
+    """
+    held: list[tuple] = []  # heap of (received_at_iso, ts_iso, trade_id, row)
+    for batch in _keyset_batches(
         _TRADE_SQL,
-        [index, ticker, start - TRADE_LATENESS, end + CLOCK_SKEW, start, end],
-        (iso_utc(start), "-infinity", ""),
-        lambda row: (row[0], row[6], row[7]),
+        [ticker, start - TRADE_LATENESS, end + CLOCK_SKEW, start, end],
+        ("-infinity", ""),
+        lambda row: (row[4], row[5]),
         batch_size,
-    )
+    ):
+        for row in batch:
+            heapq.heappush(held, (row[0], row[4], row[5], row))
+        frontier = iso_utc(datetime.fromisoformat(batch[-1][4]) - CLOCK_SKEW)
+        ready = []
+        while held and held[0][0] < frontier:
+            ready.append(heapq.heappop(held)[3])
+        if ready:
+            yield ready
+    if held:
+        yield [item[3] for item in sorted(held)]
 
 
-def _lifecycle_source(index, where, where_params, start, end, batch_size):
-    return _keyset_rows(
+def _lifecycle_source(where, where_params, start, end, batch_size) -> _Source:
+    return _Source(_RANK_LIFECYCLE, _keyset_batches(
         _LIFECYCLE_SQL.replace("{where}", where),
-        [index, *where_params, start, end],
+        [*where_params, start, end],
         (iso_utc(start), _MIN_BIGINT, _MIN_BIGINT, _MIN_BIGINT),
-        lambda row: (row[0], row[1], row[2], row[6]),
+        lambda row: (row[0], row[1], row[2], row[4]),
         batch_size,
-    )
+    ))
+
+
+def _merge_runs(sources: list[_Source]) -> Iterator[list[str]]:
+    """The lines of all sources in merge-key order, as runs (lists) of lines."""
+    heap = []  # (merge key of the head row, source index)
+    state = {}  # source index -> [batch, position, key function]
+    for index, source in enumerate(sources):
+        batch = next(source.batches, None)
+        if batch:
+            rank = source.rank
+            key = (lambda rank, index: lambda r: (r[0], r[1], r[2], rank, index))(rank, index)
+            state[index] = [batch, 0, key]
+            heap.append((key(batch[0]), index))
+    heapq.heapify(heap)
+    while heap:
+        _, index = heapq.heappop(heap)
+        batch, position, key = state[index]
+        if not heap:  # the last source left: the rest of it, batch by batch
+            yield [row[3] for row in batch[position:]]
+            for batch in sources[index].batches:
+                yield [row[3] for row in batch]
+            return
+        limit = heap[0][0]
+        while True:
+            end = bisect.bisect_left(batch, limit, position, key=key)
+            yield [row[3] for row in batch[position:end]]
+            if end < len(batch):
+                state[index][1] = end
+                heapq.heappush(heap, (key(batch[end]), index))
+                break
+            batch = next(sources[index].batches, None)
+            if not batch:
+                del state[index]
+                break
+            state[index][0], position = batch, 0
 
 
 def _levels(value) -> list:
@@ -361,24 +437,26 @@ def stored_snapshots(
         yield received_at, session_id, sid, seq, source, book, ts
 
 
-def _snapshot_source(index, ticker, start, end):
-    for received_at, session_id, sid, seq, source, book, ts in stored_snapshots(
-        ticker, start, end
-    ):
-        yes, no = book.snapshot_levels()
-        line = _dumps({
-            "type": "snapshot",
-            "market_ticker": ticker,
-            "received_at": iso_utc(received_at),
-            "ts": iso_utc(ts),
-            "source": source,
-            "session_id": session_id,
-            "sid": sid,
-            "seq": seq,
-            "yes": yes,
-            "no": no,
-        })
-        yield (iso_utc(received_at), session_id, seq, _RANK_SNAPSHOT, index, line)
+def _snapshot_source(ticker, start, end) -> _Source:
+    rows = (_snapshot_row(ticker, *row) for row in stored_snapshots(ticker, start, end))
+    return _Source(_RANK_SNAPSHOT, ([row] for row in rows))
+
+
+def _snapshot_row(ticker, received_at, session_id, sid, seq, source, book, ts):
+    yes, no = book.snapshot_levels()
+    line = _dumps({
+        "type": "snapshot",
+        "market_ticker": ticker,
+        "received_at": iso_utc(received_at),
+        "ts": iso_utc(ts),
+        "source": source,
+        "session_id": session_id,
+        "sid": sid,
+        "seq": seq,
+        "yes": yes,
+        "no": no,
+    })
+    return (iso_utc(received_at), session_id, seq, line)
 
 
 def gap_fields(gap: SequenceGap) -> dict:
@@ -398,7 +476,11 @@ def gap_fields(gap: SequenceGap) -> dict:
     }
 
 
-def _gap_source(index, tickers, channels, start, end):
+def _gap_source(tickers, channels, start, end) -> _Source:
+    return _Source(_RANK_GAP, iter([list(_gap_rows(tickers, channels, start, end))]))
+
+
+def _gap_rows(tickers, channels, start, end):
     # A handful per market and day: read at once.
     gaps = SequenceGap.objects.filter(
         Q(market_ticker__in=tickers) | Q(market_ticker=""),
@@ -409,7 +491,7 @@ def _gap_source(index, tickers, channels, start, end):
     for gap in gaps:
         line = _dumps({"type": "gap", "received_at": iso_utc(gap.detected_at), "ts": None,
                        **gap_fields(gap)})
-        yield (iso_utc(gap.detected_at), gap.session_id, 0, _RANK_GAP, index, line)
+        yield (iso_utc(gap.detected_at), gap.session_id, 0, line)
 
 
 def _dumps(obj) -> str:
@@ -440,22 +522,23 @@ def opening_snapshot(market_ticker: str, start: datetime) -> str:
     })
 
 
-def replay_lines(
+def replay_runs(
     *,
     market_tickers: Sequence[str],
     start_time: datetime,
     end_time: datetime,
     types: Iterable[str] = STREAM_TYPES,
     batch_size: int = STREAM_BATCH_SIZE,
-) -> Iterator[str]:
-    """The replay stream of `market_tickers` over [start_time, end_time), as JSON lines.
+) -> Iterator[list[str]]:
+    """The replay stream of `market_tickers` over [start_time, end_time), in runs of JSON lines.
 
     With "deltas": first each book as it stood at start_time (a snapshot with
     source "start"), then the deltas, every stored re-baseline or checkpoint
     as a snapshot event, and the recorded gaps as gap events. Trades and
     lifecycle messages when asked for. All in the order received. Applying
     the stream from its first line (a snapshot replaces the book, a delta
-    adds to a level) gives book_at() at every instant.
+    adds to a level) gives book_at() at every instant. Runs are lists of
+    lines, in order (see replay_lines for one line at a time).
     """
     types = set(types)
     unknown = types - set(STREAM_TYPES)
@@ -463,33 +546,38 @@ def replay_lines(
         raise ValueError(f"unknown stream types: {', '.join(sorted(unknown))}")
     tickers = list(dict.fromkeys(market_tickers))
     start, end = start_time, end_time
-    sources: list[Iterator[tuple]] = []
+    sources: list[_Source] = []
     if "deltas" in types:
+        yield [opening_snapshot(ticker, start) for ticker in tickers]
         for ticker in tickers:
-            yield opening_snapshot(ticker, start)
-        for ticker in tickers:
-            sources.append(_delta_source(len(sources), ticker, start, end, batch_size))
-            sources.append(_snapshot_source(len(sources), ticker, start, end))
+            sources.append(_delta_source(ticker, start, end, batch_size))
+            sources.append(_snapshot_source(ticker, start, end))
     if "trades" in types:
         for ticker in tickers:
-            sources.append(_trade_source(len(sources), ticker, start, end, batch_size))
+            sources.append(_trade_source(ticker, start, end, batch_size))
     if "lifecycle" in types:
         for ticker in tickers:
-            sources.append(_lifecycle_source(
-                len(sources), "market_ticker = %s", [ticker], start, end, batch_size))
+            sources.append(
+                _lifecycle_source("market_ticker = %s", [ticker], start, end, batch_size))
         events = sorted(set(
             Market.objects.filter(ticker__in=tickers).exclude(event_ticker="")
             .values_list("event_ticker", flat=True)
         ))
         if events:
             sources.append(_lifecycle_source(
-                len(sources), "market_ticker = '' AND event_ticker = ANY(%s)", [events],
-                start, end, batch_size))
+                "market_ticker = '' AND event_ticker = ANY(%s)", [events], start, end,
+                batch_size))
     channels = [c for t in sorted(types) for c in GAP_CHANNELS[t]]
-    sources.append(_gap_source(len(sources), tickers, channels, start, end))
-    merged = sources[0] if len(sources) == 1 else heapq.merge(*sources)
-    for row in merged:
-        yield row[5]
+    sources.append(_gap_source(tickers, channels, start, end))
+    for run in _merge_runs(sources):
+        if run:
+            yield run
+
+
+def replay_lines(**kwargs) -> Iterator[str]:
+    """replay_runs(), one JSON line at a time."""
+    for run in replay_runs(**kwargs):
+        yield from run
 
 
 def replay_events(**kwargs) -> Iterator[dict]:
