@@ -28,7 +28,7 @@ from rest_framework.response import Response
 from markets.book_snapshots import book_snapshots
 from markets.coverage import coverage
 from markets.export import dataset_file, dataset_files
-from markets.replay import replay_lines
+from markets.replay import replay_runs
 
 from . import bulk_serializers as bs
 from .middleware import request_id_for
@@ -77,20 +77,25 @@ class RawBodySchema(EnvelopeAutoSchema):
 # --- Replay ----------------------------------------------------------------------------
 
 
-def _ndjson_chunks(lines, request_id: str):
-    """Lines joined into chunks, then an `end` line that says the stream is whole.
+def _ndjson_chunks(runs, request_id: str):
+    """Runs of lines joined into chunks, then an `end` line that says the stream is whole.
 
     A failure after the first byte cannot change the status any more, so it
     ends the stream with an `error` line instead of an `end` line.
     """
     events = 0
     try:
-        while True:
-            chunk = list(islice(lines, STREAM_CHUNK_LINES))
-            if not chunk:
-                break
-            events += len(chunk)
-            yield ("\n".join(chunk) + "\n").encode()
+        pending, count = [], 0
+        for run in runs:
+            pending.append("\n".join(run))
+            count += len(run)
+            if count >= STREAM_CHUNK_LINES:
+                events += count
+                yield ("\n".join(pending) + "\n").encode()
+                pending, count = [], 0
+        if pending:
+            events += count
+            yield ("\n".join(pending) + "\n").encode()
         tail = {"type": "end", "events": events, "request_id": request_id}
     except Exception:
         logger.exception("replay stream failed after %d events (request %s)", events, request_id)
@@ -133,9 +138,9 @@ class ReplayView(generics.GenericAPIView):
     def get(self, request):
         params = parse_params(bs.ReplayParams, request)
         tickers = [require_market(t) for t in params["market_tickers"]]
-        lines = replay_lines(market_tickers=tickers, start_time=params["start_time"],
-                             end_time=params["end_time"], types=params["types"])
-        chunks = _ndjson_chunks(lines, request_id_for(request))
+        runs = replay_runs(market_tickers=tickers, start_time=params["start_time"],
+                           end_time=params["end_time"], types=params["types"])
+        chunks = _ndjson_chunks(runs, request_id_for(request))
         gzip = bool(_ACCEPTS_GZIP.search(request.headers.get("Accept-Encoding", "")))
         response = StreamingHttpResponse(_gzipped(chunks) if gzip else chunks,
                                          content_type=NDJSON)
