@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import http.client
 import os
-import resource
 import shutil
 import socket
 import subprocess
@@ -183,19 +182,23 @@ def bench_replay(day_start: datetime, hot: str) -> None:
 
 
 def run_export(day: date, fmt: str, out: Path) -> tuple[float, float]:
-    """(seconds, peak MB) of `manage.py export` of the whole day in a child process."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    """(seconds, peak MB) of `manage.py export` of the whole day in a child process.
+
+    The child runs under a small wrapper that reports the peak resident
+    memory of its own child alone (RUSAGE_CHILDREN of this process would
+    include the gunicorn processes started before).
+    """
+    wrapper = ("import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True,"
+               " stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL);"
+               " print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
     started = time.perf_counter()
-    subprocess.run(
-        [PYTHON, "manage.py", "export", "--start-date", day.isoformat(), "--end-date",
-         day.isoformat(), "--format", fmt, "--out", str(out)],
-        cwd=ROOT, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    done = subprocess.run(
+        [PYTHON, "-c", wrapper, PYTHON, "manage.py", "export", "--start-date", day.isoformat(),
+         "--end-date", day.isoformat(), "--format", fmt, "--out", str(out)],
+        cwd=ROOT, check=True, capture_output=True, text=True,
     )
     seconds = time.perf_counter() - started
-    peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    if peak_kb == before:
-        print("  (peak memory: no higher than an earlier child's)")
-    return seconds, peak_kb / 1024
+    return seconds, int(done.stdout.strip()) / 1024
 
 
 def table_bytes(day: date) -> dict[str, tuple[int, int]]:
