@@ -175,6 +175,9 @@ def test_settlements_filters_and_detail(client, hierarchy):
     "query, param",
     [
         ("result=maybe", "result"),
+        ("result=", "result"),
+        ("event_ticker=", "event_ticker"),
+        ("settled_after=", "settled_after"),
         ("settled_after=yesterday", "settled_after"),
         ("settled_after=2026-11-24T00:00:00Z&settled_before=2026-11-23T00:00:00Z", "settled_before"),
         ("limit=0", "limit"),
@@ -186,3 +189,10 @@ def test_settlements_filters_and_detail(client, hierarchy):
 )
 def test_settlement_bad_parameters_are_400s_naming_them(client, hierarchy, query, param):
     error_of(client.get(f"/api/v1/settlements?{query}"), 400, "invalid_parameter", param)
+
+
+def test_far_offsets_are_read_into_utc(client, hierarchy):
+    # PostgreSQL refuses offsets beyond 15:59 that ISO 8601 parsers accept.
+    url = "/api/v1/settlements?settled_after=2026-11-23T21:26:31-18:38"
+    assert data_of(client.get(url)) == []
+    error_of(client.get("/api/v1/markets?status="), 400, "invalid_parameter", "status")
