@@ -40,7 +40,6 @@ class EnvelopeJSONRenderer(JSONRenderer):
             response is not None
             and request is not None
             and 200 <= response.status_code < 300
-            and not getattr(response, "envelope_done", False)
         ):
             data = envelope(data, request, getattr(response, "envelope_extra", None))
         return super().render(data, accepted_media_type, renderer_context)

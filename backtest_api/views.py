@@ -40,7 +40,6 @@ class HierarchyListView(generics.ListAPIView):
 class HierarchyDetailView(generics.RetrieveAPIView):
     """One object by ticker; an unknown ticker is a 404 that names it."""
 
-    lookup_url_kwarg = "ticker"
     not_found_message = "No such object: {ticker}."
 
     def get_object(self):

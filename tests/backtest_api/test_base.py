@@ -1,5 +1,7 @@
 """Cross-cutting behaviour: envelope, errors, request ids, keys, throttling, schema."""
 
+import json
+
 import pytest
 from django.core.management import call_command
 from django.test import override_settings
@@ -142,3 +144,34 @@ def test_schema_validates_and_docs_are_served_offline(anon):
     assert docs.status_code == 200
     html = docs.content.decode()
     assert "/static/drf_spectacular_sidecar/" in html and "cdn" not in html.lower()
+
+
+def test_unacceptable_format_is_406_in_the_error_shape(client):
+    error_of(client.get("/api/v1/series", HTTP_ACCEPT="application/xml"), 406, "not_acceptable")
+
+
+def test_a_bug_answers_500_in_the_error_shape(rf):
+    from backtest_api.exceptions import server_error
+
+    request = rf.get("/api/v1/series")
+    request.request_id = "req-1"
+    response = server_error(request)
+    assert response.status_code == 500
+    body = json.loads(response.content)
+    assert body["code"] == "internal_error" and body["request_id"] == "req-1"
+
+
+def test_staff_revoke_keys_in_the_admin(admin_client, raw_key):
+    key = ApiKey.objects.get(key_hash=hash_key(raw_key))
+    changelist = admin_client.get("/admin/backtest_api/apikey/")
+    assert changelist.status_code == 200 and key.prefix in changelist.content.decode()
+    assert raw_key not in changelist.content.decode()
+    response = admin_client.post(
+        "/admin/backtest_api/apikey/",
+        {"action": "revoke", "_selected_action": [key.pk]},
+    )
+    assert response.status_code == 302
+    key.refresh_from_db()
+    assert key.revoked_at is not None
+    api = APIClient()
+    error_of(api.get("/api/v1/series", HTTP_X_API_KEY=raw_key), 401, "authentication_failed")
