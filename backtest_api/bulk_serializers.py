@@ -37,7 +37,18 @@ def _comma_list(value: str, *, allowed=None, maximum=None, what="value") -> list
     return items
 
 
-class RequiredTimeRangeParams(TimeRangeParams):
+class RejectEmpty:
+    """A parameter sent empty (`?type=`) is a 400, not "no filter" (as in filters.py)."""
+
+    def to_internal_value(self, data):
+        empty = [name for name in self.fields if name in data and data.get(name) == ""]
+        if empty:
+            raise serializers.ValidationError(
+                {empty[0]: ["Must not be empty; leave the parameter out instead."]})
+        return super().to_internal_value(data)
+
+
+class RequiredTimeRangeParams(RejectEmpty, TimeRangeParams):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["start_time"].required = True
@@ -116,7 +127,7 @@ class BookPointSerializer(serializers.Serializer):
 # --- Coverage ---------------------------------------------------------------------------
 
 
-class CoverageParams(serializers.Serializer):
+class CoverageParams(RejectEmpty, serializers.Serializer):
     market_ticker = serializers.CharField(max_length=200)
     start_date = serializers.DateField(help_text="First UTC day, YYYY-MM-DD.")
     end_date = serializers.DateField(help_text="Last UTC day, included.")
@@ -169,9 +180,10 @@ class CoverageReportSerializer(serializers.Serializer):
 # --- Export files ---------------------------------------------------------------------
 
 
-class ExportListParams(serializers.Serializer):
+class ExportListParams(RejectEmpty, serializers.Serializer):
     type = serializers.ChoiceField(choices=TABLE_NAMES, required=False)
-    format = serializers.ChoiceField(choices=FORMATS, required=False)
+    # not `format`: DRF reads ?format= as the response format (URL_FORMAT_OVERRIDE)
+    file_format = serializers.ChoiceField(choices=FORMATS, required=False)
     start_date = serializers.DateField(required=False, help_text="Files of this UTC day or later.")
     end_date = serializers.DateField(required=False, help_text="Files of this UTC day or earlier.")
     cursor = serializers.CharField(required=False, help_text="next_cursor of the previous page.")

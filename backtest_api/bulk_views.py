@@ -230,7 +230,7 @@ class ExportListView(generics.GenericAPIView):
         wanted = [
             f for f in files
             if params.get("type") in (None, f.table)
-            and params.get("format") in (None, f.format)
+            and params.get("file_format") in (None, f.format)
             and (params.get("start_date") is None or f.day >= params["start_date"])
             and (params.get("end_date") is None or f.day <= params["end_date"])
         ]

@@ -194,7 +194,8 @@ def test_export_files_are_listed_paged_and_downloadable(client, record, tmp_path
                 break
         assert len(listed) == 6
         assert [f["path"] for f in listed] == sorted(f["path"] for f in listed)
-        deltas = data_of(client.get("/api/v1/exports", {"type": "deltas", "start_date": DAY}))
+        deltas = data_of(client.get("/api/v1/exports", {"type": "deltas", "start_date": DAY,
+                                                          "file_format": "parquet"}))
         assert [f["path"] for f in deltas] == [f"type=deltas/date={DAY}/part-0.parquet"]
         response = client.get(deltas[0]["url"])
         assert response.status_code == 200
