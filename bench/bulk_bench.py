@@ -243,12 +243,35 @@ def bench_export(day: date) -> None:
         shutil.rmtree(out, ignore_errors=True)
 
 
+def bench_book_snapshots(day_start: datetime, hot: str) -> None:
+    """A 1000-point page of book snapshots (in process: the selector, not HTTP)."""
+    from itertools import islice
+
+    from markets.book_snapshots import book_snapshots
+    from markets.replay import book_at
+
+    print(f"book snapshots of {hot}, depth 10, a page of 1000 points; {load()}")
+    for interval in (timedelta(seconds=1), timedelta(minutes=1)):
+        started = time.perf_counter()
+        points = list(islice(book_snapshots(
+            market_ticker=hot, start_time=day_start, end_time=day_start + timedelta(days=1),
+            interval=interval, depth=10), 1000))
+        seconds = time.perf_counter() - started
+        started = time.perf_counter()
+        for point in points[::50]:
+            book_at(hot, point.at)
+        naive = (time.perf_counter() - started) / len(points[::50]) * len(points)
+        print(f"  every {interval}: {seconds:6.2f} s in one pass; one book_at per point "
+              f"would take {naive:6.2f} s  {load()}")
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--day", type=date.fromisoformat, required=True, help="UTC day.")
     parser.add_argument("--skip-generate", action="store_true",
                         help="Use the day already loaded by bench/generate_day.py.")
-    parser.add_argument("--only", choices=("replay", "export"), help="Run one part.")
+    parser.add_argument("--only", choices=("replay", "export", "book_snapshots"),
+                        help="Run one part.")
     args = parser.parse_args(argv)
     setup_django()
     from bench.generate_day import DEFAULT_PREFIX, generate_day
@@ -266,6 +289,8 @@ def main(argv=None) -> None:
         generate_day(day=args.day)
     if args.only in (None, "replay"):
         bench_replay(day_start, hot)
+    if args.only in (None, "book_snapshots"):
+        bench_book_snapshots(day_start, hot)
     if args.only in (None, "export"):
         bench_export(args.day)
 

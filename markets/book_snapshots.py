@@ -2,12 +2,13 @@
 
 Rebuilding the book separately at each of 86,400 one-second points would
 read the same deltas over and over. Instead the book is rebuilt once
-(`book_at`) at the first boundary and then carried forward: the deltas and
-stored snapshots that follow are applied in replay order, and the book is
-read at each boundary as the pass crosses it. A stored snapshot (a resync
-after a gap, a new session's subscribe snapshot, a checkpoint) replaces the
-book, exactly as `book_at` would start from it, so every point equals
-`book_at(market, boundary)`.
+(`book_at`) at the first boundary and then carried forward: the deltas that
+follow are applied in replay order, and the book is read at each boundary as
+the pass crosses it. When a stored snapshot (a resync after a gap, a new
+session's subscribe snapshot, a checkpoint) lies before the next boundary,
+the pass jumps to it, exactly as `book_at` would start from it, and skips
+the deltas it supersedes: with long intervals most deltas are never read.
+Every point equals `book_at(market, boundary)`.
 
 Boundaries are multiples of the interval since the Unix epoch (UTC): with
 "1h" they fall on the hour, with "1d" at midnight UTC. A point includes every
@@ -16,7 +17,6 @@ event received at or before its instant, as `book_at` does.
 
 from __future__ import annotations
 
-import heapq
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -34,6 +34,9 @@ _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 _INTERVAL_RE = re.compile(r"^([1-9][0-9]{0,5})([smhd])$")
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _BATCH_SIZE = 10_000
+# After a jump to a checkpoint, only the deltas up to the next boundary may
+# be needed: read a small batch first, then larger ones.
+_FIRST_BATCH_SIZE = 256
 
 
 def parse_interval(text: str) -> timedelta:
@@ -95,37 +98,32 @@ def book_snapshots(
     )
     yield _point(first, book, depth, have_snapshot, gaps, last_update)
 
-    after = state.last_key or (first, _MAX_BIGINT, _MAX_BIGINT)
-    rows = _book_rows(market_ticker, after, first, end_time)
-    row = next(rows, None)
+    position = state.last_key or (first, _MAX_BIGINT, _MAX_BIGINT)
+    snapshots = stored_snapshots(market_ticker, first + ONE_MICROSECOND, end_time, parse=False)
+    next_snapshot = next(snapshots, None)
+    deltas, delta = None, None
     for at in points:
-        while row is not None and row[0][0] <= at:
-            key, kind, payload = row
-            if kind == 0:
-                if have_snapshot:  # a delta before any snapshot means nothing
-                    book.apply_delta(*payload)
-            else:
-                book, have_snapshot = payload, True
-            last_update = key[0]
-            row = next(rows, None)
+        # The latest stored snapshot at or before this boundary, if it is
+        # past the position reached: book_at would start from it, so jump
+        # there instead of applying the deltas it supersedes.
+        latest = None
+        while next_snapshot is not None and next_snapshot[0] <= at:
+            latest, next_snapshot = next_snapshot, next(snapshots, None)
+        if latest is not None:
+            received_at, session_id, _sid, seq, _source, build, _ts = latest
+            book = build()
+            position, have_snapshot, last_update = (received_at, session_id, seq), True, received_at
+            deltas = None
+        if deltas is None:
+            deltas = _delta_rows(market_ticker, position, end_time, batch_size=_BATCH_SIZE,
+                                 first_batch_size=_FIRST_BATCH_SIZE)
+            delta = next(deltas, None)
+        while delta is not None and delta[0] <= at:
+            if have_snapshot:  # a delta before any snapshot means nothing
+                book.apply_delta(delta[4], delta[5], delta[6])
+            position, last_update = delta[:3], delta[0]
+            delta = next(deltas, None)
         yield _point(at, book, depth, have_snapshot, gaps, last_update)
-
-
-def _book_rows(market_ticker, after, first, end):
-    """Deltas and stored snapshots after `after`, merged in replay order.
-
-    Each is ((received_at, session_id, seq, rank), kind, payload); a snapshot
-    that shares a delta's key (a checkpoint) comes after it.
-    """
-    deltas = (
-        ((r[0], r[1], r[2], 0), 0, (r[4], r[5], r[6]))
-        for r in _delta_rows(market_ticker, after, end, batch_size=_BATCH_SIZE)
-    )
-    snapshots = (
-        ((s[0], s[1], s[3], 1), 1, s[5])
-        for s in stored_snapshots(market_ticker, first + ONE_MICROSECOND, end)
-    )
-    return heapq.merge(deltas, snapshots, key=lambda row: row[0])
 
 
 def _point(at, book: OrderBook, depth, have_snapshot, gaps, last_update) -> BookPoint:

@@ -81,11 +81,16 @@ def iter_deltas(
         yield row[:3] + row[4:]
 
 
-def _delta_rows(market_ticker: str, after: ReplayKey, until: datetime, *, batch_size: int):
+def _delta_rows(
+    market_ticker: str, after: ReplayKey, until: datetime, *, batch_size: int,
+    first_batch_size: int | None = None,
+):
     """(received_at, session_id, seq, sid, side, price, delta, ts) after `after`, up to `until`.
 
     `sid` ends the ordering so that the keyset is total even if two
-    subscriptions ever shared (received_at, session_id, seq).
+    subscriptions ever shared (received_at, session_id, seq). With
+    `first_batch_size`, batches start that small and double up to
+    `batch_size`: for callers that may stop after a few rows.
     """
     sql = (
         "SELECT received_at, session_id, seq, sid, side, price, delta, ts "
@@ -97,14 +102,16 @@ def _delta_rows(market_ticker: str, after: ReplayKey, until: datetime, *, batch_
     # Every sid of the `after` key itself is excluded: a checkpoint shares the
     # key of the last delta it includes.
     key = (after[0], after[1], after[2], _MAX_BIGINT)
+    size = first_batch_size or batch_size
     while True:
         with connection.cursor() as cursor:
-            cursor.execute(sql, [market_ticker, key[0], until, *key, batch_size])
+            cursor.execute(sql, [market_ticker, key[0], until, *key, size])
             rows = cursor.fetchall()
         yield from rows
-        if len(rows) < batch_size:
+        if len(rows) < size:
             return
         key = rows[-1][:4]
+        size = min(size * 2, batch_size)
 
 
 def gap_at(market_ticker: str, at: datetime) -> SequenceGap | None:
@@ -446,12 +453,15 @@ def _levels(value) -> list:
 
 
 def stored_snapshots(
-    market_ticker: str, start: datetime, end: datetime, *, batch_size: int = SNAPSHOT_BATCH_SIZE
+    market_ticker: str, start: datetime, end: datetime, *, batch_size: int = SNAPSHOT_BATCH_SIZE,
+    parse: bool = True,
 ) -> Iterator[tuple]:
     """Replayable snapshots of a market with received_at in [start, end), in replay order.
 
     Yields (received_at, session_id, sid, seq, source, book, ts), the book
-    normalised by OrderBook; REST snapshots are never replayed onto.
+    normalised by OrderBook; REST snapshots are never replayed onto. With
+    parse=False, `book` is a function that builds it, for callers that skip
+    most snapshots (parsing a deep book's levels is the expensive part).
     """
     for received_at, session_id, sid, seq, source, yes, no, ts in _keyset_rows(
         _SNAPSHOT_SQL,
@@ -460,8 +470,8 @@ def stored_snapshots(
         lambda row: (row[0], row[1], row[3], row[4]),
         batch_size,
     ):
-        book = OrderBook.from_levels(_levels(yes), _levels(no))
-        yield received_at, session_id, sid, seq, source, book, ts
+        build = (lambda yes, no: lambda: OrderBook.from_levels(_levels(yes), _levels(no)))(yes, no)
+        yield received_at, session_id, sid, seq, source, (build() if parse else build), ts
 
 
 def _snapshot_source(ticker, start, end) -> _Source:
