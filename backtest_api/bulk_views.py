@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import zlib
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -44,11 +43,28 @@ logger = logging.getLogger(__name__)
 NDJSON = "application/x-ndjson"
 # Lines joined into one write: fewer, larger chunks through the WSGI server.
 STREAM_CHUNK_LINES = 2000
-# zlib level 1: about three times faster than the default 6 on NDJSON, which
-# still shrinks about eightfold; level 6 would cap the stream's rate.
+# zlib level 1 compressed NDJSON about twice as fast as the default 6 here
+# (330 vs 170 MB/s) and still shrinks the stream about eightfold.
 STREAM_GZIP_LEVEL = 1
 GZIP_AHEAD = 4  # chunks waiting for the compressing thread
-_ACCEPTS_GZIP = re.compile(r"\bgzip\b(?!\s*;\s*q=0(\.0*)?\b)")
+
+
+def accepts_gzip(header: str) -> bool:
+    """Whether an Accept-Encoding header accepts gzip (with a q-value above 0)."""
+    for part in header.split(","):
+        name, _, parameters = part.partition(";")
+        if name.strip().lower() not in ("gzip", "x-gzip"):
+            continue
+        quality = 1.0
+        for parameter in parameters.split(";"):
+            key, _, value = parameter.partition("=")
+            if key.strip().lower() == "q":
+                try:
+                    quality = float(value)
+                except ValueError:
+                    quality = 0.0
+        return quality > 0
+    return False
 
 
 class JsonErrorsNegotiation(BaseContentNegotiation):
@@ -158,7 +174,7 @@ class ReplayView(generics.GenericAPIView):
         runs = replay_runs(market_tickers=tickers, start_time=params["start_time"],
                            end_time=params["end_time"], types=params["types"])
         chunks = _ndjson_chunks(runs, request_id_for(request))
-        gzip = bool(_ACCEPTS_GZIP.search(request.headers.get("Accept-Encoding", "")))
+        gzip = accepts_gzip(request.headers.get("Accept-Encoding", ""))
         response = StreamingHttpResponse(_gzipped(chunks) if gzip else chunks,
                                          content_type=NDJSON)
         if gzip:

@@ -208,3 +208,14 @@ def test_export_files_are_listed_paged_and_downloadable(client, record, tmp_path
             error_of(client.get(f"/api/v1/exports/{bad}"), 404, "not_found")
         error_of(client.get("/api/v1/exports", {"type": "quotes"}), 400, "invalid_parameter",
                  "type")
+
+
+@pytest.mark.parametrize("header, accepted", [
+    ("gzip", True), ("br, gzip", True), ("gzip;q=0.5", True), ("GZIP ; q=1", True),
+    ("gzip;q=0", False), ("gzip; q=0.0", False), ("identity", False), ("", False),
+    ("gzip;q=nonsense", False), ("x-gzip", True),
+])
+def test_accept_encoding_is_read_with_its_q_values(header, accepted):
+    from backtest_api.bulk_views import accepts_gzip
+
+    assert accepts_gzip(header) is accepted
