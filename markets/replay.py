@@ -172,7 +172,8 @@ def book_at(market_ticker: str, at: datetime) -> BookAt:
 # checkpoint) leave as one slice.
 
 STREAM_TYPES = ("deltas", "trades", "lifecycle")
-STREAM_BATCH_SIZE = 10_000
+STREAM_BATCH_SIZE = 10_000  # rows per keyset batch, shared between the markets
+MIN_SOURCE_BATCH_SIZE = 1_000
 SNAPSHOT_BATCH_SIZE = 200
 # Trades are partitioned on exchange time (ts) but replayed in receive order.
 # A trade is looked for in partitions from TRADE_LATENESS before the range (a
@@ -584,6 +585,9 @@ def replay_runs(
         raise ValueError(f"unknown stream types: {', '.join(sorted(unknown))}")
     tickers = list(dict.fromkeys(market_tickers))
     start, end = start_time, end_time
+    # Every source holds one batch: share the budget between the markets, so
+    # memory stays bounded however many are asked for.
+    batch_size = max(min(batch_size, MIN_SOURCE_BATCH_SIZE), batch_size // max(len(tickers), 1))
     sources: list[_Source] = []
     if "deltas" in types:
         yield [opening_snapshot(ticker, start) for ticker in tickers]
