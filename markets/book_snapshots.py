@@ -6,9 +6,9 @@ read the same deltas over and over. Instead the book is rebuilt once
 follow are applied in replay order, and the book is read at each boundary as
 the pass crosses it. When a stored snapshot (a resync after a gap, a new
 session's subscribe snapshot, a checkpoint) lies before the next boundary,
-the pass jumps to it, exactly as `book_at` would start from it, and skips
-the deltas it supersedes: with long intervals most deltas are never read.
-Every point equals `book_at(market, boundary)`.
+the pass restarts from it with `book_at` instead of applying the deltas it
+supersedes: with long intervals most deltas are never read. Every point
+equals `book_at(market, boundary)`.
 
 Boundaries are multiples of the interval since the Unix epoch (UTC): with
 "1h" they fall on the hour, with "1d" at midnight UTC. A point includes every
@@ -26,7 +26,7 @@ from django.db.models import Q
 
 from .book import Level, OrderBook
 from .models import SequenceGap
-from .replay import ONE_MICROSECOND, _MAX_BIGINT, _delta_rows, book_at, stored_snapshots
+from .replay import ONE_MICROSECOND, _MAX_BIGINT, _delta_rows, book_at, snapshot_keys
 
 MIN_INTERVAL = timedelta(seconds=1)
 MAX_INTERVAL = timedelta(days=1)
@@ -34,8 +34,8 @@ _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 _INTERVAL_RE = re.compile(r"^([1-9][0-9]{0,5})([smhd])$")
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _BATCH_SIZE = 10_000
-# After a jump to a checkpoint, only the deltas up to the next boundary may
-# be needed: read a small batch first, then larger ones.
+# After a restart from a snapshot, only the deltas up to the next boundary
+# may be needed: read a small batch first, then larger ones.
 _FIRST_BATCH_SIZE = 256
 
 
@@ -99,30 +99,32 @@ def book_snapshots(
     yield _point(first, book, depth, have_snapshot, gaps, last_update)
 
     position = state.last_key or (first, _MAX_BIGINT, _MAX_BIGINT)
-    snapshots = stored_snapshots(market_ticker, first + ONE_MICROSECOND, end_time, parse=False)
+    snapshots = snapshot_keys(market_ticker, first + ONE_MICROSECOND, end_time)
     next_snapshot = next(snapshots, None)
     deltas, delta = None, None
     for at in points:
-        # The latest stored snapshot at or before this boundary, if it is
-        # past the position reached: book_at would start from it, so jump
-        # there instead of applying the deltas it supersedes.
-        latest = None
+        passed = False
         while next_snapshot is not None and next_snapshot[0] <= at:
-            latest, next_snapshot = next_snapshot, next(snapshots, None)
-        if latest is not None:
-            received_at, session_id, _sid, seq, _source, build, _ts = latest
-            book = build()
-            position, have_snapshot, last_update = (received_at, session_id, seq), True, received_at
+            passed, next_snapshot = True, next(snapshots, None)
+        if passed:
+            # A stored snapshot lies before this boundary: book_at starts
+            # from the latest one, which costs less than applying every delta
+            # it supersedes (a long interval spans many checkpoints).
+            state = book_at(market_ticker, at)
+            book, have_snapshot = state.book, state.snapshot is not None
+            position = state.last_key
+            last_update = position[0]
             deltas = None
-        if deltas is None:
-            deltas = _delta_rows(market_ticker, position, end_time, batch_size=_BATCH_SIZE,
-                                 first_batch_size=_FIRST_BATCH_SIZE)
-            delta = next(deltas, None)
-        while delta is not None and delta[0] <= at:
-            if have_snapshot:  # a delta before any snapshot means nothing
-                book.apply_delta(delta[4], delta[5], delta[6])
-            position, last_update = delta[:3], delta[0]
-            delta = next(deltas, None)
+        else:
+            if deltas is None:
+                deltas = _delta_rows(market_ticker, position, end_time, batch_size=_BATCH_SIZE,
+                                     first_batch_size=_FIRST_BATCH_SIZE)
+                delta = next(deltas, None)
+            while delta is not None and delta[0] <= at:
+                if have_snapshot:  # a delta before any snapshot means nothing
+                    book.apply_delta(delta[4], delta[5], delta[6])
+                position, last_update = delta[:3], delta[0]
+                delta = next(deltas, None)
         yield _point(at, book, depth, have_snapshot, gaps, last_update)
 
 

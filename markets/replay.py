@@ -475,6 +475,27 @@ def stored_snapshots(
         yield received_at, session_id, sid, seq, source, (build() if parse else build), ts
 
 
+_SNAPSHOT_KEY_SQL = (
+    "SELECT received_at, session_id, seq, source FROM orderbook_snapshots "
+    "WHERE market_ticker = %s AND received_at >= %s AND received_at < %s "
+    "AND source <> 'rest' "
+    "AND (received_at, session_id, seq, source) > (%s, %s, %s, %s) "
+    "ORDER BY received_at, session_id, seq, source LIMIT %s"
+)
+
+
+def snapshot_keys(market_ticker: str, start: datetime, end: datetime) -> Iterator[ReplayKey]:
+    """The replay keys of the market's replayable snapshots in [start, end), in order."""
+    for received_at, session_id, seq, _source in _keyset_rows(
+        _SNAPSHOT_KEY_SQL,
+        [market_ticker, start, end],
+        (start, _MIN_BIGINT, _MIN_BIGINT, ""),
+        lambda row: row,
+        STREAM_BATCH_SIZE,
+    ):
+        yield received_at, session_id, seq
+
+
 def _snapshot_source(ticker, start, end) -> _Source:
     rows = (_snapshot_row(ticker, *row) for row in stored_snapshots(ticker, start, end))
     return _Source(_RANK_SNAPSHOT, ([row] for row in rows), lambda row: row[1:])
