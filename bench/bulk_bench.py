@@ -181,8 +181,8 @@ def bench_replay(day_start: datetime, hot: str) -> None:
         ApiKey.objects.filter(pk=key_row.pk).delete()
 
 
-def run_export(day: date, fmt: str, out: Path) -> tuple[float, float]:
-    """(seconds, peak MB) of `manage.py export` of the whole day in a child process.
+def run_export(day: date, fmt: str, out: Path) -> tuple[float, float, float]:
+    """(seconds, CPU seconds, peak MB) of `manage.py export` of the day in a child process.
 
     The child runs under a small wrapper that reports the peak resident
     memory of its own child alone (RUSAGE_CHILDREN of this process would
@@ -190,7 +190,8 @@ def run_export(day: date, fmt: str, out: Path) -> tuple[float, float]:
     """
     wrapper = ("import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True,"
                " stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL);"
-               " print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
+               " usage = resource.getrusage(resource.RUSAGE_CHILDREN);"
+               " print(usage.ru_maxrss, usage.ru_utime + usage.ru_stime)")
     started = time.perf_counter()
     done = subprocess.run(
         [PYTHON, "-c", wrapper, PYTHON, "manage.py", "export", "--start-date", day.isoformat(),
@@ -198,7 +199,8 @@ def run_export(day: date, fmt: str, out: Path) -> tuple[float, float]:
         cwd=ROOT, check=True, capture_output=True, text=True,
     )
     seconds = time.perf_counter() - started
-    return seconds, int(done.stdout.strip()) / 1024
+    peak_kb, cpu = done.stdout.split()
+    return seconds, float(cpu), int(peak_kb) / 1024
 
 
 def table_bytes(day: date) -> dict[str, tuple[int, int]]:
@@ -221,14 +223,15 @@ def bench_export(day: date) -> None:
         print(f"export of {day} (all tables, all markets); {load()}")
         for fmt in ("parquet", "csv"):
             target = out / fmt
-            seconds, peak = run_export(day, fmt, target)
+            seconds, cpu, peak = run_export(day, fmt, target)
             size = sum(f.stat().st_size for f in target.rglob("*") if f.is_file())
             verdict = ""
             if fmt == "parquet":
                 ok = seconds <= TARGET_EXPORT_SECONDS and peak <= TARGET_EXPORT_MB
                 verdict = (f"  [{'ok' if ok else 'below target'}: <= {TARGET_EXPORT_SECONDS} s,"
                            f" <= {TARGET_EXPORT_MB} MB]")
-            print(f"  {fmt:8s} {seconds:6.2f} s  peak {peak:6.0f} MB  {size / 1e6:7.1f} MB "
+            print(f"  {fmt:8s} {seconds:6.2f} s ({cpu:5.2f} s CPU in the exporter)  peak {peak:6.0f} MB"
+                  f"  {size / 1e6:7.1f} MB "
                   f"written{verdict}  {load()}")
         print("  size per table (Parquet file vs the day's partition: heap / with indexes):")
         folder = {"orderbook_deltas": "deltas", "trades": "trades",
