@@ -161,11 +161,18 @@ class TickListView(generics.GenericAPIView):
             limit=limit + 1,
         )
         page = keyset_page(rows, limit, lambda row: row.key)
-        next_cursor = encode_cursor(page.next_key, self.key_types) if page.next_key else None
-        return paginated_response(self.get_serializer(page.rows, many=True).data, next_cursor)
+        next_cursor = (
+            encode_cursor(page.next_key, self.key_types) if page.next_key else None
+        )
+        return paginated_response(
+            self.get_serializer(page.rows, many=True).data, next_cursor
+        )
 
 
-@extend_schema(parameters=[serializers.TickPageParams], responses=serializers.TradeSerializer(many=True))
+@extend_schema(
+    parameters=[serializers.TickPageParams],
+    responses=serializers.TradeSerializer(many=True),
+)
 class TradeListView(TickListView):
     """A market's trades in (ts, trade_id) order; ts in [start_time, end_time)."""
 
@@ -174,7 +181,10 @@ class TradeListView(TickListView):
     serializer_class = serializers.TradeSerializer
 
 
-@extend_schema(parameters=[serializers.TickPageParams], responses=serializers.DeltaSerializer(many=True))
+@extend_schema(
+    parameters=[serializers.TickPageParams],
+    responses=serializers.DeltaSerializer(many=True),
+)
 class DeltaListView(TickListView):
     """A market's order-book deltas in replay order; received_at in [start_time, end_time).
 
@@ -270,9 +280,13 @@ ROOT_LINKS = (
 class ApiRootView(generics.GenericAPIView):
     """The entry point: links to every endpoint and to the documentation."""
 
-    @extend_schema(responses={200: {"type": "object", "additionalProperties": {"type": "string"}}})
+    @extend_schema(
+        responses={200: {"type": "object", "additionalProperties": {"type": "string"}}}
+    )
     def get(self, request):
-        links = {name: reverse(url_name, request=request) for name, url_name in ROOT_LINKS}
+        links = {
+            name: reverse(url_name, request=request) for name, url_name in ROOT_LINKS
+        }
         links["schema"] = reverse("schema", request=request)
         links["docs"] = reverse("docs", request=request)
         return Response(links)

@@ -78,7 +78,9 @@ def event_get(event_ticker: str) -> Event | None:
     """The event with `markets` (its markets, by ticker) and `market_count` set."""
     event = events_list().filter(event_ticker=event_ticker).first()
     if event is not None:
-        event.markets = list(Market.objects.filter(event_ticker=event_ticker).order_by("ticker"))
+        event.markets = list(
+            Market.objects.filter(event_ticker=event_ticker).order_by("ticker")
+        )
     return event
 
 
@@ -196,7 +198,9 @@ def market_known(ticker: str) -> bool:
 def first_snapshot_after(market_ticker: str, at: datetime) -> datetime | None:
     """When replayable data for the market starts after `at` (for "data starts at")."""
     row = (
-        OrderbookSnapshot.objects.filter(market_ticker=market_ticker, received_at__gt=at)
+        OrderbookSnapshot.objects.filter(
+            market_ticker=market_ticker, received_at__gt=at
+        )
         .exclude(source=SnapshotSource.REST)
         .order_by("received_at")
         .values_list("received_at", flat=True)
@@ -281,7 +285,9 @@ def deltas_page(
     limit: int,
 ) -> list[DeltaRow]:
     """Up to `limit` deltas with start <= received_at < end after `after`, in replay order."""
-    where, params = _range_sql("received_at", market_ticker, start, end, after, DELTA_KEY)
+    where, params = _range_sql(
+        "received_at", market_ticker, start, end, after, DELTA_KEY
+    )
     sql = (
         "SELECT market_ticker, received_at, session_id, sid, seq, side, price, delta, ts "
         f"FROM orderbook_deltas WHERE {where} "
@@ -314,7 +320,11 @@ def _range_sql(time_column, market_ticker, start, end, after, key):
 # Buckets are aligned to this instant (a UTC midnight), so day candles start
 # at 00:00 UTC, 4h candles at 00:00, 04:00, ..., and 15m candles on quarters.
 CANDLE_ORIGIN = datetime(2000, 1, 1, tzinfo=timezone.utc)
-INTERVAL_UNITS = {"m": timedelta(minutes=1), "h": timedelta(hours=1), "d": timedelta(days=1)}
+INTERVAL_UNITS = {
+    "m": timedelta(minutes=1),
+    "h": timedelta(hours=1),
+    "d": timedelta(days=1),
+}
 MAX_INTERVAL = timedelta(days=366)
 # At most this many buckets per request (1-minute candles over a month fit).
 MAX_CANDLE_BUCKETS = 50_000
@@ -426,8 +436,20 @@ def _carry_forward(candles, market_ticker, interval, start, end) -> list[Candle]
             filled.append(candle)
         elif last_close is not None:
             filled.append(
-                Candle(bucket, bucket + interval, last_close, last_close, last_close,
-                       last_close, zero, 0, None, zero, zero, carried_forward=True)
+                Candle(
+                    bucket,
+                    bucket + interval,
+                    last_close,
+                    last_close,
+                    last_close,
+                    last_close,
+                    zero,
+                    0,
+                    None,
+                    zero,
+                    zero,
+                    carried_forward=True,
+                )
             )
         bucket += interval
     return filled
@@ -439,7 +461,9 @@ def _carry_forward(candles, market_ticker, interval, start, end) -> list[Candle]
 def orderbook_at(*, market_ticker: str, at: datetime) -> tuple[BookAt, datetime | None]:
     """The book at `at` (replay.book_at) and, if there is no data yet, when it starts."""
     result = book_at(market_ticker, at)
-    starts = first_snapshot_after(market_ticker, at) if result.snapshot is None else None
+    starts = (
+        first_snapshot_after(market_ticker, at) if result.snapshot is None else None
+    )
     return result, starts
 
 

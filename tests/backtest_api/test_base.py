@@ -28,7 +28,9 @@ def test_client_request_id_is_echoed_and_bad_ones_replaced(client):
     ok = client.get("/api/v1/series/KXA", HTTP_X_REQUEST_ID="trace-123")
     assert ok["X-Request-ID"] == "trace-123" and ok.json()["request_id"] == "trace-123"
     bad = client.get("/api/v1/series/KXA", HTTP_X_REQUEST_ID="no spaces <allowed>")
-    assert bad["X-Request-ID"] != "no spaces <allowed>" and len(bad["X-Request-ID"]) == 32
+    assert (
+        bad["X-Request-ID"] != "no spaces <allowed>" and len(bad["X-Request-ID"]) == 32
+    )
 
 
 def test_unknown_ticker_is_404_naming_it(client):
@@ -108,7 +110,9 @@ def test_create_api_key_prints_it_once_and_stores_only_its_hash(capsys):
 
 
 def test_429_says_when_to_retry(client, monkeypatch):
-    monkeypatch.setattr(ApiKeyRateThrottle, "THROTTLE_RATES", {"key": "2/min", "anon": "2/min"})
+    monkeypatch.setattr(
+        ApiKeyRateThrottle, "THROTTLE_RATES", {"key": "2/min", "anon": "2/min"}
+    )
     data_of(client.get("/api/v1/series"))
     data_of(client.get("/api/v1/series"))
     response = client.get("/api/v1/series")
@@ -120,7 +124,9 @@ def test_429_says_when_to_retry(client, monkeypatch):
 
 
 def test_limits_are_per_key(client, monkeypatch):
-    monkeypatch.setattr(ApiKeyRateThrottle, "THROTTLE_RATES", {"key": "1/min", "anon": "1/min"})
+    monkeypatch.setattr(
+        ApiKeyRateThrottle, "THROTTLE_RATES", {"key": "1/min", "anon": "1/min"}
+    )
     data_of(client.get("/api/v1/series"))
     error_of(client.get("/api/v1/series"), 429, "rate_limited")
     other = APIClient()
@@ -132,8 +138,8 @@ def test_limits_are_per_key(client, monkeypatch):
 
 
 def test_schema_validates_and_docs_are_served_offline(anon):
-    from drf_spectacular.validation import validate_schema
     import yaml
+    from drf_spectacular.validation import validate_schema
 
     response = anon.get("/api/schema/")
     assert response.status_code == 200
@@ -147,7 +153,11 @@ def test_schema_validates_and_docs_are_served_offline(anon):
 
 
 def test_unacceptable_format_is_406_in_the_error_shape(client):
-    error_of(client.get("/api/v1/series", HTTP_ACCEPT="application/xml"), 406, "not_acceptable")
+    error_of(
+        client.get("/api/v1/series", HTTP_ACCEPT="application/xml"),
+        406,
+        "not_acceptable",
+    )
 
 
 def test_a_bug_answers_500_in_the_error_shape(rf):
@@ -174,4 +184,6 @@ def test_staff_revoke_keys_in_the_admin(admin_client, raw_key):
     key.refresh_from_db()
     assert key.revoked_at is not None
     api = APIClient()
-    error_of(api.get("/api/v1/series", HTTP_X_API_KEY=raw_key), 401, "authentication_failed")
+    error_of(
+        api.get("/api/v1/series", HTTP_X_API_KEY=raw_key), 401, "authentication_failed"
+    )
