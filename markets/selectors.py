@@ -396,7 +396,8 @@ def candles_for(
                (array_agg(yes_price ORDER BY ts, trade_id))[1],
                max(yes_price),
                min(yes_price),
-               (array_agg(yes_price ORDER BY ts DESC, trade_id DESC))[1],
+               -- The same order as open's, so both aggregate presorted input.
+               (array_agg(yes_price ORDER BY ts, trade_id))[count(*)],
                sum(count),
                count(*),
                round(sum(yes_price * count) / NULLIF(sum(count), 0), 4),
