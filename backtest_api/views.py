@@ -17,7 +17,6 @@ from markets import selectors
 
 from . import filters, serializers
 from .pagination import (
-    CURSOR_PARAM,
     KeysetPagination,
     TickPagination,
     decode_cursor,
