@@ -114,6 +114,13 @@ class Coverage:
     last_trade_at: datetime | None = None
     gaps: list[SequenceGap] = field(default_factory=list)
 
+    @property
+    def span(self) -> tuple[datetime, datetime] | None:
+        """From the first to the last recorded instant of either table, if any."""
+        firsts = [t for t in (self.first_delta_at, self.first_trade_at) if t]
+        lasts = [t for t in (self.last_delta_at, self.last_trade_at) if t]
+        return (min(firsts), max(lasts)) if firsts else None
+
 
 def coverage_for(market_tickers: Sequence[str]) -> dict[str, Coverage]:
     """Coverage of each market, in two queries whatever the number of markets.
@@ -144,20 +151,9 @@ def coverage_for(market_tickers: Sequence[str]) -> dict[str, Coverage]:
             cov = result[ticker]
             cov.first_delta_at, cov.last_delta_at = first_d, last_d
             cov.first_trade_at, cov.last_trade_at = first_t, last_t
-    spans = [
-        (min(b), max(e))
-        for c in result.values()
-        for b, e in [
-            (
-                [x for x in (c.first_delta_at, c.first_trade_at) if x],
-                [x for x in (c.last_delta_at, c.last_trade_at) if x],
-            )
-        ]
-        if b
-    ]
-    wide = Q(market_ticker="")
+    spans = [c.span for c in result.values() if c.span]
     if spans:
-        wide &= Q(detected_at__lte=max(e for _, e in spans)) & (
+        wide = Q(market_ticker="", detected_at__lte=max(e for _, e in spans)) & (
             Q(recovered_at__isnull=True) | Q(recovered_at__gte=min(b for b, _ in spans))
         )
     else:
@@ -167,19 +163,11 @@ def coverage_for(market_tickers: Sequence[str]) -> dict[str, Coverage]:
             result[gap.market_ticker].gaps.append(gap)
             continue
         for cov in result.values():
-            if _span_overlaps(cov, gap):
+            if cov.span and gap.detected_at <= cov.span[1] and (
+                gap.recovered_at is None or gap.recovered_at >= cov.span[0]
+            ):
                 cov.gaps.append(gap)
     return result
-
-
-def _span_overlaps(cov: Coverage, gap: SequenceGap) -> bool:
-    firsts = [x for x in (cov.first_delta_at, cov.first_trade_at) if x]
-    lasts = [x for x in (cov.last_delta_at, cov.last_trade_at) if x]
-    if not firsts:
-        return False
-    return gap.detected_at <= max(lasts) and (
-        gap.recovered_at is None or gap.recovered_at >= min(firsts)
-    )
 
 
 def market_known(ticker: str) -> bool:
