@@ -12,6 +12,7 @@ from rest_framework import generics
 from rest_framework.exceptions import NotFound
 from rest_framework.response import Response
 from rest_framework.reverse import reverse
+from rest_framework.views import APIView
 
 from markets import selectors
 
@@ -135,15 +136,16 @@ class SettlementDetailView(HierarchyDetailView):
 # --- Trades and deltas ------------------------------------------------------------
 
 
-class TickListView(generics.GenericAPIView):
+class TickListView(APIView):
     """A keyset page of one market's rows from a tick table.
 
     Subclasses name the selector, its key types and the output serializer.
+    Computed endpoints are plain APIViews: they have no queryset, and the
+    browsable API then offers no (meaningless) filter form.
     """
 
     params_class = serializers.TickPageParams
     pagination_class = TickPagination
-    filter_backends = []
 
     def get(self, request):
         params = parse_params(self.params_class, request)
@@ -164,7 +166,7 @@ class TickListView(generics.GenericAPIView):
             encode_cursor(page.next_key, self.key_types) if page.next_key else None
         )
         return paginated_response(
-            self.get_serializer(page.rows, many=True).data, next_cursor
+            self.serializer_class(page.rows, many=True).data, next_cursor
         )
 
 
@@ -199,7 +201,7 @@ class DeltaListView(TickListView):
 # --- Candles and the order book ----------------------------------------------------
 
 
-class CandleView(generics.GenericAPIView):
+class CandleView(APIView):
     """OHLC candles of a market's trade prices (yes side) over [start_time, end_time)."""
 
     serializer_class = serializers.CandlesSerializer
@@ -222,10 +224,10 @@ class CandleView(generics.GenericAPIView):
             "end_time": params["end_time"],
             "candles": candles,
         }
-        return Response(self.get_serializer(body).data)
+        return Response(self.serializer_class(body).data)
 
 
-class OrderbookView(generics.GenericAPIView):
+class OrderbookView(APIView):
     """The order book of a market as it stood at `timestamp` (inclusive).
 
     Rebuilt from the latest snapshot or checkpoint at or before it plus the
@@ -241,7 +243,9 @@ class OrderbookView(generics.GenericAPIView):
         params = parse_params(serializers.OrderbookParams, request)
         ticker = require_market(params["market_ticker"])
         result = selectors.orderbook_at(market_ticker=ticker, at=params["timestamp"])
-        serializer = self.get_serializer(result, context={"depth": params.get("depth")})
+        serializer = self.serializer_class(
+            result, context={"depth": params.get("depth")}
+        )
         return Response(serializer.data)
 
 
@@ -276,7 +280,7 @@ ROOT_LINKS = (
 )
 
 
-class ApiRootView(generics.GenericAPIView):
+class ApiRootView(APIView):
     """The entry point: links to every endpoint and to the documentation."""
 
     @extend_schema(

@@ -187,3 +187,28 @@ def test_staff_revoke_keys_in_the_admin(admin_client, raw_key):
     error_of(
         api.get("/api/v1/series", HTTP_X_API_KEY=raw_key), 401, "authentication_failed"
     )
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/api/v1/",
+        "/api/v1/markets",
+        "/api/v1/markets/M",
+        "/api/v1/events",
+        "/api/v1/settlements",
+        "/api/v1/trades?market_ticker=M",
+        "/api/v1/deltas?market_ticker=M",
+        "/api/v1/orderbook?market_ticker=M&timestamp=2026-11-23T12:00:00Z",
+        "/api/v1/candles/M?start_time=2026-11-23T00:00:00Z&end_time=2026-11-24T00:00:00Z",
+        "/api/v1/trades?market_ticker=M&limit=0",
+    ],
+)
+def test_every_endpoint_is_browsable(admin_client, url):
+    from markets.models import Market
+
+    Market.objects.create(ticker="M")
+    response = admin_client.get(url, HTTP_ACCEPT="text/html")
+    assert response.status_code in (200, 400)
+    assert response["Content-Type"].startswith("text/html")
+    assert b"request_id" in response.content
