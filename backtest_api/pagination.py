@@ -47,7 +47,8 @@ _DECODERS: dict[type, Callable[[Any], Any]] = {
     datetime: lambda v: datetime.fromisoformat(v),
     Decimal: lambda v: Decimal(v),
     int: lambda v: int(v) if not isinstance(v, bool) else _bad(),
-    str: lambda v: v if isinstance(v, str) else _bad(),
+    # PostgreSQL text cannot hold NUL: no cursor we issue contains one.
+    str: lambda v: v if isinstance(v, str) and "\x00" not in v else _bad(),
 }
 
 

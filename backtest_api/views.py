@@ -43,7 +43,8 @@ class HierarchyDetailView(generics.RetrieveAPIView):
     not_found_message = "No such object: {ticker}."
 
     def get_object(self):
-        obj = type(self).getter(self.kwargs["ticker"])
+        ticker = self.kwargs["ticker"]
+        obj = type(self).getter(ticker) if storable(ticker) else None
         if obj is None:
             raise NotFound(self.not_found_message.format(ticker=self.kwargs["ticker"]))
         return obj
@@ -259,9 +260,14 @@ def parse_params(params_class, request) -> dict:
     return params.validated_data
 
 
+def storable(text: str) -> bool:
+    """Whether PostgreSQL text could hold it (no NUL byte): else no row can match."""
+    return "\x00" not in text
+
+
 def require_market(ticker: str) -> str:
     """The ticker, if it is a market we know or hold data for; else a 404 naming it."""
-    if not selectors.market_known(ticker):
+    if not storable(ticker) or not selectors.market_known(ticker):
         raise NotFound(f"Unknown market ticker: {ticker}.")
     return ticker
 

@@ -212,3 +212,27 @@ def test_every_endpoint_is_browsable(admin_client, url):
     assert response.status_code in (200, 400)
     assert response["Content-Type"].startswith("text/html")
     assert b"request_id" in response.content
+
+
+@pytest.mark.parametrize(
+    "url, status, code",
+    [
+        ("/api/v1/markets/A%00B", 404, "not_found"),
+        ("/api/v1/events/A%00", 404, "not_found"),
+        ("/api/v1/series/A%00", 404, "not_found"),
+        ("/api/v1/settlements/A%00", 404, "not_found"),
+        (
+            "/api/v1/candles/A%00?start_time=2026-11-23T00:00:00Z&end_time=2026-11-24T00:00:00Z",
+            404,
+            "not_found",
+        ),
+        ("/api/v1/trades?market_ticker=A%00", 400, "invalid_parameter"),
+        ("/api/v1/markets?status=a%00", 400, "invalid_parameter"),
+        # A cursor whose key holds a NUL byte: base64 of ["a\u0000"].
+        ("/api/v1/markets?cursor=WyJhXHUwMDAwIl0", 400, "invalid_parameter"),
+        ("/api/v1/series?format=xml", 404, "not_found"),
+    ],
+)
+def test_input_postgresql_cannot_store_is_a_client_error(client, url, status, code):
+    # PostgreSQL text cannot hold NUL bytes: such input must never reach a query.
+    error_of(client.get(url), status, code)
