@@ -83,7 +83,7 @@ def decode_cursor(cursor: str, types: Sequence[type]) -> tuple:
 def parse_limit(
     raw: str | None, *, default: int = DEFAULT_LIMIT, maximum: int = MAX_LIMIT
 ) -> int:
-    if raw in (None, ""):
+    if raw is None:
         return default
     try:
         limit = int(raw)

@@ -282,6 +282,7 @@ def test_settlements_filters_and_detail(client, hierarchy):
         ("limit=0", "limit"),
         ("limit=1001", "limit"),
         ("limit=ten", "limit"),
+        ("limit=", "limit"),
         ("cursor=not-a-cursor", "cursor"),
         ("cursor=WzEsMl0", "cursor"),  # valid base64 JSON, wrong shape
     ],
