@@ -57,7 +57,10 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         if api_key is None:
             raise exceptions.AuthenticationFailed("Invalid or revoked API key.")
         now = timezone.now()
-        if api_key.last_used_at is None or now - api_key.last_used_at > LAST_USED_RESOLUTION:
+        if (
+            api_key.last_used_at is None
+            or now - api_key.last_used_at > LAST_USED_RESOLUTION
+        ):
             ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=now)
         return ApiKeyUser(api_key), api_key
 

@@ -114,7 +114,11 @@ def _flatten(detail) -> dict[str, list[str]]:
     if not isinstance(detail, dict):
         return {"non_field_errors": [_message(detail)]}
     return {
-        str(key): [_message(v) for v in value] if isinstance(value, list) else [_message(value)]
+        str(key): (
+            [_message(v) for v in value]
+            if isinstance(value, list)
+            else [_message(value)]
+        )
         for key, value in detail.items()
     }
 
@@ -137,4 +141,3 @@ def server_error(request):
         message="Internal server error; quote the request_id when reporting it.",
     )
     return JsonResponse(body, status=status.HTTP_500_INTERNAL_SERVER_ERROR)
-

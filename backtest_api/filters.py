@@ -43,12 +43,16 @@ class StrictForm(forms.Form):
         data = super().clean()
         for name in self.fields:
             if self.data.get(name) == "" and name not in self.errors:
-                self.add_error(name, "Must not be empty; leave the parameter out instead.")
+                self.add_error(
+                    name, "Must not be empty; leave the parameter out instead."
+                )
         return data
 
 
 class SeriesFilter(django_filters.FilterSet):
-    category = django_filters.CharFilter(help_text="Exact category, e.g. Climate and Weather.")
+    category = django_filters.CharFilter(
+        help_text="Exact category, e.g. Climate and Weather."
+    )
 
     class Meta:
         model = Series
@@ -57,7 +61,9 @@ class SeriesFilter(django_filters.FilterSet):
 
 
 class MarketFilter(django_filters.FilterSet):
-    status = django_filters.CharFilter(help_text="Kalshi status, e.g. active, finalized.")
+    status = django_filters.CharFilter(
+        help_text="Kalshi status, e.g. active, finalized."
+    )
     event_ticker = django_filters.CharFilter()
     series_ticker = django_filters.CharFilter()
 
@@ -91,11 +97,13 @@ class SettlementFilter(django_filters.FilterSet):
     event_ticker = django_filters.CharFilter()
     result = django_filters.ChoiceFilter(choices=SettlementResult.choices)
     settled_after = UtcIsoDateTimeFilter(
-        field_name="settled_at", lookup_expr="gte",
+        field_name="settled_at",
+        lookup_expr="gte",
         help_text="settled_at >= this instant (ISO 8601, UTC if no zone).",
     )
     settled_before = UtcIsoDateTimeFilter(
-        field_name="settled_at", lookup_expr="lt",
+        field_name="settled_at",
+        lookup_expr="lt",
         help_text="settled_at < this instant.",
     )
 

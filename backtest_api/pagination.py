@@ -47,7 +47,8 @@ _DECODERS: dict[type, Callable[[Any], Any]] = {
     datetime: lambda v: datetime.fromisoformat(v),
     Decimal: lambda v: Decimal(v),
     int: lambda v: int(v) if not isinstance(v, bool) else _bad(),
-    str: lambda v: v if isinstance(v, str) else _bad(),
+    # PostgreSQL text cannot hold NUL: no cursor we issue contains one.
+    str: lambda v: v if isinstance(v, str) and "\x00" not in v else _bad(),
 }
 
 
@@ -70,22 +71,30 @@ def decode_cursor(cursor: str, types: Sequence[type]) -> tuple:
             raise ValueError("wrong length")
         key = tuple(_DECODERS[t](v) for v, t in zip(payload, types))
     except (ValueError, TypeError, binascii.Error, UnicodeDecodeError, ArithmeticError):
-        raise InvalidParameter(CURSOR_PARAM, "Not a cursor this endpoint issued.") from None
+        raise InvalidParameter(
+            CURSOR_PARAM, "Not a cursor this endpoint issued."
+        ) from None
     for value in key:
         if isinstance(value, datetime) and value.tzinfo is None:
             raise InvalidParameter(CURSOR_PARAM, "Not a cursor this endpoint issued.")
     return key
 
 
-def parse_limit(raw: str | None, *, default: int = DEFAULT_LIMIT, maximum: int = MAX_LIMIT) -> int:
-    if raw in (None, ""):
+def parse_limit(
+    raw: str | None, *, default: int = DEFAULT_LIMIT, maximum: int = MAX_LIMIT
+) -> int:
+    if raw is None:
         return default
     try:
         limit = int(raw)
     except ValueError:
-        raise InvalidParameter(LIMIT_PARAM, f"Must be an integer from 1 to {maximum}.") from None
+        raise InvalidParameter(
+            LIMIT_PARAM, f"Must be an integer from 1 to {maximum}."
+        ) from None
     if not 1 <= limit <= maximum:
-        raise InvalidParameter(LIMIT_PARAM, f"Must be from 1 to {maximum}; got {limit}.")
+        raise InvalidParameter(
+            LIMIT_PARAM, f"Must be from 1 to {maximum}; got {limit}."
+        )
     return limit
 
 
@@ -127,13 +136,17 @@ class KeysetPagination(BasePagination):
         queryset = queryset.order_by(*fields)
         cursor = request.query_params.get(CURSOR_PARAM)
         if cursor:
-            queryset = queryset.filter(after_key_q(fields, decode_cursor(cursor, types)))
+            queryset = queryset.filter(
+                after_key_q(fields, decode_cursor(cursor, types))
+            )
         page = keyset_page(
             list(queryset[: limit + 1]),
             limit,
             lambda obj: tuple(getattr(obj, f) for f in fields),
         )
-        self.next_cursor = encode_cursor(page.next_key, types) if page.next_key else None
+        self.next_cursor = (
+            encode_cursor(page.next_key, types) if page.next_key else None
+        )
         return page.rows
 
     def get_paginated_response(self, data):
@@ -178,7 +191,10 @@ def paginated_schema(item_list_schema: dict) -> dict:
             },
             "has_more": {"type": "boolean"},
             "request_id": {"type": "string"},
-            "response_time": {"type": "number", "description": "Seconds spent serving."},
+            "response_time": {
+                "type": "number",
+                "description": "Seconds spent serving.",
+            },
         },
     }
 

@@ -25,7 +25,9 @@ class ErrorSerializer(serializers.Serializer):
 
     code = serializers.CharField(help_text="Machine-readable, e.g. invalid_parameter.")
     message = serializers.CharField(help_text="What is wrong; names the parameter.")
-    param = serializers.CharField(allow_null=True, help_text="The bad parameter, if any.")
+    param = serializers.CharField(
+        allow_null=True, help_text="The bad parameter, if any."
+    )
     details = serializers.JSONField(allow_null=True, required=False)
     request_id = serializers.CharField()
 
@@ -37,14 +39,21 @@ def envelope_schema(data_schema: dict) -> dict:
         "properties": {
             "data": data_schema,
             "request_id": {"type": "string"},
-            "response_time": {"type": "number", "description": "Seconds spent serving."},
+            "response_time": {
+                "type": "number",
+                "description": "Seconds spent serving.",
+            },
         },
     }
 
 
 class EnvelopeAutoSchema(AutoSchema):
-    def _get_response_for_code(self, serializer, status_code, media_types=None, direction="response"):
-        response = super()._get_response_for_code(serializer, status_code, media_types, direction)
+    def _get_response_for_code(
+        self, serializer, status_code, media_types=None, direction="response"
+    ):
+        response = super()._get_response_for_code(
+            serializer, status_code, media_types, direction
+        )
         if not str(status_code).startswith("2") or "content" not in response:
             return response
         if self._is_list_view(serializer) and self._get_paginator():
@@ -72,7 +81,11 @@ class ApiKeyAuthenticationScheme(OpenApiAuthenticationExtension):
 
     def get_security_definition(self, auto_schema):
         return [
-            {"type": "http", "scheme": "bearer", "description": "Authorization: Bearer <key>"},
+            {
+                "type": "http",
+                "scheme": "bearer",
+                "description": "Authorization: Bearer <key>",
+            },
             {"type": "apiKey", "in": "header", "name": "X-API-Key"},
         ]
 

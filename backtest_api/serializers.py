@@ -124,8 +124,12 @@ class MarketSerializer(MarketBriefSerializer):
     price_level_structure = serializers.CharField()
     price_ranges = serializers.JSONField()
     strike_type = serializers.CharField()
-    floor_strike = serializers.DecimalField(max_digits=24, decimal_places=8, allow_null=True)
-    cap_strike = serializers.DecimalField(max_digits=24, decimal_places=8, allow_null=True)
+    floor_strike = serializers.DecimalField(
+        max_digits=24, decimal_places=8, allow_null=True
+    )
+    cap_strike = serializers.DecimalField(
+        max_digits=24, decimal_places=8, allow_null=True
+    )
     custom_strike = serializers.JSONField(allow_null=True)
     can_close_early = serializers.BooleanField(allow_null=True)
     rules_primary = serializers.CharField()
@@ -169,8 +173,12 @@ class SettlementSerializer(serializers.Serializer):
 class TimeRangeParams(serializers.Serializer):
     """start_time inclusive, end_time exclusive; an inverted range names end_time."""
 
-    start_time = UtcDateTimeField(required=False, help_text="Inclusive, ISO 8601 (UTC if no zone).")
-    end_time = UtcDateTimeField(required=False, help_text="Exclusive, ISO 8601 (UTC if no zone).")
+    start_time = UtcDateTimeField(
+        required=False, help_text="Inclusive, ISO 8601 (UTC if no zone)."
+    )
+    end_time = UtcDateTimeField(
+        required=False, help_text="Exclusive, ISO 8601 (UTC if no zone)."
+    )
 
     def validate(self, attrs):
         start, end = attrs.get("start_time"), attrs.get("end_time")
@@ -180,19 +188,30 @@ class TimeRangeParams(serializers.Serializer):
 
 
 class TickPageParams(TimeRangeParams):
-    market_ticker = serializers.CharField(max_length=200, help_text="The market's ticker.")
-    cursor = serializers.CharField(required=False, help_text="next_cursor of the previous page.")
+    market_ticker = serializers.CharField(
+        max_length=200, help_text="The market's ticker."
+    )
+    cursor = serializers.CharField(
+        required=False, help_text="next_cursor of the previous page."
+    )
     limit = serializers.IntegerField(
-        required=False, min_value=1, max_value=MAX_LIMIT, default=DEFAULT_LIMIT,
+        required=False,
+        min_value=1,
+        max_value=MAX_LIMIT,
+        default=DEFAULT_LIMIT,
         help_text=f"Rows per page, 1..{MAX_LIMIT}.",
     )
 
 
 class OrderbookParams(serializers.Serializer):
     market_ticker = serializers.CharField(max_length=200)
-    timestamp = UtcDateTimeField(help_text="The instant, ISO 8601 (UTC if no zone); inclusive.")
+    timestamp = UtcDateTimeField(
+        help_text="The instant, ISO 8601 (UTC if no zone); inclusive."
+    )
     depth = serializers.IntegerField(
-        required=False, min_value=1, max_value=MAX_DEPTH,
+        required=False,
+        min_value=1,
+        max_value=MAX_DEPTH,
         help_text="Levels per side, best first (default: all).",
     )
 
@@ -218,12 +237,16 @@ class CandleParams(TimeRangeParams):
 
     def validate(self, attrs):
         attrs = super().validate(attrs)
-        buckets = bucket_count(attrs["start_time"], attrs["end_time"], attrs["interval"])
+        buckets = bucket_count(
+            attrs["start_time"], attrs["end_time"], attrs["interval"]
+        )
         if buckets > MAX_CANDLE_BUCKETS:
-            raise serializers.ValidationError({
-                "interval": f"{buckets} buckets in this range; at most {MAX_CANDLE_BUCKETS}."
-                " Use a longer interval or a shorter range."
-            })
+            raise serializers.ValidationError(
+                {
+                    "interval": f"{buckets} buckets in this range; at most {MAX_CANDLE_BUCKETS}."
+                    " Use a longer interval or a shorter range."
+                }
+            )
         return attrs
 
 
@@ -239,7 +262,9 @@ class TradeSerializer(serializers.Serializer):
     count = CountStringField()
     taker_outcome_side = serializers.CharField(allow_null=True)
     taker_book_side = serializers.CharField(allow_null=True)
-    taker_side = serializers.CharField(allow_null=True, help_text="Deprecated by Kalshi.")
+    taker_side = serializers.CharField(
+        allow_null=True, help_text="Deprecated by Kalshi."
+    )
     is_block_trade = serializers.BooleanField()
     received_at = UtcDateTimeField()
     source = serializers.CharField()
@@ -265,7 +290,9 @@ class TradeSerializer(serializers.Serializer):
 
 class DeltaSerializer(serializers.Serializer):
     market_ticker = serializers.CharField()
-    received_at = UtcDateTimeField(help_text="Our receive time; replay order starts here.")
+    received_at = UtcDateTimeField(
+        help_text="Our receive time; replay order starts here."
+    )
     session_id = serializers.IntegerField()
     sid = serializers.IntegerField()
     seq = serializers.IntegerField()
@@ -304,7 +331,9 @@ class CandleSerializer(serializers.Serializer):
     vwap = PriceStringField(allow_null=True, help_text="Null when no trade (carried).")
     yes_taker_volume = CountStringField()
     no_taker_volume = CountStringField()
-    carried_forward = serializers.BooleanField(help_text="True for an empty, carried bucket.")
+    carried_forward = serializers.BooleanField(
+        help_text="True for an empty, carried bucket."
+    )
 
 
 class CandlesSerializer(serializers.Serializer):
@@ -361,9 +390,13 @@ class OrderbookSerializer(serializers.Serializer):
     data_starts_at = UtcDateTimeField(
         allow_null=True, help_text="With no data at timestamp: when the record starts."
     )
-    snapshot = SnapshotRefSerializer(allow_null=True, help_text="The snapshot replayed from.")
+    snapshot = SnapshotRefSerializer(
+        allow_null=True, help_text="The snapshot replayed from."
+    )
     deltas_applied = serializers.IntegerField()
-    last_update = ReplayKeySerializer(allow_null=True, help_text="Key of the last row applied.")
+    last_update = ReplayKeySerializer(
+        allow_null=True, help_text="Key of the last row applied."
+    )
     yes = LevelSerializer(many=True, help_text="Yes bids, best first.")
     no = LevelSerializer(many=True, help_text="No bids, best first.")
     best = BestPricesSerializer()
@@ -385,12 +418,18 @@ class OrderbookSerializer(serializers.Serializer):
             "complete": result.complete,
             "gap": GapSerializer(result.gap).data if result.gap else None,
             "data_starts_at": utc_iso(data_starts_at),
-            "snapshot": SnapshotRefSerializer(result.snapshot).data if result.snapshot else None,
+            "snapshot": (
+                SnapshotRefSerializer(result.snapshot).data if result.snapshot else None
+            ),
             "deltas_applied": result.deltas_applied,
-            "last_update": ReplayKeySerializer().to_representation(result.last_key)
-            if result.last_key
-            else None,
+            "last_update": (
+                ReplayKeySerializer().to_representation(result.last_key)
+                if result.last_key
+                else None
+            ),
             "yes": [level.to_representation(lv) for lv in book.levels("yes", depth)],
             "no": [level.to_representation(lv) for lv in book.levels("no", depth)],
-            "best": {k: level.to_representation(v) if v else None for k, v in best.items()},
+            "best": {
+                k: level.to_representation(v) if v else None for k, v in best.items()
+            },
         }

@@ -37,4 +37,7 @@ class AnonymousRateThrottle(SimpleRateThrottle):
             request.user and request.user.is_authenticated
         ):
             return None
-        return self.cache_format % {"scope": self.scope, "ident": self.get_ident(request)}
+        return self.cache_format % {
+            "scope": self.scope,
+            "ident": self.get_ident(request),
+        }

@@ -7,7 +7,11 @@ are served from local files (drf-spectacular-sidecar), so they work offline.
 
 from django.urls import include, path
 from django.views.generic import RedirectView
-from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+from drf_spectacular.views import (
+    SpectacularAPIView,
+    SpectacularRedocView,
+    SpectacularSwaggerView,
+)
 from rest_framework.permissions import AllowAny
 
 from . import bulk_views, views
@@ -15,7 +19,9 @@ from . import bulk_views, views
 v1 = [
     path("", views.ApiRootView.as_view(), name="api-root"),
     path("markets", views.MarketListView.as_view(), name="market-list"),
-    path("markets/<str:ticker>", views.MarketDetailView.as_view(), name="market-detail"),
+    path(
+        "markets/<str:ticker>", views.MarketDetailView.as_view(), name="market-detail"
+    ),
     path("events", views.EventListView.as_view(), name="event-list"),
     path("events/<str:ticker>", views.EventDetailView.as_view(), name="event-detail"),
     path("series", views.SeriesListView.as_view(), name="series-list"),
@@ -38,12 +44,24 @@ v1 = [
     path("exports/<path:path>", bulk_views.ExportFileView.as_view(), name="export-file"),
 ]
 
-public = {"permission_classes": [AllowAny], "authentication_classes": [], "throttle_classes": []}
+public = {
+    "permission_classes": [AllowAny],
+    "authentication_classes": [],
+    "throttle_classes": [],
+}
 
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="api-root", permanent=False)),
     path("api/v1/", include(v1)),
     path("api/schema/", SpectacularAPIView.as_view(**public), name="schema"),
-    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema", **public), name="docs"),
-    path("api/redoc/", SpectacularRedocView.as_view(url_name="schema", **public), name="redoc"),
+    path(
+        "api/docs/",
+        SpectacularSwaggerView.as_view(url_name="schema", **public),
+        name="docs",
+    ),
+    path(
+        "api/redoc/",
+        SpectacularRedocView.as_view(url_name="schema", **public),
+        name="redoc",
+    ),
 ]

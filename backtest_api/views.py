@@ -12,12 +12,12 @@ from rest_framework import generics
 from rest_framework.exceptions import NotFound
 from rest_framework.response import Response
 from rest_framework.reverse import reverse
+from rest_framework.views import APIView
 
 from markets import selectors
 
 from . import filters, serializers
 from .pagination import (
-    CURSOR_PARAM,
     KeysetPagination,
     TickPagination,
     decode_cursor,
@@ -43,7 +43,8 @@ class HierarchyDetailView(generics.RetrieveAPIView):
     not_found_message = "No such object: {ticker}."
 
     def get_object(self):
-        obj = type(self).getter(self.kwargs["ticker"])
+        ticker = self.kwargs["ticker"]
+        obj = type(self).getter(ticker) if storable(ticker) else None
         if obj is None:
             raise NotFound(self.not_found_message.format(ticker=self.kwargs["ticker"]))
         return obj
@@ -136,15 +137,16 @@ class SettlementDetailView(HierarchyDetailView):
 # --- Trades and deltas ------------------------------------------------------------
 
 
-class TickListView(generics.GenericAPIView):
+class TickListView(APIView):
     """A keyset page of one market's rows from a tick table.
 
     Subclasses name the selector, its key types and the output serializer.
+    Computed endpoints are plain APIViews: they have no queryset, and the
+    browsable API then offers no (meaningless) filter form.
     """
 
     params_class = serializers.TickPageParams
     pagination_class = TickPagination
-    filter_backends = []
 
     def get(self, request):
         params = parse_params(self.params_class, request)
@@ -161,11 +163,18 @@ class TickListView(generics.GenericAPIView):
             limit=limit + 1,
         )
         page = keyset_page(rows, limit, lambda row: row.key)
-        next_cursor = encode_cursor(page.next_key, self.key_types) if page.next_key else None
-        return paginated_response(self.get_serializer(page.rows, many=True).data, next_cursor)
+        next_cursor = (
+            encode_cursor(page.next_key, self.key_types) if page.next_key else None
+        )
+        return paginated_response(
+            self.serializer_class(page.rows, many=True).data, next_cursor
+        )
 
 
-@extend_schema(parameters=[serializers.TickPageParams], responses=serializers.TradeSerializer(many=True))
+@extend_schema(
+    parameters=[serializers.TickPageParams],
+    responses=serializers.TradeSerializer(many=True),
+)
 class TradeListView(TickListView):
     """A market's trades in (ts, trade_id) order; ts in [start_time, end_time)."""
 
@@ -174,7 +183,10 @@ class TradeListView(TickListView):
     serializer_class = serializers.TradeSerializer
 
 
-@extend_schema(parameters=[serializers.TickPageParams], responses=serializers.DeltaSerializer(many=True))
+@extend_schema(
+    parameters=[serializers.TickPageParams],
+    responses=serializers.DeltaSerializer(many=True),
+)
 class DeltaListView(TickListView):
     """A market's order-book deltas in replay order; received_at in [start_time, end_time).
 
@@ -190,7 +202,7 @@ class DeltaListView(TickListView):
 # --- Candles and the order book ----------------------------------------------------
 
 
-class CandleView(generics.GenericAPIView):
+class CandleView(APIView):
     """OHLC candles of a market's trade prices (yes side) over [start_time, end_time)."""
 
     serializer_class = serializers.CandlesSerializer
@@ -213,10 +225,10 @@ class CandleView(generics.GenericAPIView):
             "end_time": params["end_time"],
             "candles": candles,
         }
-        return Response(self.get_serializer(body).data)
+        return Response(self.serializer_class(body).data)
 
 
-class OrderbookView(generics.GenericAPIView):
+class OrderbookView(APIView):
     """The order book of a market as it stood at `timestamp` (inclusive).
 
     Rebuilt from the latest snapshot or checkpoint at or before it plus the
@@ -232,7 +244,9 @@ class OrderbookView(generics.GenericAPIView):
         params = parse_params(serializers.OrderbookParams, request)
         ticker = require_market(params["market_ticker"])
         result = selectors.orderbook_at(market_ticker=ticker, at=params["timestamp"])
-        serializer = self.get_serializer(result, context={"depth": params.get("depth")})
+        serializer = self.serializer_class(
+            result, context={"depth": params.get("depth")}
+        )
         return Response(serializer.data)
 
 
@@ -246,9 +260,14 @@ def parse_params(params_class, request) -> dict:
     return params.validated_data
 
 
+def storable(text: str) -> bool:
+    """Whether PostgreSQL text could hold it (no NUL byte): else no row can match."""
+    return "\x00" not in text
+
+
 def require_market(ticker: str) -> str:
     """The ticker, if it is a market we know or hold data for; else a 404 naming it."""
-    if not selectors.market_known(ticker):
+    if not storable(ticker) or not selectors.market_known(ticker):
         raise NotFound(f"Unknown market ticker: {ticker}.")
     return ticker
 
@@ -267,12 +286,16 @@ ROOT_LINKS = (
 )
 
 
-class ApiRootView(generics.GenericAPIView):
+class ApiRootView(APIView):
     """The entry point: links to every endpoint and to the documentation."""
 
-    @extend_schema(responses={200: {"type": "object", "additionalProperties": {"type": "string"}}})
+    @extend_schema(
+        responses={200: {"type": "object", "additionalProperties": {"type": "string"}}}
+    )
     def get(self, request):
-        links = {name: reverse(url_name, request=request) for name, url_name in ROOT_LINKS}
+        links = {
+            name: reverse(url_name, request=request) for name, url_name in ROOT_LINKS
+        }
         links["schema"] = reverse("schema", request=request)
         links["docs"] = reverse("docs", request=request)
         return Response(links)

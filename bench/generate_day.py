@@ -100,7 +100,10 @@ class BookSim:
         """Set a new mid; the deltas (not yet applied) that cancel crossing levels."""
         self.mid = mid_cents
         removals = []
-        for side, limit in (("yes", mid_cents * TICK), ("no", (100 - mid_cents) * TICK)):
+        for side, limit in (
+            ("yes", mid_cents * TICK),
+            ("no", (100 - mid_cents) * TICK),
+        ):
             levels = self.yes if side == "yes" else self.no
             removals.extend((side, p, -s) for p, s in levels.items() if p >= limit)
         return removals
@@ -123,7 +126,11 @@ class BookSim:
             near = sorted(levels, reverse=True)[: 1 + int(rng.expovariate(0.4))]
             price = near[-1]
             size = levels[price]
-            delta = -size if rng.random() < 0.4 else -min(size, rng.randint(1, max(1, size // 100)) * 100)
+            delta = (
+                -size
+                if rng.random() < 0.4
+                else -min(size, rng.randint(1, max(1, size // 100)) * 100)
+            )
         else:
             price = max(1, top - int(rng.expovariate(0.35))) * TICK
             # Mostly whole contracts; fractional ones exist since 2026.
@@ -142,7 +149,9 @@ def mid_path(rng: random.Random, minutes: int = 1440) -> list[int]:
     return mids
 
 
-def spread_times(rng: random.Random, n: int, windows: list[tuple[int, int]]) -> list[int]:
+def spread_times(
+    rng: random.Random, n: int, windows: list[tuple[int, int]]
+) -> list[int]:
     """n strictly increasing microsecond offsets, uniform over the windows."""
     total = sum(b - a for a, b in windows)
     offsets = sorted(rng.randrange(total) for _ in range(n))
@@ -175,6 +184,7 @@ def generate_day(
     """Generate and load one day; returns what was loaded. Re-running replaces it."""
     from django.db import connection, transaction
 
+    from markets.ingest import DELTA_COLUMNS, SNAPSHOT_COLUMNS, TRADE_COLUMNS
     from markets.models import (
         Event,
         GapReason,
@@ -186,7 +196,6 @@ def generate_day(
         Settlement,
         Trade,
     )
-    from markets.ingest import DELTA_COLUMNS, SNAPSHOT_COLUMNS, TRADE_COLUMNS
     from markets.partitioning import ensure_partitions
 
     started = time.perf_counter()
@@ -222,14 +231,27 @@ def generate_day(
 
     def delta_row(ticker, us, session_id, sid, seq_, change):
         side, price, delta = change
-        return (ticker, at(us), session_id, sid, seq_, side, price_str(price),
-                count_str(delta), at(us - 40_000))
+        return (
+            ticker,
+            at(us),
+            session_id,
+            sid,
+            seq_,
+            side,
+            price_str(price),
+            count_str(delta),
+            at(us - 40_000),
+        )
 
     # --- the hot market: its own subscription (sid 1) --------------------------
     log(f"simulating {hot_deltas:,} deltas and {hot_trades:,} trades of {hot}")
     mids = mid_path(rng)
     book = BookSim(rng, mids[0])
-    windows = [(subscribe_a + 1, gap_start), (gap_end + 1, cut), (subscribe_b + 1, end_us)]
+    windows = [
+        (subscribe_a + 1, gap_start),
+        (gap_end + 1, cut),
+        (subscribe_b + 1, end_us),
+    ]
     seq, session, since_snapshot = 1, session_a, 0
     snapshot(hot, subscribe_a, session, HOT_SID, seq, "subscribe", book)
     resynced = reconnected = False
@@ -241,11 +263,19 @@ def generate_day(
             pending.clear()
             for _ in range(25):
                 book.step()
-            gaps.append(SequenceGap(
-                market_ticker=hot, reason=GapReason.SEQ_GAP, session_id=session,
-                sid=HOT_SID, expected_seq=seq + 1, received_seq=seq + 8,
-                detected_at=at(gap_start), recovered_at=at(gap_end), tickers_on_sid=[hot],
-            ))
+            gaps.append(
+                SequenceGap(
+                    market_ticker=hot,
+                    reason=GapReason.SEQ_GAP,
+                    session_id=session,
+                    sid=HOT_SID,
+                    expected_seq=seq + 1,
+                    received_seq=seq + 8,
+                    detected_at=at(gap_start),
+                    recovered_at=at(gap_end),
+                    tickers_on_sid=[hot],
+                )
+            )
             seq += 9
             snapshot(hot, gap_end, session, HOT_SID, seq, "resync", book)
             since_snapshot, resynced = 0, True
@@ -285,20 +315,37 @@ def generate_day(
     log(f"simulating {quiet_markets:,} quiet markets")
     sims = {ticker: BookSim(rng, rng.randint(10, 90)) for ticker in quiet}
     events = []  # (received_us, ticker): every quiet delta, in arrival order
-    delta_windows = [(subscribe_a + US_PER_SECOND, cut), (subscribe_b + US_PER_SECOND, end_us)]
+    delta_windows = [
+        (subscribe_a + US_PER_SECOND, cut),
+        (subscribe_b + US_PER_SECOND, end_us),
+    ]
     for ticker, sim in sims.items():
-        events.extend((us, ticker) for us in spread_times(rng, rng.randint(20, 200), delta_windows))
+        events.extend(
+            (us, ticker)
+            for us in spread_times(rng, rng.randint(20, 200), delta_windows)
+        )
         for us in spread_times(rng, rng.randint(0, 40), trade_windows):
             count = rng.randint(1, 20) * 100
-            trades.append(_trade_row(ticker, at(us), rng, sim.mid * TICK, count, rng.random() < 0.5))
+            trades.append(
+                _trade_row(
+                    ticker, at(us), rng, sim.mid * TICK, count, rng.random() < 0.5
+                )
+            )
     events.sort()
 
     def subscribe_quiet(session_id: int, sub_us: int) -> None:
         # One snapshot frame per ticker, each taking a seq on the sid.
         for n, ticker in enumerate(quiet):
             sequence[session_id] += 1
-            snapshot(ticker, sub_us + 100 * (n + 1), session_id, QUIET_SID,
-                     sequence[session_id], "subscribe", sims[ticker])
+            snapshot(
+                ticker,
+                sub_us + 100 * (n + 1),
+                session_id,
+                QUIET_SID,
+                sequence[session_id],
+                "subscribe",
+                sims[ticker],
+            )
             since[ticker] = 0
 
     sequence = {session_a: 0, session_b: 0}
@@ -314,10 +361,22 @@ def generate_day(
         session_id = session_b if in_b else session_a
         sequence[session_id] += 1
         sim = sims[ticker]
-        deltas.append(delta_row(ticker, us, session_id, QUIET_SID, sequence[session_id], sim.step()))
+        deltas.append(
+            delta_row(
+                ticker, us, session_id, QUIET_SID, sequence[session_id], sim.step()
+            )
+        )
         since[ticker] += 1
         if since[ticker] >= checkpoint_every:
-            snapshot(ticker, us, session_id, QUIET_SID, sequence[session_id], "checkpoint", sim)
+            snapshot(
+                ticker,
+                us,
+                session_id,
+                QUIET_SID,
+                sequence[session_id],
+                "checkpoint",
+                sim,
+            )
             since[ticker] = 0
     if not in_b:
         subscribe_quiet(session_b, subscribe_b)
@@ -325,57 +384,101 @@ def generate_day(
     # The disconnect is a gap for every ticker of both subscriptions, and
     # one for the whole trade channel.
     for n, ticker in enumerate(tickers):
-        gaps.append(SequenceGap(
-            market_ticker=ticker, reason=GapReason.DISCONNECT, session_id=session_a,
-            sid=HOT_SID if n == 0 else QUIET_SID, detected_at=at(cut),
-            recovered_at=at(subscribe_b + 100 * n),
-        ))
-    gaps.append(SequenceGap(
-        market_ticker="", channel="trade", reason=GapReason.DISCONNECT,
-        session_id=session_a, detected_at=at(cut), recovered_at=at(subscribe_b),
-    ))
+        gaps.append(
+            SequenceGap(
+                market_ticker=ticker,
+                reason=GapReason.DISCONNECT,
+                session_id=session_a,
+                sid=HOT_SID if n == 0 else QUIET_SID,
+                detected_at=at(cut),
+                recovered_at=at(subscribe_b + 100 * n),
+            )
+        )
+    gaps.append(
+        SequenceGap(
+            market_ticker="",
+            channel="trade",
+            reason=GapReason.DISCONNECT,
+            session_id=session_a,
+            detected_at=at(cut),
+            recovered_at=at(subscribe_b),
+        )
+    )
 
     # --- the hierarchy ---------------------------------------------------------
-    series = [Series(ticker=f"{prefix}S{k}", title=f"Bench series {k}", category="Bench",
-                     frequency="daily") for k in range(10)]
+    series = [
+        Series(
+            ticker=f"{prefix}S{k}",
+            title=f"Bench series {k}",
+            category="Bench",
+            frequency="daily",
+        )
+        for k in range(10)
+    ]
     event_of = {hot: f"{prefix}E-HOT"}
     event_of.update({t: f"{prefix}E-{n // 10:03d}" for n, t in enumerate(quiet)})
     events_rows = {
-        e: Event(event_ticker=e, series_ticker=f"{prefix}S{k % 10}", title=f"Bench event {e}",
-                 category="Bench", status="open", mutually_exclusive=True)
+        e: Event(
+            event_ticker=e,
+            series_ticker=f"{prefix}S{k % 10}",
+            title=f"Bench event {e}",
+            category="Bench",
+            status="open",
+            mutually_exclusive=True,
+        )
         for k, e in enumerate(dict.fromkeys(event_of.values()))
     }
     settled = set(quiet[: quiet_markets // 10])
     markets = [
-        Market(ticker=t, event_ticker=event_of[t], series_ticker=events_rows[event_of[t]].series_ticker,
-               title=f"Bench market {t}", status="finalized" if t in settled else "active",
-               open_time=midnight - timedelta(days=1), close_time=midnight + timedelta(days=1),
-               result=("yes" if n % 2 else "no") if t in settled else "")
+        Market(
+            ticker=t,
+            event_ticker=event_of[t],
+            series_ticker=events_rows[event_of[t]].series_ticker,
+            title=f"Bench market {t}",
+            status="finalized" if t in settled else "active",
+            open_time=midnight - timedelta(days=1),
+            close_time=midnight + timedelta(days=1),
+            result=("yes" if n % 2 else "no") if t in settled else "",
+        )
         for n, t in enumerate(tickers)
     ]
     settlements = [
-        Settlement(market_ticker=m.ticker, event_ticker=m.event_ticker, result=m.result,
-                   settlement_value=1 if m.result == "yes" else 0,
-                   determined_at=midnight + timedelta(hours=20),
-                   settled_at=midnight + timedelta(hours=21), source="historical")
-        for m in markets if m.ticker in settled
+        Settlement(
+            market_ticker=m.ticker,
+            event_ticker=m.event_ticker,
+            result=m.result,
+            settlement_value=1 if m.result == "yes" else 0,
+            determined_at=midnight + timedelta(hours=20),
+            settled_at=midnight + timedelta(hours=21),
+            source="historical",
+        )
+        for m in markets
+        if m.ticker in settled
     ]
 
     # --- load ------------------------------------------------------------------
-    log(f"loading {len(deltas):,} deltas, {len(trades):,} trades, {len(snapshots):,} snapshots")
+    log(
+        f"loading {len(deltas):,} deltas, {len(trades):,} trades, {len(snapshots):,} snapshots"
+    )
     next_day = midnight + timedelta(days=1)
     for model in (OrderbookDelta, OrderbookSnapshot, Trade):
         ensure_partitions(model, [day])
     with transaction.atomic(), connection.cursor() as cursor:
-        for table, column in (("orderbook_deltas", "received_at"),
-                              ("orderbook_snapshots", "received_at"), ("trades", "ts")):
+        for table, column in (
+            ("orderbook_deltas", "received_at"),
+            ("orderbook_snapshots", "received_at"),
+            ("trades", "ts"),
+        ):
             cursor.execute(
                 f"DELETE FROM {table} WHERE market_ticker = ANY(%s) "
                 f"AND {column} >= %s AND {column} < %s",
                 [tickers, midnight, next_day],
             )
-        SequenceGap.objects.filter(market_ticker__in=tickers, detected_at__gte=midnight,
-                                   detected_at__lt=next_day).delete()
+        SequenceGap.objects.filter(
+            market_ticker__in=tickers,
+            detected_at__gte=midnight,
+            detected_at__lt=next_day,
+        ).delete()
         SequenceGap.objects.filter(market_ticker="", session_id=session_a).delete()
         Settlement.objects.filter(market_ticker__in=tickers).delete()
         Market.objects.filter(ticker__in=tickers).delete()
@@ -387,22 +490,42 @@ def generate_day(
         Settlement.objects.bulk_create(settlements)
         SequenceGap.objects.bulk_create(gaps)
         raw = cursor.cursor
-        for table, columns, rows in (("orderbook_deltas", DELTA_COLUMNS, deltas),
-                                     ("orderbook_snapshots", SNAPSHOT_COLUMNS, snapshots),
-                                     ("trades", TRADE_COLUMNS, trades)):
+        for table, columns, rows in (
+            ("orderbook_deltas", DELTA_COLUMNS, deltas),
+            ("orderbook_snapshots", SNAPSHOT_COLUMNS, snapshots),
+            ("trades", TRADE_COLUMNS, trades),
+        ):
             with raw.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
                 for row in rows:
                     copy.write_row(row)
     with connection.cursor() as cursor:
-        for table in ("orderbook_deltas", "orderbook_snapshots", "trades", "sequence_gaps"):
+        for table in (
+            "orderbook_deltas",
+            "orderbook_snapshots",
+            "trades",
+            "sequence_gaps",
+        ):
             cursor.execute(f"ANALYZE {table}")
 
     result = GeneratedDay(
-        day=day, start=midnight, end=next_day, hot_ticker=hot, quiet_tickers=quiet,
-        counts={"deltas": len(deltas), "trades": len(trades), "snapshots": len(snapshots),
-                "hot_deltas": hot_deltas, "hot_trades": hot_trades, "gaps": len(gaps)},
-        gaps=[(g.market_ticker, g.detected_at, g.recovered_at) for g in gaps
-              if g.market_ticker == hot],
+        day=day,
+        start=midnight,
+        end=next_day,
+        hot_ticker=hot,
+        quiet_tickers=quiet,
+        counts={
+            "deltas": len(deltas),
+            "trades": len(trades),
+            "snapshots": len(snapshots),
+            "hot_deltas": hot_deltas,
+            "hot_trades": hot_trades,
+            "gaps": len(gaps),
+        },
+        gaps=[
+            (g.market_ticker, g.detected_at, g.recovered_at)
+            for g in gaps
+            if g.market_ticker == hot
+        ],
         seconds=time.perf_counter() - started,
     )
     log(f"loaded {day} in {result.seconds:.1f} s: {result.counts}")
@@ -412,28 +535,46 @@ def generate_day(
 def _trade_row(ticker, ts, rng, yes_price, count, taker_yes):
     side = "yes" if taker_yes else "no"
     return (
-        ticker, ts, str(uuid.UUID(int=rng.getrandbits(128), version=4)),
-        price_str(yes_price), price_str(10000 - yes_price), count_str(count),
-        side, "bid" if taker_yes else "ask", side, False,
-        ts + timedelta(milliseconds=30), "ws",
+        ticker,
+        ts,
+        str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+        price_str(yes_price),
+        price_str(10000 - yes_price),
+        count_str(count),
+        side,
+        "bid" if taker_yes else "ask",
+        side,
+        False,
+        ts + timedelta(milliseconds=30),
+        "ws",
     )
 
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--day", type=date.fromisoformat, help="UTC day (default: yesterday).")
+    parser.add_argument(
+        "--day", type=date.fromisoformat, help="UTC day (default: yesterday)."
+    )
     parser.add_argument("--hot-deltas", type=int, default=DEFAULT_HOT_DELTAS)
     parser.add_argument("--hot-trades", type=int, default=DEFAULT_HOT_TRADES)
     parser.add_argument("--quiet-markets", type=int, default=DEFAULT_QUIET_MARKETS)
-    parser.add_argument("--checkpoint-every", type=int, default=DEFAULT_CHECKPOINT_EVERY)
+    parser.add_argument(
+        "--checkpoint-every", type=int, default=DEFAULT_CHECKPOINT_EVERY
+    )
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--prefix", default=DEFAULT_PREFIX, help="Ticker prefix of generated rows.")
+    parser.add_argument(
+        "--prefix", default=DEFAULT_PREFIX, help="Ticker prefix of generated rows."
+    )
     args = parser.parse_args(argv)
     setup_django()
     generate_day(
-        day=args.day, hot_deltas=args.hot_deltas, hot_trades=args.hot_trades,
-        quiet_markets=args.quiet_markets, checkpoint_every=args.checkpoint_every,
-        seed=args.seed, prefix=args.prefix,
+        day=args.day,
+        hot_deltas=args.hot_deltas,
+        hot_trades=args.hot_trades,
+        quiet_markets=args.quiet_markets,
+        checkpoint_every=args.checkpoint_every,
+        seed=args.seed,
+        prefix=args.prefix,
     )
 
 

@@ -78,7 +78,9 @@ def event_get(event_ticker: str) -> Event | None:
     """The event with `markets` (its markets, by ticker) and `market_count` set."""
     event = events_list().filter(event_ticker=event_ticker).first()
     if event is not None:
-        event.markets = list(Market.objects.filter(event_ticker=event_ticker).order_by("ticker"))
+        event.markets = list(
+            Market.objects.filter(event_ticker=event_ticker).order_by("ticker")
+        )
     return event
 
 
@@ -112,6 +114,13 @@ class Coverage:
     last_trade_at: datetime | None = None
     gaps: list[SequenceGap] = field(default_factory=list)
 
+    @property
+    def span(self) -> tuple[datetime, datetime] | None:
+        """From the first to the last recorded instant of either table, if any."""
+        firsts = [t for t in (self.first_delta_at, self.first_trade_at) if t]
+        lasts = [t for t in (self.last_delta_at, self.last_trade_at) if t]
+        return (min(firsts), max(lasts)) if firsts else None
+
 
 def coverage_for(market_tickers: Sequence[str]) -> dict[str, Coverage]:
     """Coverage of each market, in two queries whatever the number of markets.
@@ -142,20 +151,9 @@ def coverage_for(market_tickers: Sequence[str]) -> dict[str, Coverage]:
             cov = result[ticker]
             cov.first_delta_at, cov.last_delta_at = first_d, last_d
             cov.first_trade_at, cov.last_trade_at = first_t, last_t
-    spans = [
-        (min(b), max(e))
-        for c in result.values()
-        for b, e in [
-            (
-                [x for x in (c.first_delta_at, c.first_trade_at) if x],
-                [x for x in (c.last_delta_at, c.last_trade_at) if x],
-            )
-        ]
-        if b
-    ]
-    wide = Q(market_ticker="")
+    spans = [c.span for c in result.values() if c.span]
     if spans:
-        wide &= Q(detected_at__lte=max(e for _, e in spans)) & (
+        wide = Q(market_ticker="", detected_at__lte=max(e for _, e in spans)) & (
             Q(recovered_at__isnull=True) | Q(recovered_at__gte=min(b for b, _ in spans))
         )
     else:
@@ -165,19 +163,11 @@ def coverage_for(market_tickers: Sequence[str]) -> dict[str, Coverage]:
             result[gap.market_ticker].gaps.append(gap)
             continue
         for cov in result.values():
-            if _span_overlaps(cov, gap):
+            if cov.span and gap.detected_at <= cov.span[1] and (
+                gap.recovered_at is None or gap.recovered_at >= cov.span[0]
+            ):
                 cov.gaps.append(gap)
     return result
-
-
-def _span_overlaps(cov: Coverage, gap: SequenceGap) -> bool:
-    firsts = [x for x in (cov.first_delta_at, cov.first_trade_at) if x]
-    lasts = [x for x in (cov.last_delta_at, cov.last_trade_at) if x]
-    if not firsts:
-        return False
-    return gap.detected_at <= max(lasts) and (
-        gap.recovered_at is None or gap.recovered_at >= min(firsts)
-    )
 
 
 def market_known(ticker: str) -> bool:
@@ -196,7 +186,9 @@ def market_known(ticker: str) -> bool:
 def first_snapshot_after(market_ticker: str, at: datetime) -> datetime | None:
     """When replayable data for the market starts after `at` (for "data starts at")."""
     row = (
-        OrderbookSnapshot.objects.filter(market_ticker=market_ticker, received_at__gt=at)
+        OrderbookSnapshot.objects.filter(
+            market_ticker=market_ticker, received_at__gt=at
+        )
         .exclude(source=SnapshotSource.REST)
         .order_by("received_at")
         .values_list("received_at", flat=True)
@@ -281,7 +273,9 @@ def deltas_page(
     limit: int,
 ) -> list[DeltaRow]:
     """Up to `limit` deltas with start <= received_at < end after `after`, in replay order."""
-    where, params = _range_sql("received_at", market_ticker, start, end, after, DELTA_KEY)
+    where, params = _range_sql(
+        "received_at", market_ticker, start, end, after, DELTA_KEY
+    )
     sql = (
         "SELECT market_ticker, received_at, session_id, sid, seq, side, price, delta, ts "
         f"FROM orderbook_deltas WHERE {where} "
@@ -314,7 +308,11 @@ def _range_sql(time_column, market_ticker, start, end, after, key):
 # Buckets are aligned to this instant (a UTC midnight), so day candles start
 # at 00:00 UTC, 4h candles at 00:00, 04:00, ..., and 15m candles on quarters.
 CANDLE_ORIGIN = datetime(2000, 1, 1, tzinfo=timezone.utc)
-INTERVAL_UNITS = {"m": timedelta(minutes=1), "h": timedelta(hours=1), "d": timedelta(days=1)}
+INTERVAL_UNITS = {
+    "m": timedelta(minutes=1),
+    "h": timedelta(hours=1),
+    "d": timedelta(days=1),
+}
 MAX_INTERVAL = timedelta(days=366)
 # At most this many buckets per request (1-minute candles over a month fit).
 MAX_CANDLE_BUCKETS = 50_000
@@ -386,7 +384,8 @@ def candles_for(
                (array_agg(yes_price ORDER BY ts, trade_id))[1],
                max(yes_price),
                min(yes_price),
-               (array_agg(yes_price ORDER BY ts DESC, trade_id DESC))[1],
+               -- The same order as open's, so both aggregate presorted input.
+               (array_agg(yes_price ORDER BY ts, trade_id))[count(*)],
                sum(count),
                count(*),
                round(sum(yes_price * count) / NULLIF(sum(count), 0), 4),
@@ -426,8 +425,20 @@ def _carry_forward(candles, market_ticker, interval, start, end) -> list[Candle]
             filled.append(candle)
         elif last_close is not None:
             filled.append(
-                Candle(bucket, bucket + interval, last_close, last_close, last_close,
-                       last_close, zero, 0, None, zero, zero, carried_forward=True)
+                Candle(
+                    bucket,
+                    bucket + interval,
+                    last_close,
+                    last_close,
+                    last_close,
+                    last_close,
+                    zero,
+                    0,
+                    None,
+                    zero,
+                    zero,
+                    carried_forward=True,
+                )
             )
         bucket += interval
     return filled
@@ -439,7 +450,9 @@ def _carry_forward(candles, market_ticker, interval, start, end) -> list[Candle]
 def orderbook_at(*, market_ticker: str, at: datetime) -> tuple[BookAt, datetime | None]:
     """The book at `at` (replay.book_at) and, if there is no data yet, when it starts."""
     result = book_at(market_ticker, at)
-    starts = first_snapshot_after(market_ticker, at) if result.snapshot is None else None
+    starts = (
+        first_snapshot_after(market_ticker, at) if result.snapshot is None else None
+    )
     return result, starts
 
 

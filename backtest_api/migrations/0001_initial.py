@@ -8,25 +8,55 @@ class Migration(migrations.Migration):
 
     initial = True
 
-    dependencies = [
-    ]
+    dependencies = []
 
     operations = [
         migrations.CreateModel(
-            name='ApiKey',
+            name="ApiKey",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(help_text='Who or what uses this key.', max_length=200)),
-                ('prefix', models.CharField(editable=False, max_length=8)),
-                ('key_hash', models.CharField(editable=False, max_length=64, unique=True)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now, editable=False)),
-                ('last_used_at', models.DateTimeField(blank=True, editable=False, null=True)),
-                ('revoked_at', models.DateTimeField(blank=True, help_text='Set to revoke: the key stops working at once.', null=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True,
+                        primary_key=True,
+                        serialize=False,
+                        verbose_name="ID",
+                    ),
+                ),
+                (
+                    "name",
+                    models.CharField(
+                        help_text="Who or what uses this key.", max_length=200
+                    ),
+                ),
+                ("prefix", models.CharField(editable=False, max_length=8)),
+                (
+                    "key_hash",
+                    models.CharField(editable=False, max_length=64, unique=True),
+                ),
+                (
+                    "created_at",
+                    models.DateTimeField(
+                        default=django.utils.timezone.now, editable=False
+                    ),
+                ),
+                (
+                    "last_used_at",
+                    models.DateTimeField(blank=True, editable=False, null=True),
+                ),
+                (
+                    "revoked_at",
+                    models.DateTimeField(
+                        blank=True,
+                        help_text="Set to revoke: the key stops working at once.",
+                        null=True,
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'API key',
-                'db_table': 'api_keys',
-                'ordering': ['-created_at', 'id'],
+                "verbose_name": "API key",
+                "db_table": "api_keys",
+                "ordering": ["-created_at", "id"],
             },
         ),
     ]

@@ -28,7 +28,9 @@ def test_client_request_id_is_echoed_and_bad_ones_replaced(client):
     ok = client.get("/api/v1/series/KXA", HTTP_X_REQUEST_ID="trace-123")
     assert ok["X-Request-ID"] == "trace-123" and ok.json()["request_id"] == "trace-123"
     bad = client.get("/api/v1/series/KXA", HTTP_X_REQUEST_ID="no spaces <allowed>")
-    assert bad["X-Request-ID"] != "no spaces <allowed>" and len(bad["X-Request-ID"]) == 32
+    assert (
+        bad["X-Request-ID"] != "no spaces <allowed>" and len(bad["X-Request-ID"]) == 32
+    )
 
 
 def test_unknown_ticker_is_404_naming_it(client):
@@ -108,7 +110,9 @@ def test_create_api_key_prints_it_once_and_stores_only_its_hash(capsys):
 
 
 def test_429_says_when_to_retry(client, monkeypatch):
-    monkeypatch.setattr(ApiKeyRateThrottle, "THROTTLE_RATES", {"key": "2/min", "anon": "2/min"})
+    monkeypatch.setattr(
+        ApiKeyRateThrottle, "THROTTLE_RATES", {"key": "2/min", "anon": "2/min"}
+    )
     data_of(client.get("/api/v1/series"))
     data_of(client.get("/api/v1/series"))
     response = client.get("/api/v1/series")
@@ -120,7 +124,9 @@ def test_429_says_when_to_retry(client, monkeypatch):
 
 
 def test_limits_are_per_key(client, monkeypatch):
-    monkeypatch.setattr(ApiKeyRateThrottle, "THROTTLE_RATES", {"key": "1/min", "anon": "1/min"})
+    monkeypatch.setattr(
+        ApiKeyRateThrottle, "THROTTLE_RATES", {"key": "1/min", "anon": "1/min"}
+    )
     data_of(client.get("/api/v1/series"))
     error_of(client.get("/api/v1/series"), 429, "rate_limited")
     other = APIClient()
@@ -132,8 +138,8 @@ def test_limits_are_per_key(client, monkeypatch):
 
 
 def test_schema_validates_and_docs_are_served_offline(anon):
-    from drf_spectacular.validation import validate_schema
     import yaml
+    from drf_spectacular.validation import validate_schema
 
     response = anon.get("/api/schema/")
     assert response.status_code == 200
@@ -147,7 +153,11 @@ def test_schema_validates_and_docs_are_served_offline(anon):
 
 
 def test_unacceptable_format_is_406_in_the_error_shape(client):
-    error_of(client.get("/api/v1/series", HTTP_ACCEPT="application/xml"), 406, "not_acceptable")
+    error_of(
+        client.get("/api/v1/series", HTTP_ACCEPT="application/xml"),
+        406,
+        "not_acceptable",
+    )
 
 
 def test_a_bug_answers_500_in_the_error_shape(rf):
@@ -174,4 +184,55 @@ def test_staff_revoke_keys_in_the_admin(admin_client, raw_key):
     key.refresh_from_db()
     assert key.revoked_at is not None
     api = APIClient()
-    error_of(api.get("/api/v1/series", HTTP_X_API_KEY=raw_key), 401, "authentication_failed")
+    error_of(
+        api.get("/api/v1/series", HTTP_X_API_KEY=raw_key), 401, "authentication_failed"
+    )
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/api/v1/",
+        "/api/v1/markets",
+        "/api/v1/markets/M",
+        "/api/v1/events",
+        "/api/v1/settlements",
+        "/api/v1/trades?market_ticker=M",
+        "/api/v1/deltas?market_ticker=M",
+        "/api/v1/orderbook?market_ticker=M&timestamp=2026-11-23T12:00:00Z",
+        "/api/v1/candles/M?start_time=2026-11-23T00:00:00Z&end_time=2026-11-24T00:00:00Z",
+        "/api/v1/trades?market_ticker=M&limit=0",
+    ],
+)
+def test_every_endpoint_is_browsable(admin_client, url):
+    from markets.models import Market
+
+    Market.objects.create(ticker="M")
+    response = admin_client.get(url, HTTP_ACCEPT="text/html")
+    assert response.status_code in (200, 400)
+    assert response["Content-Type"].startswith("text/html")
+    assert b"request_id" in response.content
+
+
+@pytest.mark.parametrize(
+    "url, status, code",
+    [
+        ("/api/v1/markets/A%00B", 404, "not_found"),
+        ("/api/v1/events/A%00", 404, "not_found"),
+        ("/api/v1/series/A%00", 404, "not_found"),
+        ("/api/v1/settlements/A%00", 404, "not_found"),
+        (
+            "/api/v1/candles/A%00?start_time=2026-11-23T00:00:00Z&end_time=2026-11-24T00:00:00Z",
+            404,
+            "not_found",
+        ),
+        ("/api/v1/trades?market_ticker=A%00", 400, "invalid_parameter"),
+        ("/api/v1/markets?status=a%00", 400, "invalid_parameter"),
+        # A cursor whose key holds a NUL byte: base64 of ["a\u0000"].
+        ("/api/v1/markets?cursor=WyJhXHUwMDAwIl0", 400, "invalid_parameter"),
+        ("/api/v1/series?format=xml", 404, "not_found"),
+    ],
+)
+def test_input_postgresql_cannot_store_is_a_client_error(client, url, status, code):
+    # PostgreSQL text cannot hold NUL bytes: such input must never reach a query.
+    error_of(client.get(url), status, code)

@@ -24,8 +24,13 @@ DAY = date(2026, 11, 23)
 def day():
     """A small generated day: checkpoints every 50 deltas, a seq gap and a disconnect."""
     return generate_day(
-        day=DAY, hot_deltas=6000, hot_trades=50, quiet_markets=3,
-        checkpoint_every=50, seed=7, log=lambda *a: None,
+        day=DAY,
+        hot_deltas=6000,
+        hot_trades=50,
+        quiet_markets=3,
+        checkpoint_every=50,
+        seed=7,
+        log=lambda *a: None,
     )
 
 
@@ -59,12 +64,17 @@ def plain_replay(ticker, instants):
 
 
 def levels(book, side):
-    return [{"price": p, "quantity": q} for p, q in reversed(book.snapshot_levels()[0 if side == "yes" else 1])]
+    return [
+        {"price": p, "quantity": q}
+        for p, q in reversed(book.snapshot_levels()[0 if side == "yes" else 1])
+    ]
 
 
 def get_book(client, ticker, instant, extra=""):
     stamp = instant.isoformat().replace("+00:00", "Z")
-    return data_of(client.get(f"/api/v1/orderbook?market_ticker={ticker}&timestamp={stamp}{extra}"))
+    return data_of(
+        client.get(f"/api/v1/orderbook?market_ticker={ticker}&timestamp={stamp}{extra}")
+    )
 
 
 def test_book_at_random_instants_equals_a_plain_replay(client, day):
@@ -73,8 +83,14 @@ def test_book_at_random_instants_equals_a_plain_replay(client, day):
     instants = [start + timedelta(seconds=rng.uniform(0, 86398)) for _ in range(60)]
     (_, seq_gap_at, seq_gap_end), (_, cut, back) = sorted(day.gaps, key=lambda g: g[1])
     # Inside both gaps, at their edges, and at the first snapshot itself.
-    instants += [seq_gap_at, seq_gap_at + timedelta(seconds=1), seq_gap_end,
-                 cut + timedelta(seconds=1), back, start]
+    instants += [
+        seq_gap_at,
+        seq_gap_at + timedelta(seconds=1),
+        seq_gap_end,
+        cut + timedelta(seconds=1),
+        back,
+        start,
+    ]
     expected = plain_replay(day.hot_ticker, instants)
     checkpoints_used = 0
     for instant in instants:
@@ -102,29 +118,74 @@ def test_quiet_market_books_also_match(client, day):
 def test_best_prices_depth_and_provenance(client):
     Market.objects.create(ticker="M")
     t0 = datetime(2026, 11, 23, 12, tzinfo=timezone.utc)
-    ingest.snapshots_ingest([("M", t0, 9, 2, 1, "subscribe",
-                              [["0.4000", "10.00"], ["0.4200", "5.00"], ["0.4100", "1.00"]],
-                              [["0.5500", "2.50"]], None)])
-    ingest.deltas_ingest([("M", t0 + timedelta(seconds=1), 9, 2, 2, "no", D("0.5600"), D("1.25"), None)])
+    ingest.snapshots_ingest(
+        [
+            (
+                "M",
+                t0,
+                9,
+                2,
+                1,
+                "subscribe",
+                [["0.4000", "10.00"], ["0.4200", "5.00"], ["0.4100", "1.00"]],
+                [["0.5500", "2.50"]],
+                None,
+            )
+        ]
+    )
+    ingest.deltas_ingest(
+        [("M", t0 + timedelta(seconds=1), 9, 2, 2, "no", D("0.5600"), D("1.25"), None)]
+    )
     book = get_book(client, "M", t0 + timedelta(seconds=1), "&depth=2")
-    assert book["yes"] == [{"price": "0.4200", "quantity": "5.00"}, {"price": "0.4100", "quantity": "1.00"}]
-    assert book["no"] == [{"price": "0.5600", "quantity": "1.25"}, {"price": "0.5500", "quantity": "2.50"}]
+    assert book["yes"] == [
+        {"price": "0.4200", "quantity": "5.00"},
+        {"price": "0.4100", "quantity": "1.00"},
+    ]
+    assert book["no"] == [
+        {"price": "0.5600", "quantity": "1.25"},
+        {"price": "0.5500", "quantity": "2.50"},
+    ]
     assert book["best"] == {
         "yes_bid": {"price": "0.4200", "quantity": "5.00"},
         "yes_ask": {"price": "0.4400", "quantity": "1.25"},
         "no_bid": {"price": "0.5600", "quantity": "1.25"},
         "no_ask": {"price": "0.5800", "quantity": "5.00"},
     }
-    assert book["snapshot"] == {"received_at": "2026-11-23T12:00:00Z", "session_id": 9, "seq": 1, "source": "subscribe"}
+    assert book["snapshot"] == {
+        "received_at": "2026-11-23T12:00:00Z",
+        "session_id": 9,
+        "seq": 1,
+        "source": "subscribe",
+    }
     assert book["deltas_applied"] == 1
-    assert book["last_update"] == {"received_at": "2026-11-23T12:00:01Z", "session_id": 9, "seq": 2}
+    assert book["last_update"] == {
+        "received_at": "2026-11-23T12:00:01Z",
+        "session_id": 9,
+        "seq": 2,
+    }
     assert book["complete"] and book["gap"] is None and book["data_starts_at"] is None
 
 
 def test_before_the_first_data_says_when_data_starts(client):
     t0 = datetime(2026, 11, 23, 12, tzinfo=timezone.utc)
-    ingest.snapshots_ingest([("M", t0, 9, 2, 1, "rest", [["0.1000", "1.00"]], [], None)])
-    ingest.snapshots_ingest([("M", t0 + timedelta(minutes=1), 9, 2, 1, "subscribe", [["0.4000", "1.00"]], [], None)])
+    ingest.snapshots_ingest(
+        [("M", t0, 9, 2, 1, "rest", [["0.1000", "1.00"]], [], None)]
+    )
+    ingest.snapshots_ingest(
+        [
+            (
+                "M",
+                t0 + timedelta(minutes=1),
+                9,
+                2,
+                1,
+                "subscribe",
+                [["0.4000", "1.00"]],
+                [],
+                None,
+            )
+        ]
+    )
     book = get_book(client, "M", t0 + timedelta(seconds=30))
     # The REST snapshot is never a starting point.
     assert book["snapshot"] is None and not book["complete"]
@@ -145,5 +206,9 @@ def test_before_the_first_data_says_when_data_starts(client):
 )
 def test_bad_orderbook_input(client, query, status, param):
     Market.objects.create(ticker="M")
-    error_of(client.get(f"/api/v1/orderbook?{query}"), status,
-             "not_found" if status == 404 else "invalid_parameter", param)
+    error_of(
+        client.get(f"/api/v1/orderbook?{query}"),
+        status,
+        "not_found" if status == 404 else "invalid_parameter",
+        param,
+    )

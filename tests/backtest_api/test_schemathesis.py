@@ -36,10 +36,59 @@ def recorded(db):
     Series.objects.create(ticker="KXS", title="S")
     Event.objects.create(event_ticker="KXS-E", series_ticker="KXS")
     Market.objects.create(ticker="KXS-E-M", event_ticker="KXS-E", series_ticker="KXS")
-    Settlement.objects.create(market_ticker="KXS-E-M", event_ticker="KXS-E", result="yes", settled_at=T0)
-    ingest.snapshots_ingest([("KXS-E-M", T0, 1, 1, 1, "subscribe", [["0.4000", "3.00"]], [["0.5000", "1.00"]], None)])
-    ingest.deltas_ingest([("KXS-E-M", T0 + timedelta(seconds=s), 1, 1, s + 1, "yes", D("0.4100"), D("1.00"), None) for s in range(1, 5)])
-    ingest.trades_ingest([("KXS-E-M", T0 + timedelta(seconds=s), f"t{s}", D("0.41"), D("0.59"), D("2"), "yes", "bid", None, False, T0, "ws") for s in range(5)])
+    Settlement.objects.create(
+        market_ticker="KXS-E-M", event_ticker="KXS-E", result="yes", settled_at=T0
+    )
+    ingest.snapshots_ingest(
+        [
+            (
+                "KXS-E-M",
+                T0,
+                1,
+                1,
+                1,
+                "subscribe",
+                [["0.4000", "3.00"]],
+                [["0.5000", "1.00"]],
+                None,
+            )
+        ]
+    )
+    ingest.deltas_ingest(
+        [
+            (
+                "KXS-E-M",
+                T0 + timedelta(seconds=s),
+                1,
+                1,
+                s + 1,
+                "yes",
+                D("0.4100"),
+                D("1.00"),
+                None,
+            )
+            for s in range(1, 5)
+        ]
+    )
+    ingest.trades_ingest(
+        [
+            (
+                "KXS-E-M",
+                T0 + timedelta(seconds=s),
+                f"t{s}",
+                D("0.41"),
+                D("0.59"),
+                D("2"),
+                "yes",
+                "bid",
+                None,
+                False,
+                T0,
+                "ws",
+            )
+            for s in range(5)
+        ]
+    )
     return api_key_create(name="schemathesis")[1]
 
 
@@ -59,7 +108,11 @@ def api_key(recorded):
 @settings(
     max_examples=MAX_EXAMPLES,
     deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.filter_too_much],
+    suppress_health_check=[
+        HealthCheck.function_scoped_fixture,
+        HealthCheck.too_slow,
+        HealthCheck.filter_too_much,
+    ],
 )
 def test_api_conforms_to_its_schema(case, api_key, monkeypatch):
     # The run must not be cut short by our own rate limit.

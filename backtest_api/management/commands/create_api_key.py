@@ -9,7 +9,9 @@ class Command(BaseCommand):
     help = "Create an API key for the backtest API and print it (shown only this once)."
 
     def add_arguments(self, parser):
-        parser.add_argument("name", help="Who or what will use the key, e.g. 'alice-backtests'.")
+        parser.add_argument(
+            "name", help="Who or what will use the key, e.g. 'alice-backtests'."
+        )
 
     def handle(self, *args, name, **options):
         name = name.strip()
