@@ -19,10 +19,10 @@ from django.utils.http import http_date
 from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
-from rest_framework import generics
 from rest_framework.exceptions import NotFound
 from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.response import Response
+from rest_framework.views import APIView
 
 from markets.book_snapshots import book_snapshots
 from markets.coverage import coverage
@@ -132,7 +132,7 @@ def _gzipped(chunks):
     yield compressor.flush()
 
 
-class ReplayView(generics.GenericAPIView):
+class ReplayView(APIView):
     """Every event of the markets in [start_time, end_time), in the order received, as NDJSON.
 
     First, with deltas, a `snapshot` line per market (source "start": the
@@ -173,7 +173,7 @@ class ReplayView(generics.GenericAPIView):
 # --- Book snapshots ------------------------------------------------------------------
 
 
-class BookSnapshotsView(generics.GenericAPIView):
+class BookSnapshotsView(APIView):
     """The top `depth` levels of each side at every interval boundary in [start_time, end_time).
 
     Boundaries are multiples of the interval since the Unix epoch (UTC). Each
@@ -183,7 +183,6 @@ class BookSnapshotsView(generics.GenericAPIView):
 
     serializer_class = bs.BookPointSerializer
     pagination_class = TickPagination  # for the schema: pages are cut below
-    filter_backends = []
 
     @extend_schema(parameters=[bs.BookSnapshotParams],
                    responses=bs.BookPointSerializer(many=True))
@@ -203,13 +202,13 @@ class BookSnapshotsView(generics.GenericAPIView):
         if len(points) > limit:
             next_cursor = encode_cursor((points[limit].at,), (type(start),))
             points = points[:limit]
-        return paginated_response(self.get_serializer(points, many=True).data, next_cursor)
+        return paginated_response(self.serializer_class(points, many=True).data, next_cursor)
 
 
 # --- Coverage ---------------------------------------------------------------------------
 
 
-class CoverageView(generics.GenericAPIView):
+class CoverageView(APIView):
     """Per UTC day: complete, degraded (gaps recorded), missing (no data) or pending (today).
 
     With the first and last event, the number of deltas, trades, snapshots
@@ -224,7 +223,7 @@ class CoverageView(generics.GenericAPIView):
         ticker = require_market(params["market_ticker"])
         days = coverage(market_ticker=ticker, start_date=params["start_date"],
                         end_date=params["end_date"])
-        return Response(self.get_serializer({
+        return Response(self.serializer_class({
             "market_ticker": ticker, "start_date": params["start_date"],
             "end_date": params["end_date"], "days": days,
         }).data)
@@ -233,12 +232,11 @@ class CoverageView(generics.GenericAPIView):
 # --- Export files ---------------------------------------------------------------------
 
 
-class ExportListView(generics.GenericAPIView):
+class ExportListView(APIView):
     """The day files under EXPORT_DIR (written by `manage.py export`), by path."""
 
     serializer_class = bs.ExportFileSerializer
     pagination_class = TickPagination  # for the schema: pages are cut below
-    filter_backends = []
 
     @extend_schema(parameters=[bs.ExportListParams],
                    responses=bs.ExportFileSerializer(many=True))
@@ -258,11 +256,11 @@ class ExportListView(generics.GenericAPIView):
         limit = params["limit"]
         page, more = wanted[:limit], len(wanted) > limit
         next_cursor = encode_cursor((page[-1].path,), (str,)) if more else None
-        data = self.get_serializer(page, many=True, context={"request": request}).data
+        data = self.serializer_class(page, many=True, context={"request": request}).data
         return paginated_response(data, next_cursor)
 
 
-class ExportFileView(generics.GenericAPIView):
+class ExportFileView(APIView):
     """Download one day file; `path` as listed (type=T/date=D/part-0.parquet)."""
 
     schema = RawBodySchema()

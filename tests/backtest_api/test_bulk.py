@@ -219,3 +219,27 @@ def test_accept_encoding_is_read_with_its_q_values(header, accepted):
     from backtest_api.bulk_views import accepts_gzip
 
     assert accepts_gzip(header) is accepted
+
+
+@pytest.mark.parametrize("path, query", [
+    ("/api/v1/book_snapshots", {"market_ticker": HOT, "start_time": "2026-11-19T01:00:00Z",
+                                "end_time": "2026-11-19T01:01:00Z", "interval": "10s"}),
+    ("/api/v1/coverage", {"market_ticker": HOT, "start_date": "2026-11-19",
+                          "end_date": "2026-11-19"}),
+    ("/api/v1/exports", {}),
+    ("/api/v1/replay", {"market_tickers": "NOPE"}),
+])
+def test_the_browsable_api_renders_the_bulk_endpoints(client, record, path, query):
+    response = client.get(path, query, HTTP_ACCEPT="text/html")
+    assert response.status_code in (200, 400), response.content[:300]
+    if response.status_code == 200:
+        assert response["Content-Type"].startswith("text/html")
+
+
+def test_a_nul_byte_is_a_clean_error(client, record):
+    response = client.get("/api/v1/replay", {"market_tickers": "A\x00B",
+                                             "start_time": "2026-11-19T00:00:00Z",
+                                             "end_time": "2026-11-20T00:00:00Z"})
+    error_of(response, 400, "invalid_parameter", "market_tickers")
+    error_of(client.get("/api/v1/exports/type=deltas/date=2026-11-19/part-0.parquet\x00"), 404,
+             "not_found")
