@@ -203,16 +203,22 @@ def run_export(day: date, fmt: str, out: Path) -> tuple[float, float, float]:
     return seconds, float(cpu), int(peak_kb) / 1024
 
 
-def table_bytes(day: date) -> dict[str, tuple[int, int]]:
-    """(heap, heap + indexes + toast) bytes of the day's partition of each tick table."""
+def table_bytes(day: date) -> dict[str, tuple[int, int, int]]:
+    """(heap, heap + indexes + toast, dead rows) of the day's partition of each tick table.
+
+    Dead rows (left by re-generating the day) inflate the size until a
+    VACUUM FULL; the docs quote a fresh load.
+    """
     from django.db import connection
 
     sizes = {}
     with connection.cursor() as cursor:
         for table in ("orderbook_deltas", "trades", "orderbook_snapshots"):
             name = f"{table}_{day.strftime('%Y_%m_%d')}"
-            cursor.execute("SELECT pg_relation_size(%s), pg_total_relation_size(%s)",
-                           [name, name])
+            cursor.execute(
+                "SELECT pg_relation_size(%s), pg_total_relation_size(%s),"
+                " coalesce((SELECT n_dead_tup FROM pg_stat_user_tables WHERE relname = %s), 0)",
+                [name, name, name])
             sizes[table] = cursor.fetchone()
     return sizes
 
@@ -236,12 +242,12 @@ def bench_export(day: date) -> None:
         print("  size per table (Parquet file vs the day's partition: heap / with indexes):")
         folder = {"orderbook_deltas": "deltas", "trades": "trades",
                   "orderbook_snapshots": "snapshots"}
-        for table, (heap, total) in table_bytes(day).items():
+        for table, (heap, total, dead) in table_bytes(day).items():
             parquet = out / "parquet" / f"type={folder[table]}" / f"date={day}" / "part-0.parquet"
             size = parquet.stat().st_size
             print(f"    {table:20s} parquet {size / 1e6:7.1f} MB   table {heap / 1e6:7.1f} MB"
                   f" / {total / 1e6:7.1f} MB   ({heap / size:4.1f}x / {total / size:4.1f}x"
-                  " smaller)")
+                  f" smaller){f'  ({dead:,} dead rows counted)' if dead else ''}")
     finally:
         shutil.rmtree(out, ignore_errors=True)
 
