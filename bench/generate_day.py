@@ -302,6 +302,9 @@ def generate_day(
             snapshot(hot, us, session, HOT_SID, seq, "checkpoint", book)
             since_snapshot = 0
 
+    if not reconnected:  # so few deltas that none came after the disconnect
+        snapshot(hot, subscribe_b, session_b, HOT_SID, 1, "subscribe", book)
+
     trade_windows = [(subscribe_a, cut), (subscribe_b, end_us)]
     for us in spread_times(rng, hot_trades, trade_windows):
         mid = mids[us // (60 * US_PER_SECOND)]

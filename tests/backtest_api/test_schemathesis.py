@@ -5,8 +5,13 @@ generates requests (valid and invalid parameters, bounded in number) and
 checks each response: never a server error, status codes, content types and
 bodies as the schema declares them. The requests go through the WSGI app in
 this process, so they see this test's database rows.
+
+What it found so far, now fixed and covered by ordinary tests: far UTC
+offsets reaching PostgreSQL, empty filter values silently ignored, an empty
+limit taken as the default.
 """
 
+import os
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal as D
 
@@ -23,7 +28,7 @@ from kalshi_data.wsgi import application
 from markets import ingest
 from markets.models import Event, Market, Series, Settlement
 
-MAX_EXAMPLES = 60  # per operation; the whole run takes well under a minute
+MAX_EXAMPLES = int(os.environ.get("SCHEMATHESIS_MAX_EXAMPLES", "60"))  # per operation
 
 schema = schemathesis.openapi.from_wsgi("/api/schema/", application)
 
@@ -107,6 +112,11 @@ def api_key(recorded):
 @schema.parametrize()
 @settings(
     max_examples=MAX_EXAMPLES,
+    # The same examples on every run, so the suite passes or fails for a
+    # reason; SCHEMATHESIS_RANDOM=1 (and SCHEMATHESIS_MAX_EXAMPLES=400)
+    # explores further.
+    derandomize=not os.environ.get("SCHEMATHESIS_RANDOM"),
+    database=None,
     deadline=None,
     suppress_health_check=[
         HealthCheck.function_scoped_fixture,
