@@ -414,6 +414,23 @@ def _lifecycle_source(ticker, where, where_params, start, end, batch_size) -> _S
     )
 
 
+def _run_end(batch: list, position: int, limit: tuple, key) -> int:
+    """The first index after `position` whose row sorts at or after `limit`.
+
+    batch[position] sorts before `limit`. Runs are often short (a trade every
+    few deltas), so this gallops (1, 2, 4... rows ahead) before bisecting the
+    last step: a short run costs a comparison or two, a long one log n.
+    """
+    size, step, low = len(batch), 1, position + 1
+    while True:
+        probe = position + step
+        if probe >= size:
+            return bisect.bisect_left(batch, limit, low, size, key=key)
+        if key(batch[probe]) >= limit:
+            return bisect.bisect_left(batch, limit, low, probe, key=key)
+        low, step = probe + 1, step * 2
+
+
 def _merge_runs(sources: list[_Source]) -> Iterator[list[str]]:
     """The lines of all sources in merge-key order, as runs (lists) of lines."""
     heap = []  # (merge key of the head row, source index)
@@ -436,7 +453,7 @@ def _merge_runs(sources: list[_Source]) -> Iterator[list[str]]:
             return
         limit = heap[0][0]
         while True:
-            end = bisect.bisect_left(batch, limit, position, key=key)
+            end = _run_end(batch, position, limit, key)
             yield [row[0] for row in batch[position:end]]
             if end < len(batch):
                 state[index][1] = end
@@ -447,6 +464,10 @@ def _merge_runs(sources: list[_Source]) -> Iterator[list[str]]:
                 del state[index]
                 break
             state[index][0], position = batch, 0
+            if key(batch[0]) >= limit:  # the new batch starts behind another source
+                state[index][1] = 0
+                heapq.heappush(heap, (key(batch[0]), index))
+                break
 
 
 def _levels(value) -> list:
