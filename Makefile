@@ -27,3 +27,6 @@ run: migrate
 
 test: install
 	$(BIN)/pytest
+
+bench: migrate
+	$(BIN)/python bench/api_bench.py

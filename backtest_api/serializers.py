@@ -13,7 +13,12 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from markets.fixedpoint import format_count, format_price
-from markets.selectors import MAX_CANDLE_BUCKETS, bucket_count, parse_interval
+from markets.selectors import (
+    MAX_CANDLE_BUCKETS,
+    bucket_count,
+    bucket_start,
+    parse_interval,
+)
 
 from .pagination import DEFAULT_LIMIT, MAX_LIMIT
 
@@ -237,9 +242,22 @@ class CandleParams(TimeRangeParams):
 
     def validate(self, attrs):
         attrs = super().validate(attrs)
-        buckets = bucket_count(
-            attrs["start_time"], attrs["end_time"], attrs["interval"]
-        )
+        start, end, interval = attrs["start_time"], attrs["end_time"], attrs["interval"]
+        # Buckets are aligned, so they can reach past the range a datetime
+        # holds (years 1 to 9999) even when the range itself does not.
+        try:
+            first = bucket_start(start, interval)
+        except OverflowError:
+            raise serializers.ValidationError(
+                {"start_time": "Too early: its bucket would start before year 1."}
+            ) from None
+        buckets = bucket_count(start, end, interval)
+        try:
+            first + buckets * interval
+        except OverflowError:
+            raise serializers.ValidationError(
+                {"end_time": "Too late: its bucket would end after year 9999."}
+            ) from None
         if buckets > MAX_CANDLE_BUCKETS:
             raise serializers.ValidationError(
                 {

@@ -5,6 +5,7 @@ the repository. See README.md for the list.
 """
 
 import os
+import warnings
 from pathlib import Path
 
 from .database import database_config
@@ -62,6 +63,9 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "backtest_api.middleware.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # Static files (admin, Swagger UI and ReDoc from drf-spectacular-sidecar)
+    # from the app server itself, so the API docs work offline under gunicorn.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -102,6 +106,12 @@ USE_I18N = False
 
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "var" / "static"
+# Serve straight from the apps' static folders when collectstatic has not
+# been run (development, a fresh deployment); collectstatic is still faster.
+WHITENOISE_USE_FINDERS = True
+# ...and then STATIC_ROOT does not exist yet, which WhiteNoise would warn
+# about at every start.
+warnings.filterwarnings("ignore", message=r"No directory at: .*static")
 
 # --- Partitions -------------------------------------------------------------
 PSQLEXTRA_PARTITIONING_MANAGER = "markets.partitioning.manager"

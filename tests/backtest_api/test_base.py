@@ -236,3 +236,14 @@ def test_every_endpoint_is_browsable(admin_client, url):
 def test_input_postgresql_cannot_store_is_a_client_error(client, url, status, code):
     # PostgreSQL text cannot hold NUL bytes: such input must never reach a query.
     error_of(client.get(url), status, code)
+
+
+@override_settings(DEBUG=False)
+def test_swagger_ui_assets_are_served_by_the_app_itself(anon):
+    # No CDN and no separate web server: the docs work offline under gunicorn.
+    html = anon.get("/api/docs/").content.decode()
+    asset = "/static/drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle.js"
+    assert asset in html
+    response = anon.get(asset)
+    assert response.status_code == 200
+    assert b"SwaggerUIBundle" in b"".join(response.streaming_content)

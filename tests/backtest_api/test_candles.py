@@ -235,6 +235,14 @@ def test_carry_forward_starts_at_the_first_trade_when_none_before(client):
             "start_time=2026-11-23T00:00:00Z&end_time=2026-11-24T00:00:00Z&carry_forward=maybe",
             "carry_forward",
         ),
+        (
+            "interval=7m&start_time=0001-01-01T00:00:00Z&end_time=0001-01-01T01:00:00Z",
+            "start_time",
+        ),
+        (
+            "interval=1d&start_time=9999-12-31T00:00:00Z&end_time=9999-12-31T23:59:59Z",
+            "end_time",
+        ),
     ],
 )
 def test_bad_candle_parameters_are_400s_naming_them(client, query, param):
