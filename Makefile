@@ -30,3 +30,4 @@ test: install
 
 bench: migrate
 	$(BIN)/python bench/api_bench.py
+	$(BIN)/python bench/bulk_bench.py

@@ -10,8 +10,8 @@ Prints, does not assert (see docs/bulk.md for the numbers measured):
   Parquet, then to gzip CSV: wall time and the child's peak memory;
 * the size of the Parquet files against the day's partitions in PostgreSQL.
 
-    python bench/bulk_bench.py --day 2026-11-23            # generate the day first if needed
-    python bench/bulk_bench.py --day 2026-11-23 --skip-generate
+    python bench/bulk_bench.py --day 2026-11-23     # loads the day first if it is not there
+    python bench/bulk_bench.py --day 2026-11-23 --only replay
 
 The machine is shared: the load average before and after each step is
 printed with it.
@@ -277,9 +277,9 @@ def bench_book_snapshots(day_start: datetime, hot: str) -> None:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--day", type=date.fromisoformat, required=True, help="UTC day.")
-    parser.add_argument("--skip-generate", action="store_true",
-                        help="Use the day already loaded by bench/generate_day.py.")
+    parser.add_argument("--day", type=date.fromisoformat, help="UTC day (default: yesterday).")
+    parser.add_argument("--regenerate", action="store_true",
+                        help="Load the day with bench/generate_day.py even if it is there.")
     parser.add_argument("--only", choices=("replay", "export", "book_snapshots"),
                         help="Run one part.")
     args = parser.parse_args(argv)
@@ -289,14 +289,14 @@ def main(argv=None) -> None:
     from markets.models import OrderbookDelta
 
     hot = f"{DEFAULT_PREFIX}-HOT"
-    day_start = datetime(args.day.year, args.day.month, args.day.day, tzinfo=timezone.utc)
+    day = args.day or (datetime.now(timezone.utc).date() - timedelta(days=1))
+    day_start = datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
     loaded = OrderbookDelta.objects.filter(
         market_ticker=hot, received_at__gte=day_start,
         received_at__lt=day_start + timedelta(days=1)).exists()
-    if not loaded and args.skip_generate:
-        raise SystemExit(f"{args.day} is not loaded; run bench/generate_day.py --day {args.day}")
-    if not args.skip_generate:
-        generate_day(day=args.day)
+    if args.regenerate or not loaded:
+        generate_day(day=day)
+    args.day = day
     if args.only in (None, "replay"):
         bench_replay(day_start, hot)
     if args.only in (None, "book_snapshots"):
