@@ -283,6 +283,10 @@ ROOT_LINKS = (
     ("trades", "trade-list"),
     ("deltas", "delta-list"),
     ("orderbook", "orderbook"),
+    ("replay", "replay"),
+    ("book_snapshots", "book-snapshots"),
+    ("coverage", "coverage"),
+    ("exports", "export-list"),
 )
 
 
