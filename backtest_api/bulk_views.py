@@ -178,7 +178,8 @@ class BookSnapshotsView(APIView):
 
     Boundaries are multiples of the interval since the Unix epoch (UTC). Each
     point equals /orderbook at that instant; a page is computed in one
-    forward pass from one book reconstruction.
+    forward pass, which restarts from a stored snapshot when one lies
+    between two points (markets/book_snapshots.py).
     """
 
     serializer_class = bs.BookPointSerializer

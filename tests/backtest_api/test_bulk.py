@@ -243,3 +243,18 @@ def test_a_nul_byte_is_a_clean_error(client, record):
     error_of(response, 400, "invalid_parameter", "market_tickers")
     error_of(client.get("/api/v1/exports/type=deltas/date=2026-11-19/part-0.parquet\x00"), 404,
              "not_found")
+
+
+def test_a_failure_mid_stream_ends_it_with_an_error_line(client, record, monkeypatch):
+    from backtest_api import bulk_views
+
+    def broken(**kwargs):
+        yield ['{"type":"snapshot"}']
+        raise RuntimeError("the database went away")
+
+    monkeypatch.setattr(bulk_views, "replay_runs", broken)
+    events = _lines(client.get("/api/v1/replay", {
+        "market_tickers": HOT, "start_time": _iso(record.first), "end_time": _iso(record.last)}))
+    assert events[0] == {"type": "snapshot"}
+    assert events[-1]["type"] == "error" and events[-1]["events"] == 1
+    assert events[-1]["request_id"]
