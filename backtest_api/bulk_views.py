@@ -96,12 +96,12 @@ class RawBodySchema(EnvelopeAutoSchema):
 def _ndjson_chunks(runs, request_id: str):
     """Runs of lines joined into chunks, then an `end` line that says the stream is whole.
 
-    A failure after the first byte cannot change the status any more, so it
-    ends the stream with an `error` line instead of an `end` line.
+    A failure after the first byte cannot change the status any more, so the
+    lines read until then are sent and an `error` line ends the stream
+    instead of the `end` line.
     """
-    events = 0
+    events, pending, count = 0, [], 0
     try:
-        pending, count = [], 0
         for run in runs:
             pending.append("\n".join(run))
             count += len(run)
@@ -109,15 +109,15 @@ def _ndjson_chunks(runs, request_id: str):
                 events += count
                 yield ("\n".join(pending) + "\n").encode()
                 pending, count = [], 0
-        if pending:
-            events += count
-            yield ("\n".join(pending) + "\n").encode()
-        tail = {"type": "end", "events": events, "request_id": request_id}
+        tail = {"type": "end", "events": events + count, "request_id": request_id}
     except Exception:
-        logger.exception("replay stream failed after %d events (request %s)", events, request_id)
-        tail = {"type": "error", "code": "internal_error", "events": events,
+        logger.exception("replay stream failed after %d events (request %s)",
+                         events + count, request_id)
+        tail = {"type": "error", "code": "internal_error", "events": events + count,
                 "message": "The stream failed; quote the request_id when reporting it.",
                 "request_id": request_id}
+    if pending:
+        yield ("\n".join(pending) + "\n").encode()
     yield (json.dumps(tail, separators=(",", ":")) + "\n").encode()
 
 
