@@ -7,6 +7,8 @@ can grow without the other's edits.
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
+
 from rest_framework import serializers
 
 from markets.book_snapshots import parse_interval
@@ -20,6 +22,11 @@ MAX_REPLAY_MARKETS = 50
 MAX_SNAPSHOT_DEPTH = 100
 DEFAULT_SNAPSHOT_DEPTH = 10
 MAX_COVERAGE_DAYS = 366
+# Instants a request may name. Far inside what a datetime holds (years 1 to
+# 9999), so that stepping a day or an interval around them never overflows.
+EARLIEST = datetime(1970, 1, 1, tzinfo=timezone.utc)
+LATEST = datetime(9000, 1, 1, tzinfo=timezone.utc)
+OUTSIDE_RANGE = f"Must be from {EARLIEST.date()} to {LATEST.date()}."
 
 
 def _comma_list(value: str, *, allowed=None, maximum=None, what="value") -> list[str]:
@@ -53,6 +60,12 @@ class RequiredTimeRangeParams(RejectEmpty, TimeRangeParams):
         super().__init__(*args, **kwargs)
         self.fields["start_time"].required = True
         self.fields["end_time"].required = True
+
+    def validate(self, attrs):
+        for name in ("start_time", "end_time"):
+            if not EARLIEST <= attrs[name] <= LATEST:
+                raise serializers.ValidationError({name: OUTSIDE_RANGE})
+        return super().validate(attrs)
 
 
 # --- Replay -------------------------------------------------------------------------
@@ -133,6 +146,9 @@ class CoverageParams(RejectEmpty, serializers.Serializer):
     end_date = serializers.DateField(help_text="Last UTC day, included.")
 
     def validate(self, attrs):
+        for name in ("start_date", "end_date"):
+            if not EARLIEST.date() <= attrs[name] <= LATEST.date():
+                raise serializers.ValidationError({name: OUTSIDE_RANGE})
         days = (attrs["end_date"] - attrs["start_date"]).days + 1
         if days < 1:
             raise serializers.ValidationError({"end_date": "Must not be before start_date."})

@@ -258,3 +258,19 @@ def test_a_failure_mid_stream_ends_it_with_an_error_line(client, record, monkeyp
     assert events[0] == {"type": "snapshot"}
     assert events[-1]["type"] == "error" and events[-1]["events"] == 1
     assert events[-1]["request_id"]
+
+
+@pytest.mark.parametrize("path, query, param", [
+    ("/api/v1/replay", {"market_tickers": HOT, "start_time": "0001-01-01T00:00:00Z",
+                        "end_time": "2026-11-19T00:00:00Z"}, "start_time"),
+    ("/api/v1/replay", {"market_tickers": HOT, "start_time": "2026-11-19T00:00:00Z",
+                        "end_time": "9999-12-31T23:59:59Z"}, "end_time"),
+    ("/api/v1/book_snapshots", {"market_ticker": HOT, "interval": "1d",
+                                "start_time": "9999-12-30T00:00:00Z",
+                                "end_time": "9999-12-31T23:59:59Z"}, "start_time"),
+    ("/api/v1/coverage", {"market_ticker": HOT, "start_date": "9999-12-30",
+                          "end_date": "9999-12-31"}, "start_date"),
+])
+def test_instants_near_the_ends_of_time_are_400s_not_overflows(client, record, path, query,
+                                                               param):
+    error_of(client.get(path, query), 400, "invalid_parameter", param)
