@@ -160,6 +160,10 @@ class CoverageParams(RejectEmpty, serializers.Serializer):
 
 
 class CoverageGapSerializer(GapSerializer):
+    """A gap as everywhere in the API, plus its start, end and duration by those names."""
+
+    start = UtcDateTimeField(source="detected_at")
+    end = UtcDateTimeField(source="recovered_at", allow_null=True, help_text="Null while open.")
     duration_seconds = serializers.SerializerMethodField(
         help_text="Null while the gap is still open."
     )

@@ -165,7 +165,8 @@ def test_coverage_per_day(client, record):
     assert (degraded["date"], degraded["status"]) == ("2026-11-19", "degraded")
     assert degraded["deltas"] > 0 and degraded["trades"] > 0
     gap = next(g for g in degraded["gaps"] if g["reason"] == "seq_gap")
-    assert gap["detected_at"] == _iso(record.gap.detected_at)
+    assert gap["detected_at"] == gap["start"] == _iso(record.gap.detected_at)
+    assert gap["end"] == _iso(record.gap.recovered_at)
     assert gap["duration_seconds"] == (record.gap.recovered_at
                                        - record.gap.detected_at).total_seconds()
 
