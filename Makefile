@@ -29,3 +29,7 @@ run: migrate
 
 test: install
 	$(BIN)/pytest
+
+bench: migrate
+	$(BIN)/python bench/api_bench.py
+	$(BIN)/python bench/bulk_bench.py

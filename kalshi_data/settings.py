@@ -5,6 +5,7 @@ the repository. See README.md for the list.
 """
 
 import os
+import warnings
 from pathlib import Path
 
 from .database import database_config
@@ -60,7 +61,11 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "backtest_api.middleware.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # Static files (admin, Swagger UI and ReDoc from drf-spectacular-sidecar)
+    # from the app server itself, so the API docs work offline under gunicorn.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -101,6 +106,12 @@ USE_I18N = False
 
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "var" / "static"
+# Serve straight from the apps' static folders when collectstatic has not
+# been run (development, a fresh deployment); collectstatic is still faster.
+WHITENOISE_USE_FINDERS = True
+# ...and then STATIC_ROOT does not exist yet, which WhiteNoise would warn
+# about at every start.
+warnings.filterwarnings("ignore", message=r"No directory at: .*static")
 
 # --- Partitions -------------------------------------------------------------
 PSQLEXTRA_PARTITIONING_MANAGER = "markets.partitioning.manager"
@@ -136,6 +147,63 @@ KALSHI_REST_URL = os.environ.get("KALSHI_REST_URL", "").strip() or KALSHI_HOSTS[
 KALSHI_WS_URL = os.environ.get("KALSHI_WS_URL", "").strip() or KALSHI_HOSTS[KALSHI_ENV][1]
 KALSHI_API_KEY_ID = os.environ.get("KALSHI_API_KEY_ID", "").strip()
 KALSHI_PRIVATE_KEY_PATH = os.environ.get("KALSHI_PRIVATE_KEY_PATH", "").strip()
+
+# --- Backtest API -----------------------------------------------------------
+# Anonymous clients may read without a key (a private deployment behind a
+# firewall); off by default, so a public server asks for an API key.
+API_ALLOW_ANONYMOUS = env_bool("API_ALLOW_ANONYMOUS")
+# DRF rate strings ("<count>/<sec|min|hour|day>"): per API key, per staff
+# session user, and per client address for anonymous reads.
+API_RATE_KEY = os.environ.get("API_RATE_KEY", "1200/min")
+API_RATE_ANON = os.environ.get("API_RATE_ANON", "120/min")
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "backtest_api.authentication.ApiKeyAuthentication",
+        "backtest_api.authentication.StaffSessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["backtest_api.permissions.CanReadApi"],
+    "DEFAULT_THROTTLE_CLASSES": [
+        "backtest_api.throttling.ApiKeyRateThrottle",
+        "backtest_api.throttling.AnonymousRateThrottle",
+    ],
+    "DEFAULT_THROTTLE_RATES": {"key": API_RATE_KEY, "anon": API_RATE_ANON},
+    "DEFAULT_RENDERER_CLASSES": [
+        "backtest_api.renderers.EnvelopeJSONRenderer",
+        "backtest_api.renderers.EnvelopeBrowsableAPIRenderer",
+    ],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    "DEFAULT_SCHEMA_CLASS": "backtest_api.schema.EnvelopeAutoSchema",
+    "EXCEPTION_HANDLER": "backtest_api.exceptions.api_exception_handler",
+    # Accept ?format=json / ?format=api so a browser can ask for raw JSON.
+    "URL_FORMAT_OVERRIDE": "format",
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Kalshi historical data: backtest API",
+    "DESCRIPTION": (
+        "Order books at any instant, deltas, trades, candles, settlements and "
+        "the series/event/market hierarchy recorded from Kalshi. Times are ISO "
+        "8601 UTC; prices are dollar strings with 4 decimals and counts strings "
+        "with 2, as Kalshi sends them."
+    ),
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    # Swagger UI and ReDoc assets come from drf-spectacular-sidecar: no CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "SettlementResultEnum": "markets.models.hierarchy.SettlementResult",
+    },
+}
+
+# --- Bulk data ----------------------------------------------------------------
+# Where `manage.py export` writes day files by default, and the folder whose
+# files the API lists and serves (/api/v1/exports).
+EXPORT_DIR = Path(os.environ.get("EXPORT_DIR") or BASE_DIR / "export")
 
 # --- Logging ----------------------------------------------------------------
 LOGGING = {

@@ -1,4 +1,4 @@
-"""Top-level URLs: the admin and the backtest API."""
+"""Top-level URLs: the admin and the backtest API (at the root: / -> /api/v1/)."""
 
 from django.contrib import admin
 from django.urls import include, path
@@ -7,3 +7,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("", include("backtest_api.urls")),
 ]
+
+# Outside the API's views, a wrong URL or a bug still answers in its error shape.
+handler404 = "backtest_api.exceptions.not_found"
+handler500 = "backtest_api.exceptions.server_error"

@@ -1,0 +1,52 @@
+"""The success envelope, added at render time so views return plain data.
+
+Every 2xx body becomes ``{"data": ..., "request_id": ..., "response_time": s}``;
+a paginated list adds ``next_cursor`` and ``has_more`` (the paginator puts
+them on the response as `envelope_extra`). Error bodies are already in their
+own shape (see exceptions.py) and pass through untouched. The browsable API
+renders through the same JSON renderer, so what a browser shows is what a
+client gets.
+"""
+
+from __future__ import annotations
+
+import time
+
+from rest_framework.renderers import BrowsableAPIRenderer, JSONRenderer
+
+from .middleware import request_id_for
+
+
+def envelope(data, request, extra: dict | None = None) -> dict:
+    body = {"data": data}
+    body.update(extra or {})
+    body["request_id"] = request_id_for(request)
+    started = getattr(request, "started_at", None)
+    body["response_time"] = (
+        round(time.perf_counter() - started, 6) if started is not None else None
+    )
+    return body
+
+
+class EnvelopeJSONRenderer(JSONRenderer):
+    # Exact decimals are already strings; keep the output compact.
+    compact = True
+
+    def render(self, data, accepted_media_type=None, renderer_context=None):
+        context = renderer_context or {}
+        response = context.get("response")
+        request = context.get("request")
+        if (
+            response is not None
+            and request is not None
+            and 200 <= response.status_code < 300
+        ):
+            data = envelope(data, request, getattr(response, "envelope_extra", None))
+        return super().render(data, accepted_media_type, renderer_context)
+
+
+class EnvelopeBrowsableAPIRenderer(BrowsableAPIRenderer):
+    """The browsable API; read-only, so no forms are rendered."""
+
+    def get_rendered_html_form(self, data, view, method, request):
+        return None

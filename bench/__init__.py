@@ -1,0 +1,1 @@
+"""Benchmarks and the data generator they share; never part of the test run."""

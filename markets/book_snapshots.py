@@ -1,0 +1,149 @@
+"""The top of a market's book at every interval boundary, in one forward pass.
+
+Rebuilding the book separately at each of 86,400 one-second points would
+read the same deltas over and over. Instead the book is rebuilt once
+(`book_at`) at the first boundary and then carried forward: the deltas that
+follow are applied in replay order, and the book is read at each boundary as
+the pass crosses it. When a stored snapshot (a resync after a gap, a new
+session's subscribe snapshot, a checkpoint) lies before the next boundary,
+the pass restarts from it with `book_at` instead of applying the deltas it
+supersedes: with long intervals most deltas are never read. Every point
+equals `book_at(market, boundary)`.
+
+Boundaries are multiples of the interval since the Unix epoch (UTC): with
+"1h" they fall on the hour, with "1d" at midnight UTC. A point includes every
+event received at or before its instant, as `book_at` does.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Iterator
+
+from django.db.models import Q
+
+from .book import Level, OrderBook
+from .models import SequenceGap
+from .replay import ONE_MICROSECOND, _MAX_BIGINT, _delta_rows, book_at, snapshot_keys
+
+MIN_INTERVAL = timedelta(seconds=1)
+MAX_INTERVAL = timedelta(days=1)
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+_INTERVAL_RE = re.compile(r"^([1-9][0-9]{0,5})([smhd])$")
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_BATCH_SIZE = 10_000
+# After a restart from a snapshot, only the deltas up to the next boundary
+# may be needed: read a small batch first, then larger ones.
+_FIRST_BATCH_SIZE = 256
+
+
+def parse_interval(text: str) -> timedelta:
+    """ "1s", "15m", "4h", "1d" ... as a timedelta between MIN_ and MAX_INTERVAL."""
+    match = _INTERVAL_RE.match(text or "")
+    if not match:
+        raise ValueError(f"not an interval: {text!r} (use e.g. 1s, 30s, 5m, 1h, 1d)")
+    interval = timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+    if not MIN_INTERVAL <= interval <= MAX_INTERVAL:
+        raise ValueError(f"interval {text!r} is outside 1s..1d")
+    return interval
+
+
+def boundaries(start: datetime, end: datetime, interval: timedelta) -> Iterator[datetime]:
+    """Every multiple of `interval` since the epoch in [start, end)."""
+    step = interval // ONE_MICROSECOND
+    offset = (start - _EPOCH) // ONE_MICROSECOND
+    at = _EPOCH + timedelta(microseconds=-(-offset // step) * step)  # ceiling
+    while at < end:
+        yield at
+        at += interval
+
+
+@dataclass
+class BookPoint:
+    """The top of the book at one boundary."""
+
+    at: datetime
+    yes: list[Level]  # best (highest) bid first
+    no: list[Level]
+    yes_bid: Level | None
+    yes_ask: Level | None
+    no_bid: Level | None
+    no_ask: Level | None
+    complete: bool  # False before the first snapshot or inside a recorded gap
+    gap: SequenceGap | None
+    last_update: datetime | None  # receive time of the last row applied
+
+
+def book_snapshots(
+    *, market_ticker: str, start_time: datetime, end_time: datetime, interval: timedelta,
+    depth: int,
+) -> Iterator[BookPoint]:
+    """The top `depth` levels of each side at every boundary in [start_time, end_time)."""
+    points = boundaries(start_time, end_time, interval)
+    first = next(points, None)
+    if first is None:
+        return
+    state = book_at(market_ticker, first)
+    book = state.book
+    have_snapshot = state.snapshot is not None
+    last_update = state.last_key[0] if state.last_key else None
+    gaps = list(
+        SequenceGap.objects.filter(
+            market_ticker=market_ticker, channel="orderbook_delta", detected_at__lt=end_time
+        )
+        .filter(Q(recovered_at__isnull=True) | Q(recovered_at__gt=first))
+        .order_by("detected_at")
+    )
+    yield _point(first, book, depth, have_snapshot, gaps, last_update)
+
+    position = state.last_key or (first, _MAX_BIGINT, _MAX_BIGINT)
+    snapshots = snapshot_keys(market_ticker, first + ONE_MICROSECOND, end_time)
+    next_snapshot = next(snapshots, None)
+    deltas, delta = None, None
+    for at in points:
+        passed = False
+        while next_snapshot is not None and next_snapshot[0] <= at:
+            passed, next_snapshot = True, next(snapshots, None)
+        if passed:
+            # A stored snapshot lies before this boundary: book_at starts
+            # from the latest one, which costs less than applying every delta
+            # it supersedes (a long interval spans many checkpoints).
+            state = book_at(market_ticker, at)
+            book, have_snapshot = state.book, state.snapshot is not None
+            position = state.last_key
+            last_update = position[0]
+            deltas = None
+        else:
+            if deltas is None:
+                deltas = _delta_rows(market_ticker, position, end_time, batch_size=_BATCH_SIZE,
+                                     first_batch_size=_FIRST_BATCH_SIZE)
+                delta = next(deltas, None)
+            while delta is not None and delta[0] <= at:
+                if have_snapshot:  # a delta before any snapshot means nothing
+                    book.apply_delta(delta[4], delta[5], delta[6])
+                position, last_update = delta[:3], delta[0]
+                delta = next(deltas, None)
+        yield _point(at, book, depth, have_snapshot, gaps, last_update)
+
+
+def _point(at, book: OrderBook, depth, have_snapshot, gaps, last_update) -> BookPoint:
+    gap = None
+    for candidate in gaps:
+        if candidate.detected_at <= at and (
+            candidate.recovered_at is None or candidate.recovered_at > at
+        ):
+            gap = candidate  # the latest one wins, as in replay.gap_at
+    return BookPoint(
+        at=at,
+        yes=book.levels("yes", depth),
+        no=book.levels("no", depth),
+        yes_bid=book.best_bid("yes"),
+        yes_ask=book.best_ask("yes"),
+        no_bid=book.best_bid("no"),
+        no_ask=book.best_ask("no"),
+        complete=have_snapshot and gap is None,
+        gap=gap,
+        last_update=last_update,
+    )

@@ -1,0 +1,469 @@
+"""Reads of the recorded data, for the API and anything else that serves it.
+
+Each function is one question (a page of trades, the candles of a market,
+what a market's record covers) answered with as few queries as the question
+allows. Querysets are returned where callers filter and paginate further
+(the hierarchy); the tick tables are read with raw SQL and keyset bounds, so
+a deep page costs the same as the first. Time ranges are half-open
+[start, end) on each table's partition column, so PostgreSQL prunes
+partitions. Writes live in ingest.py; the book at an instant in replay.py.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+from typing import Sequence
+
+import psycopg
+from django.db import connection
+from django.db.models import Count, IntegerField, OuterRef, Q, Subquery, Value
+from django.db.models.functions import Coalesce
+
+from .models import (
+    Event,
+    Market,
+    OrderbookSnapshot,
+    SequenceGap,
+    Series,
+    Settlement,
+    SnapshotSource,
+)
+from .replay import BookAt, book_at
+
+
+def fetchall_binary(sql: str, params: Sequence) -> list[tuple]:
+    """All rows of a query, in PostgreSQL's binary format.
+
+    Django's cursor binds parameters on the client and loads timestamps
+    through a Python loader; psycopg's own binary loaders are C. On a
+    1000-row page of deltas this is about 4x faster (6.5 ms -> 1.6 ms). The
+    session's time zone is UTC (Django sets it), so times load as UTC.
+    """
+    connection.ensure_connection()
+    with connection.wrap_database_errors:
+        with psycopg.Cursor(connection.connection) as cursor:
+            cursor.execute(sql, params, binary=True)
+            return cursor.fetchall()
+
+
+# --- Hierarchy ----------------------------------------------------------------
+
+
+def series_list():
+    return Series.objects.all()
+
+
+def series_get(ticker: str) -> Series | None:
+    return Series.objects.filter(ticker=ticker).first()
+
+
+def events_list():
+    """Events, each annotated with `market_count` (markets joined by ticker)."""
+    counts = (
+        Market.objects.filter(event_ticker=OuterRef("event_ticker"))
+        .order_by()
+        .values("event_ticker")
+        .annotate(n=Count("*"))
+        .values("n")
+    )
+    return Event.objects.annotate(
+        market_count=Coalesce(Subquery(counts, output_field=IntegerField()), Value(0))
+    )
+
+
+def event_get(event_ticker: str) -> Event | None:
+    """The event with `markets` (its markets, by ticker) and `market_count` set."""
+    event = events_list().filter(event_ticker=event_ticker).first()
+    if event is not None:
+        event.markets = list(
+            Market.objects.filter(event_ticker=event_ticker).order_by("ticker")
+        )
+    return event
+
+
+def markets_list():
+    return Market.objects.all()
+
+
+def market_get(ticker: str) -> Market | None:
+    return Market.objects.filter(ticker=ticker).first()
+
+
+def settlements_list():
+    return Settlement.objects.all()
+
+
+def settlement_get(market_ticker: str) -> Settlement | None:
+    return Settlement.objects.filter(market_ticker=market_ticker).first()
+
+
+# --- Coverage -------------------------------------------------------------------
+
+
+@dataclass
+class Coverage:
+    """What the record of one market holds: first/last instants and known gaps."""
+
+    market_ticker: str
+    first_delta_at: datetime | None = None
+    last_delta_at: datetime | None = None
+    first_trade_at: datetime | None = None
+    last_trade_at: datetime | None = None
+    gaps: list[SequenceGap] = field(default_factory=list)
+
+    @property
+    def span(self) -> tuple[datetime, datetime] | None:
+        """From the first to the last recorded instant of either table, if any."""
+        firsts = [t for t in (self.first_delta_at, self.first_trade_at) if t]
+        lasts = [t for t in (self.last_delta_at, self.last_trade_at) if t]
+        return (min(firsts), max(lasts)) if firsts else None
+
+
+def coverage_for(market_tickers: Sequence[str]) -> dict[str, Coverage]:
+    """Coverage of each market, in two queries whatever the number of markets.
+
+    Each bound is its own ORDER BY ... LIMIT 1 on the primary-key index (a
+    handful of index probes per market), never an aggregate over the rows.
+    Gaps listed are the market's own and the channel-wide ones (empty ticker,
+    e.g. a lost trade connection) that fall inside its recorded span.
+    """
+    result = {t: Coverage(t) for t in market_tickers}
+    if not market_tickers:
+        return result
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT m.t,
+              (SELECT received_at FROM orderbook_deltas d WHERE d.market_ticker = m.t
+                 ORDER BY received_at LIMIT 1),
+              (SELECT received_at FROM orderbook_deltas d WHERE d.market_ticker = m.t
+                 ORDER BY received_at DESC LIMIT 1),
+              (SELECT ts FROM trades r WHERE r.market_ticker = m.t ORDER BY ts LIMIT 1),
+              (SELECT ts FROM trades r WHERE r.market_ticker = m.t ORDER BY ts DESC LIMIT 1)
+            FROM unnest(%s::text[]) AS m(t)
+            """,
+            [list(market_tickers)],
+        )
+        for ticker, first_d, last_d, first_t, last_t in cursor.fetchall():
+            cov = result[ticker]
+            cov.first_delta_at, cov.last_delta_at = first_d, last_d
+            cov.first_trade_at, cov.last_trade_at = first_t, last_t
+    spans = [c.span for c in result.values() if c.span]
+    if spans:
+        wide = Q(market_ticker="", detected_at__lte=max(e for _, e in spans)) & (
+            Q(recovered_at__isnull=True) | Q(recovered_at__gte=min(b for b, _ in spans))
+        )
+    else:
+        wide = Q(pk__in=[])
+    for gap in SequenceGap.objects.filter(Q(market_ticker__in=market_tickers) | wide):
+        if gap.market_ticker:
+            result[gap.market_ticker].gaps.append(gap)
+            continue
+        for cov in result.values():
+            if cov.span and gap.detected_at <= cov.span[1] and (
+                gap.recovered_at is None or gap.recovered_at >= cov.span[0]
+            ):
+                cov.gaps.append(gap)
+    return result
+
+
+def market_known(ticker: str) -> bool:
+    """Whether the ticker is a market we know of or hold any record for."""
+    if Market.objects.filter(ticker=ticker).exists():
+        return True
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT EXISTS (SELECT 1 FROM orderbook_snapshots WHERE market_ticker = %s)"
+            " OR EXISTS (SELECT 1 FROM trades WHERE market_ticker = %s)",
+            [ticker, ticker],
+        )
+        return cursor.fetchone()[0]
+
+
+def first_snapshot_after(market_ticker: str, at: datetime) -> datetime | None:
+    """When replayable data for the market starts after `at` (for "data starts at")."""
+    row = (
+        OrderbookSnapshot.objects.filter(
+            market_ticker=market_ticker, received_at__gt=at
+        )
+        .exclude(source=SnapshotSource.REST)
+        .order_by("received_at")
+        .values_list("received_at", flat=True)
+        .first()
+    )
+    return row
+
+
+# --- Trades and deltas ------------------------------------------------------------
+
+TRADE_KEY = ("ts", "trade_id")
+TRADE_KEY_TYPES = (datetime, str)
+# Replay order (REPLAY_ORDER), then sid: the full key of a market's deltas.
+DELTA_KEY = ("received_at", "session_id", "seq", "sid")
+DELTA_KEY_TYPES = (datetime, int, int, int)
+
+
+@dataclass
+class TradeRow:
+    market_ticker: str
+    ts: datetime
+    trade_id: str
+    yes_price: Decimal
+    no_price: Decimal
+    count: Decimal
+    taker_outcome_side: str | None
+    taker_book_side: str | None
+    taker_side: str | None
+    is_block_trade: bool
+    received_at: datetime
+    source: str
+
+    @property
+    def key(self) -> tuple:
+        return (self.ts, self.trade_id)
+
+
+@dataclass
+class DeltaRow:
+    market_ticker: str
+    received_at: datetime
+    session_id: int
+    sid: int
+    seq: int
+    side: str
+    price: Decimal
+    delta: Decimal
+    ts: datetime | None
+
+    @property
+    def key(self) -> tuple:
+        return (self.received_at, self.session_id, self.seq, self.sid)
+
+
+def trades_page(
+    *,
+    market_ticker: str,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    after: tuple | None = None,
+    limit: int,
+) -> list[TradeRow]:
+    """Up to `limit` trades with start <= ts < end and (ts, trade_id) > after, in that order.
+
+    Callers ask for one row more than they show to learn whether more exist.
+    """
+    where, params = _range_sql("ts", market_ticker, start, end, after, TRADE_KEY)
+    sql = (
+        "SELECT market_ticker, ts, trade_id, yes_price, no_price, count, "
+        "taker_outcome_side, taker_book_side, taker_side, is_block_trade, received_at, source "
+        f"FROM trades WHERE {where} ORDER BY ts, trade_id LIMIT %s"
+    )
+    return [TradeRow(*row) for row in fetchall_binary(sql, [*params, limit])]
+
+
+def deltas_page(
+    *,
+    market_ticker: str,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    after: tuple | None = None,
+    limit: int,
+) -> list[DeltaRow]:
+    """Up to `limit` deltas with start <= received_at < end after `after`, in replay order."""
+    where, params = _range_sql(
+        "received_at", market_ticker, start, end, after, DELTA_KEY
+    )
+    sql = (
+        "SELECT market_ticker, received_at, session_id, sid, seq, side, price, delta, ts "
+        f"FROM orderbook_deltas WHERE {where} "
+        "ORDER BY received_at, session_id, seq, sid LIMIT %s"
+    )
+    return [DeltaRow(*row) for row in fetchall_binary(sql, [*params, limit])]
+
+
+def _range_sql(time_column, market_ticker, start, end, after, key):
+    where = ["market_ticker = %s"]
+    params: list = [market_ticker]
+    if start is not None:
+        where.append(f"{time_column} >= %s")
+        params.append(start)
+    if end is not None:
+        where.append(f"{time_column} < %s")
+        params.append(end)
+    if after is not None:
+        # The plain bound on the partition column lets the planner prune
+        # partitions before the cursor; the row comparison is the exact key.
+        where.append(f"{time_column} >= %s")
+        params.append(after[0])
+        where.append(f"({', '.join(key)}) > ({', '.join(['%s'] * len(key))})")
+        params.extend(after)
+    return " AND ".join(where), params
+
+
+# --- Candles -----------------------------------------------------------------------
+
+# Buckets are aligned to this instant (a UTC midnight), so day candles start
+# at 00:00 UTC, 4h candles at 00:00, 04:00, ..., and 15m candles on quarters.
+CANDLE_ORIGIN = datetime(2000, 1, 1, tzinfo=timezone.utc)
+INTERVAL_UNITS = {
+    "m": timedelta(minutes=1),
+    "h": timedelta(hours=1),
+    "d": timedelta(days=1),
+}
+MAX_INTERVAL = timedelta(days=366)
+# At most this many buckets per request (1-minute candles over a month fit).
+MAX_CANDLE_BUCKETS = 50_000
+_INTERVAL = re.compile(r"^([1-9][0-9]{0,5})([mhd])$")
+
+
+def parse_interval(text: str) -> timedelta:
+    """'1m', '15m', '4h', '1d' ... as a timedelta; ValueError if not one."""
+    match = _INTERVAL.match(text or "")
+    if not match:
+        raise ValueError(
+            f"Unknown interval {text!r}: use N followed by m, h or d, e.g. 1m, 15m, 4h, 1d."
+        )
+    interval = int(match.group(1)) * INTERVAL_UNITS[match.group(2)]
+    if interval > MAX_INTERVAL:
+        raise ValueError(f"Interval {text!r} is longer than {MAX_INTERVAL.days} days.")
+    return interval
+
+
+def bucket_start(at: datetime, interval: timedelta) -> datetime:
+    """The start of the bucket holding `at` (as date_bin computes it)."""
+    return at - (at - CANDLE_ORIGIN) % interval
+
+
+def bucket_count(start: datetime, end: datetime, interval: timedelta) -> int:
+    """How many buckets [start, end) touches."""
+    if end <= start:
+        return 0
+    first = bucket_start(start, interval)
+    return -(-(end - first) // interval)
+
+
+@dataclass
+class Candle:
+    start: datetime
+    end: datetime
+    open: Decimal
+    high: Decimal
+    low: Decimal
+    close: Decimal
+    volume: Decimal
+    trade_count: int
+    vwap: Decimal | None
+    yes_taker_volume: Decimal
+    no_taker_volume: Decimal
+    carried_forward: bool = False
+
+
+def candles_for(
+    *,
+    market_ticker: str,
+    interval: timedelta,
+    start: datetime,
+    end: datetime,
+    carry_forward: bool = False,
+) -> list[Candle]:
+    """OHLC of yes prices, volume, trade count, VWAP and taker-side volume per bucket.
+
+    Trades with start <= ts < end, bucketed by date_bin in SQL; open/close are
+    the first/last trade by (ts, trade_id). VWAP is rounded half away from
+    zero to 4 decimals. Buckets with no trade are omitted, unless
+    `carry_forward`: then every bucket from the first with a known price (the
+    last trade before `start` counts) to `end` is present, an empty one with
+    open = high = low = close = the last close, zero volume and no VWAP.
+    The taker side is Kalshi's taker_outcome_side, or the older taker_side.
+    """
+    sql = """
+        SELECT date_bin(%s, ts, %s) AS bucket,
+               (array_agg(yes_price ORDER BY ts, trade_id))[1],
+               max(yes_price),
+               min(yes_price),
+               -- The same order as open's, so both aggregate presorted input.
+               (array_agg(yes_price ORDER BY ts, trade_id))[count(*)],
+               sum(count),
+               count(*),
+               round(sum(yes_price * count) / NULLIF(sum(count), 0), 4),
+               coalesce(sum(count) FILTER (
+                   WHERE coalesce(taker_outcome_side, taker_side) = 'yes'), 0),
+               coalesce(sum(count) FILTER (
+                   WHERE coalesce(taker_outcome_side, taker_side) = 'no'), 0)
+        FROM trades
+        WHERE market_ticker = %s AND ts >= %s AND ts < %s
+        GROUP BY bucket
+        ORDER BY bucket
+    """
+    rows = fetchall_binary(sql, [interval, CANDLE_ORIGIN, market_ticker, start, end])
+    candles = [Candle(row[0], row[0] + interval, *row[1:]) for row in rows]
+    if not carry_forward:
+        return candles
+    return _carry_forward(candles, market_ticker, interval, start, end)
+
+
+def _carry_forward(candles, market_ticker, interval, start, end) -> list[Candle]:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT yes_price FROM trades WHERE market_ticker = %s AND ts < %s "
+            "ORDER BY ts DESC, trade_id DESC LIMIT 1",
+            [market_ticker, start],
+        )
+        row = cursor.fetchone()
+    last_close = row[0] if row else None
+    by_start = {c.start: c for c in candles}
+    filled = []
+    bucket = bucket_start(start, interval)
+    zero = Decimal("0")
+    while bucket < end:
+        candle = by_start.get(bucket)
+        if candle is not None:
+            last_close = candle.close
+            filled.append(candle)
+        elif last_close is not None:
+            filled.append(
+                Candle(
+                    bucket,
+                    bucket + interval,
+                    last_close,
+                    last_close,
+                    last_close,
+                    last_close,
+                    zero,
+                    0,
+                    None,
+                    zero,
+                    zero,
+                    carried_forward=True,
+                )
+            )
+        bucket += interval
+    return filled
+
+
+# --- Order book at an instant --------------------------------------------------------
+
+
+def orderbook_at(*, market_ticker: str, at: datetime) -> tuple[BookAt, datetime | None]:
+    """The book at `at` (replay.book_at) and, if there is no data yet, when it starts."""
+    result = book_at(market_ticker, at)
+    starts = (
+        first_snapshot_after(market_ticker, at) if result.snapshot is None else None
+    )
+    return result, starts
+
+
+def with_coverage(markets: list[Market]) -> list[Market]:
+    """The markets, each with `coverage` set (coverage_for, in two queries)."""
+    coverage = coverage_for([m.ticker for m in markets])
+    for market in markets:
+        market.coverage = coverage[market.ticker]
+    return markets
+
+
+def market_with_coverage(ticker: str) -> Market | None:
+    market = market_get(ticker)
+    return with_coverage([market])[0] if market is not None else None
