@@ -86,6 +86,7 @@ async def run(*args: str, env: dict) -> str:
 async def test_postgresql_stopped_mid_run_and_restarted_loses_no_message(tmp_path):
     # Inside the project: as root the wheel opens up the data folder's parents.
     pgdata = ROOT / "var" / f"test-outage-{uuid.uuid4().hex[:8]}"
+    pgdata.parent.mkdir(exist_ok=True)  # var/ is git-ignored: absent in a fresh clone
     pg = await asyncio.to_thread(Postgres, pgdata)
     sim = Simulator(seed=31, markets=MARKETS, rate=200)
     collector = None
