@@ -27,7 +27,7 @@ from rest_framework.views import APIView
 from markets.book_snapshots import book_snapshots
 from markets.coverage import coverage
 from markets.export import dataset_file, dataset_files
-from markets.replay import replay_runs
+from markets.replay_stream import replay_runs
 
 from . import bulk_serializers as bs
 from .middleware import request_id_for
