@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timezone
-from typing import Iterable, Sequence
+from typing import Sequence
 
 from django.db import connection, transaction
 
