@@ -280,6 +280,6 @@ class ExportFileView(APIView):
         kind = ("application/vnd.apache.parquet" if found.suffix == ".parquet"
                 else "application/gzip")
         response = FileResponse(found.open("rb"), as_attachment=True,
-                                filename=f"{path.replace('/', '_')}", content_type=kind)
+                                filename=path.replace('/', '_'), content_type=kind)
         response["Last-Modified"] = http_date(found.stat().st_mtime)
         return response
