@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from decimal import Decimal
 from typing import Iterator
 
 from django.db import connection
@@ -36,6 +35,7 @@ MAX_BIGINT = 2**63 - 1
 SNAPSHOT_BATCH_SIZE = 200  # snapshots per keyset batch: a deep book's levels are large
 SNAPSHOT_KEY_BATCH_SIZE = 10_000  # replay keys per keyset batch
 ONE_MICROSECOND = timedelta(microseconds=1)  # PostgreSQL's resolution
+DELTA_BATCH_SIZE = 5000  # deltas per keyset batch when rebuilding a book
 
 
 @dataclass
@@ -69,26 +69,16 @@ def snapshot_key(snapshot: OrderbookSnapshot) -> ReplayKey:
     return (snapshot.received_at, snapshot.session_id, snapshot.seq)
 
 
-def iter_deltas(
-    market_ticker: str, after: ReplayKey, until: datetime, *, batch_size: int = 5000
-) -> Iterator[tuple[datetime, int, int, str, Decimal, Decimal, datetime | None]]:
-    """Deltas of the market with key > `after` and received_at <= `until`, in replay order.
-
-    Yields (received_at, session_id, seq, side, price, delta, ts). Reads in
-    keyset batches of `batch_size` rows (psycopg's default cursor would load
-    the whole result into memory), so a long range costs constant memory.
-    """
-    for row in delta_rows(market_ticker, after, until, batch_size=batch_size):
-        yield row[:3] + row[4:]
-
-
 def delta_rows(
     market_ticker: str, after: ReplayKey, until: datetime, *, batch_size: int,
     first_batch_size: int | None = None,
-):
-    """(received_at, session_id, seq, sid, side, price, delta, ts) after `after`, up to `until`.
+) -> Iterator[tuple]:
+    """Deltas of the market with key > `after` and received_at <= `until`, in replay order.
 
-    `sid` ends the ordering so that the keyset is total even if two
+    Yields (received_at, session_id, seq, sid, side, price, delta, ts). Reads
+    in keyset batches of `batch_size` rows (psycopg's default cursor would
+    load the whole result into memory), so a long range costs constant
+    memory. `sid` ends the ordering so that the keyset is total even if two
     subscriptions ever shared (received_at, session_id, seq). With
     `first_batch_size`, batches start that small and double up to
     `batch_size`: for callers that may stop after a few rows.
@@ -134,13 +124,12 @@ def book_at(market_ticker: str, at: datetime) -> BookAt:
         return BookAt(market_ticker, at, OrderBook(), None, 0, None, gap_at(market_ticker, at))
     book = OrderBook.from_levels(snapshot.yes_levels, snapshot.no_levels)
     last_key = snapshot_key(snapshot)
-    applied = 0
-    for received_at, session_id, seq, side, price, delta, _ts in iter_deltas(
-        market_ticker, last_key, at
-    ):
-        book.apply_delta(side, price, delta)
-        last_key = (received_at, session_id, seq)
+    applied, row = 0, None
+    for row in delta_rows(market_ticker, last_key, at, batch_size=DELTA_BATCH_SIZE):
+        book.apply_delta(row[4], row[5], row[6])  # side, price, delta
         applied += 1
+    if row is not None:
+        last_key = row[:3]  # (received_at, session_id, seq) of the last delta applied
     return BookAt(market_ticker, at, book, snapshot, applied, last_key, gap_at(market_ticker, at))
 
 
