@@ -158,7 +158,9 @@ class Session:
         self.commands_sent = 0
 
     async def send(self, command: str, params: dict | None = None) -> int:
-        command_id = next(self._ids)
+        return await self._send(next(self._ids), command, params)
+
+    async def _send(self, command_id: int, command: str, params: dict | None) -> int:
         frame = {"id": command_id, "cmd": command}
         if params is not None:
             frame["params"] = params
@@ -185,8 +187,7 @@ class Session:
             future = self.subs.waiting[command_id] = asyncio.get_running_loop().create_future()
             # Nobody may wait for it (a resubscribe): never warn about that.
             future.add_done_callback(lambda f: f.cancelled() or f.exception())
-        await self.ws.send(json.dumps({"id": command_id, "cmd": "subscribe", "params": params}))
-        self.commands_sent += 1
+        await self._send(command_id, "subscribe", params)
         return future
 
     async def subscribe_books(self, tickers: list[str]) -> None:
