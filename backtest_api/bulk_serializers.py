@@ -13,7 +13,7 @@ from rest_framework import serializers
 
 from markets.book_snapshots import parse_interval
 from markets.export import FORMATS, TABLE_NAMES
-from markets.replay import STREAM_TYPES
+from markets.replay_stream import STREAM_TYPES
 
 from .pagination import DEFAULT_LIMIT, MAX_LIMIT
 from .serializers import GapSerializer, LevelSerializer, TimeRangeParams, UtcDateTimeField

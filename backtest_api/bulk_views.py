@@ -27,7 +27,7 @@ from rest_framework.views import APIView
 from markets.book_snapshots import book_snapshots
 from markets.coverage import coverage
 from markets.export import dataset_file, dataset_files
-from markets.replay import replay_runs
+from markets.replay_stream import replay_runs
 
 from . import bulk_serializers as bs
 from .middleware import request_id_for
@@ -280,6 +280,6 @@ class ExportFileView(APIView):
         kind = ("application/vnd.apache.parquet" if found.suffix == ".parquet"
                 else "application/gzip")
         response = FileResponse(found.open("rb"), as_attachment=True,
-                                filename=f"{path.replace('/', '_')}", content_type=kind)
+                                filename=path.replace('/', '_'), content_type=kind)
         response["Last-Modified"] = http_date(found.stat().st_mtime)
         return response

@@ -33,13 +33,13 @@ import threading
 import time
 from collections import defaultdict
 from datetime import date, datetime, timedelta, timezone
-from urllib.parse import quote
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # Our own rate limit must not be what is measured.
 os.environ.setdefault("API_RATE_KEY", "1000000/s")
 
-from bench.generate_day import DEFAULT_PREFIX, generate_day, setup_django  # noqa: E402
+from bench.django_env import database_url, setup_django  # noqa: E402
+from bench.generate_day import DEFAULT_PREFIX, generate_day  # noqa: E402
 
 PAGE = 1000
 
@@ -170,17 +170,6 @@ def python_candles(ticker: str, start, end):
 
 
 # --- Requests/s under gunicorn ---------------------------------------------------------
-
-
-def database_url() -> str:
-    """DATABASE_URL for the server process: the same database as ours."""
-    from django.conf import settings
-
-    if os.environ.get("DATABASE_URL"):
-        return os.environ["DATABASE_URL"]
-    db = settings.DATABASES["default"]
-    host = quote(db["HOST"], safe="")
-    return f"postgres://{db['USER']}@{host}/{db['NAME']}"
 
 
 def requests_per_second(
@@ -333,28 +322,20 @@ def main(argv=None) -> None:
     start = datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
     end = start + timedelta(days=1)
     hot = f"{DEFAULT_PREFIX}-HOT"
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT count(*) FROM orderbook_deltas WHERE market_ticker = %s "
-            "AND received_at >= %s AND received_at < %s",
-            [hot, start, end],
-        )
-        n_deltas = cursor.fetchone()[0]
-    if args.regenerate or n_deltas < 1_000_000:
+
+    def count(table: str, column: str) -> int:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT count(*) FROM {table} WHERE market_ticker = %s "
+                f"AND {column} >= %s AND {column} < %s",
+                [hot, start, end],
+            )
+            return cursor.fetchone()[0]
+
+    if args.regenerate or count("orderbook_deltas", "received_at") < 1_000_000:
         generate_day(day=day)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT count(*) FROM orderbook_deltas WHERE market_ticker = %s "
-            "AND received_at >= %s AND received_at < %s",
-            [hot, start, end],
-        )
-        n_deltas = cursor.fetchone()[0]
-        cursor.execute(
-            "SELECT count(*) FROM trades WHERE market_ticker = %s "
-            "AND ts >= %s AND ts < %s",
-            [hot, start, end],
-        )
-        n_trades = cursor.fetchone()[0]
+    n_deltas = count("orderbook_deltas", "received_at")
+    n_trades = count("trades", "ts")
     print(
         f"day {day}: {hot} has {n_deltas:,} deltas and {n_trades:,} trades "
         f"(+ {DEFAULT_PREFIX} quiet markets)"

@@ -31,9 +31,11 @@ import time
 import zlib
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
-from urllib.parse import quote, urlencode
+from urllib.parse import urlencode
 
-ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.django_env import ROOT, database_url, setup_django  # noqa: E402
+
 PYTHON = sys.executable
 TARGET_EVENTS_PER_SECOND = 200_000
 TARGET_EXPORT_SECONDS = 10
@@ -41,33 +43,9 @@ TARGET_EXPORT_MB = 300
 READ_BYTES = 1 << 20
 
 
-def setup_django() -> None:
-    if str(ROOT) not in sys.path:
-        sys.path.insert(0, str(ROOT))
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "kalshi_data.settings")
-    import django
-
-    django.setup()
-
-
 def load() -> str:
     one, five, _ = os.getloadavg()
     return f"load {one:.2f}/{five:.2f} on {os.cpu_count()} CPUs"
-
-
-def database_url() -> str:
-    """DATABASE_URL of the database this process uses, for the server's environment."""
-    from django.conf import settings
-
-    db = settings.DATABASES["default"]
-    host = db.get("HOST") or ""
-    auth = quote(db.get("USER") or "", safe="")
-    if db.get("PASSWORD"):
-        auth += ":" + quote(db["PASSWORD"], safe="")
-    netloc = f"{auth}@{quote(host, safe='')}" if host.startswith("/") else f"{auth}@{host}"
-    if db.get("PORT"):
-        netloc += f":{db['PORT']}"
-    return f"postgres://{netloc}/{db['NAME']}"
 
 
 class Server:

@@ -31,6 +31,9 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from bench.django_env import setup_django  # noqa: E402  (the root is on sys.path now)
+
 UTC = timezone.utc
 US_PER_SECOND = 1_000_000
 US_PER_DAY = 86_400 * US_PER_SECOND
@@ -579,17 +582,6 @@ def main(argv=None) -> None:
         seed=args.seed,
         prefix=args.prefix,
     )
-
-
-def setup_django() -> None:
-    """Configure Django when run as a script from the project root or bench/."""
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    if root not in sys.path:
-        sys.path.insert(0, root)
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "kalshi_data.settings")
-    import django
-
-    django.setup()
 
 
 if __name__ == "__main__":

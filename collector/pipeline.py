@@ -264,7 +264,7 @@ class Pipeline:
         session = self.session_id
         self.writer.add_delta((ticker, at, session, sid, seq, msg.side, price, msg.delta, msg.ts))
         self._deltas += 1
-        if msg.ts is not None:
+        if msg.ts is not None:  # _observe_lag, inlined: this runs for every delta
             lag = self._lag = at - msg.ts
             if self._lag_max is None or lag > self._lag_max:
                 self._lag_max = lag

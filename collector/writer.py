@@ -95,7 +95,7 @@ class Writer:
         self.config = config or CollectorConfig()
         self.journal = Journal(Path(self.config.journal_dir))
         self._buffers: dict[str, list] = {t: [] for t in TABLES}
-        # Bound methods of the buffers, for the hot path.
+        # The deltas buffer itself, one lookup less on the hot path.
         self._deltas = self._buffers["deltas"]
         self._pending = 0
         self._oldest = 0.0  # monotonic time the oldest waiting row was added
@@ -107,7 +107,6 @@ class Writer:
         self._closed = False
         self._db_retry_at = 0.0
         self._db_retry_delay = self.config.db_retry_initial
-        self._lock = threading.Lock()
         self.counters = {
             "rows_queued": 0,
             "rows_written": 0,  # rows new to the database

@@ -26,7 +26,7 @@ from django.db.models import Q
 
 from .book import Level, OrderBook
 from .models import SequenceGap
-from .replay import ONE_MICROSECOND, _MAX_BIGINT, _delta_rows, book_at, snapshot_keys
+from .replay import MAX_BIGINT, ONE_MICROSECOND, book_at, delta_rows, snapshot_keys
 
 MIN_INTERVAL = timedelta(seconds=1)
 MAX_INTERVAL = timedelta(days=1)
@@ -98,7 +98,7 @@ def book_snapshots(
     )
     yield _point(first, book, depth, have_snapshot, gaps, last_update)
 
-    position = state.last_key or (first, _MAX_BIGINT, _MAX_BIGINT)
+    position = state.last_key or (first, MAX_BIGINT, MAX_BIGINT)
     snapshots = snapshot_keys(market_ticker, first + ONE_MICROSECOND, end_time)
     next_snapshot = next(snapshots, None)
     deltas, delta = None, None
@@ -117,7 +117,7 @@ def book_snapshots(
             deltas = None
         else:
             if deltas is None:
-                deltas = _delta_rows(market_ticker, position, end_time, batch_size=_BATCH_SIZE,
+                deltas = delta_rows(market_ticker, position, end_time, batch_size=_BATCH_SIZE,
                                      first_batch_size=_FIRST_BATCH_SIZE)
                 delta = next(deltas, None)
             while delta is not None and delta[0] <= at:

@@ -92,7 +92,7 @@ TABLES = {
         Table("deltas", OrderbookDelta, "received_at", DELTA_COLUMNS,
               "market_ticker, received_at, session_id, seq, sid"),
         Table("trades", Trade, "ts", TRADE_COLUMNS,
-              # replay order for trades is receive order (markets/replay.py)
+              # replay order for trades is receive order (markets/replay_stream.py)
               "market_ticker, received_at, ts, trade_id"),
         Table("snapshots", OrderbookSnapshot, "received_at", SNAPSHOT_COLUMNS,
               "market_ticker, received_at, session_id, seq, source"),

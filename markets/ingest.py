@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timezone
-from typing import Iterable, Sequence
+from typing import Sequence
 
 from django.db import connection, transaction
 
@@ -125,9 +125,7 @@ def snapshots_append(rows: Sequence[tuple]) -> int:
 def _copy_plain(model, columns, time_column, rows, binary_types=None) -> int:
     if not rows:
         return 0
-    time_index = columns.index(time_column)
-    ensure_partitions(model, {_utc_day(row[time_index]) for row in rows})
-    json_indexes = [i for i, c in enumerate(columns) if c in ("yes_levels", "no_levels")]
+    _ensure_days(model, columns, time_column, rows)
     with transaction.atomic():
         with connection.cursor() as cursor:
             raw = cursor.cursor
@@ -137,12 +135,20 @@ def _copy_plain(model, columns, time_column, rows, binary_types=None) -> int:
             with raw.copy(sql) as copy:
                 if binary_types:
                     copy.set_types(binary_types)
-                for row in _with_json(rows, json_indexes):
+                for row in _with_json(rows, columns):
                     copy.write_row(row)
     return len(rows)
 
 
-def _with_json(rows, json_indexes):
+def _ensure_days(model, columns, time_column, rows) -> None:
+    """Every UTC day the rows fall on (by `time_column`) has its partition."""
+    time_index = columns.index(time_column)
+    ensure_partitions(model, {_utc_day(row[time_index]) for row in rows})
+
+
+def _with_json(rows, columns):
+    """The rows with book levels given as lists encoded to JSON text for COPY."""
+    json_indexes = [i for i, c in enumerate(columns) if c in ("yes_levels", "no_levels")]
     if not json_indexes:
         return rows
     return (_json_row(row, json_indexes) for row in rows)
@@ -159,16 +165,10 @@ def _json_row(row, json_indexes):
 def _copy_idempotent(model, columns, time_column, rows, extra_where=None) -> int:
     if not rows:
         return 0
-    time_index = columns.index(time_column)
-    days = {_utc_day(row[time_index]) for row in rows}
-    ensure_partitions(model, days)
-
+    _ensure_days(model, columns, time_column, rows)
     table = model._meta.db_table
     staging = f"_staging_{table}"
     column_list = ", ".join(columns)
-    json_indexes = [
-        i for i, c in enumerate(columns) if c in ("yes_levels", "no_levels")
-    ]
     with transaction.atomic():
         with connection.cursor() as cursor:
             raw = cursor.cursor  # psycopg 3 cursor, for COPY
@@ -177,12 +177,7 @@ def _copy_idempotent(model, columns, time_column, rows, extra_where=None) -> int
                 f"(LIKE {table} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
             )
             with raw.copy(f"COPY {staging} ({column_list}) FROM STDIN") as copy:
-                for row in rows:
-                    if json_indexes:
-                        row = list(row)
-                        for i in json_indexes:
-                            if not isinstance(row[i], str):
-                                row[i] = json.dumps(row[i])
+                for row in _with_json(rows, columns):
                     copy.write_row(row)
             where = f"WHERE {extra_where}" if extra_where else ""
             raw.execute(

@@ -185,16 +185,13 @@ def market_known(ticker: str) -> bool:
 
 def first_snapshot_after(market_ticker: str, at: datetime) -> datetime | None:
     """When replayable data for the market starts after `at` (for "data starts at")."""
-    row = (
-        OrderbookSnapshot.objects.filter(
-            market_ticker=market_ticker, received_at__gt=at
-        )
+    return (
+        OrderbookSnapshot.objects.filter(market_ticker=market_ticker, received_at__gt=at)
         .exclude(source=SnapshotSource.REST)
         .order_by("received_at")
         .values_list("received_at", flat=True)
         .first()
     )
-    return row
 
 
 # --- Trades and deltas ------------------------------------------------------------

@@ -130,21 +130,7 @@ def market_upsert(*, data: dict) -> Market:
         "settlement_value": _price_or_none(data.get("settlement_value_dollars"), ticker),
         "metadata": data,
     }
-    with transaction.atomic():
-        market = Market.objects.select_for_update().filter(ticker=ticker).first()
-        if market is None:
-            market = Market(ticker=ticker)
-        for name, value in fields.items():
-            setattr(market, name, value)
-        if not market.series_ticker and market.event_ticker:
-            market.series_ticker = (
-                Event.objects.filter(event_ticker=market.event_ticker)
-                .values_list("series_ticker", flat=True)
-                .first()
-                or ""
-            )
-        market.save()
-    return market
+    return _market_update(ticker, fields)
 
 
 def market_upsert_from_lifecycle(*, payload: dict) -> Market:
@@ -191,12 +177,23 @@ def market_upsert_from_lifecycle(*, payload: dict) -> Market:
             fields["settlement_value"] = _price_or_none(payload["settlement_value"], ticker)
     if event_type in LIFECYCLE_STATUS:
         fields["status"] = LIFECYCLE_STATUS[event_type]
+    created = event_type == "created"
+    return _market_update(
+        ticker, fields,
+        status="initialized" if created else "",
+        metadata={"lifecycle_created": payload} if created else {},
+    )
 
+
+def _market_update(ticker: str, fields: dict, **new_row) -> Market:
+    """Set `fields` on the market's row under a row lock; create it (with `new_row`) if absent.
+
+    A market that has no series yet takes its event's, once both are known.
+    """
     with transaction.atomic():
         market = Market.objects.select_for_update().filter(ticker=ticker).first()
         if market is None:
-            market = Market(ticker=ticker, status="initialized" if event_type == "created" else "")
-            market.metadata = {"lifecycle_created": payload} if event_type == "created" else {}
+            market = Market(ticker=ticker, **new_row)
         for name, value in fields.items():
             setattr(market, name, value)
         if not market.series_ticker and market.event_ticker:
@@ -230,7 +227,7 @@ def settlement_record(
     order or twice: each call fills in what it knows and never erases what
     an earlier call stored. The market's own row gets the result too.
     """
-    value = _price_or_none(settlement_value, market_ticker) if settlement_value not in (None, "") else None
+    value = _price_or_none(settlement_value, market_ticker)
     with transaction.atomic():
         settlement = (
             Settlement.objects.select_for_update().filter(market_ticker=market_ticker).first()

@@ -302,12 +302,8 @@ def _trade(kind, sid, seq, cmd_id, msg):
     else:
         count = _count(msg["count"])
         legacy = True
-    ts_ms = msg.get("ts_ms")
-    if ts_ms is not None:
-        ts = _from_ms(ts_ms)
-    elif msg.get("ts") is not None:
-        ts = _from_seconds(msg["ts"])
-    else:
+    ts = _exchange_time(msg)
+    if ts is None:
         raise MalformedFrame("trade has no time (ts_ms / ts)")
     trade_id = msg["trade_id"]
     if not isinstance(trade_id, str) or not trade_id:
@@ -349,30 +345,18 @@ def _market_lifecycle(kind, sid, seq, cmd_id, msg):
 
 def _event_lifecycle(kind, sid, seq, cmd_id, msg):
     _need_dict(msg, kind)
-    event_ticker = msg["event_ticker"]
-    if not isinstance(event_ticker, str) or not event_ticker:
-        raise MalformedFrame("event_lifecycle has no event_ticker")
-    return EventLifecycleMsg(kind, sid, seq, cmd_id, event_ticker, _opt_str(msg, "series_ticker"), msg)
+    return EventLifecycleMsg(
+        kind, sid, seq, cmd_id, _event_ticker(msg, kind), _opt_str(msg, "series_ticker"), msg)
 
 
 def _event_fee_update(kind, sid, seq, cmd_id, msg):
     _need_dict(msg, kind)
-    event_ticker = msg["event_ticker"]
-    if not isinstance(event_ticker, str) or not event_ticker:
-        raise MalformedFrame("event_fee_update has no event_ticker")
-    return EventFeeUpdateMsg(kind, sid, seq, cmd_id, event_ticker, msg)
+    return EventFeeUpdateMsg(kind, sid, seq, cmd_id, _event_ticker(msg, kind), msg)
 
 
 def _ticker_msg(kind, sid, seq, cmd_id, msg):
     _need_dict(msg, kind)
-    ts_ms = msg.get("ts_ms")
-    if ts_ms is not None:
-        ts = _from_ms(ts_ms)
-    elif msg.get("ts") is not None:
-        ts = _from_seconds(msg["ts"])
-    else:
-        ts = None
-    return TickerMsg(kind, sid, seq, cmd_id, _ticker(msg), ts, msg)
+    return TickerMsg(kind, sid, seq, cmd_id, _ticker(msg), _exchange_time(msg), msg)
 
 
 def _subscribed(kind, sid, seq, cmd_id, msg):
@@ -463,6 +447,13 @@ def _ticker(msg: dict) -> str:
     if not isinstance(ticker, str) or not ticker:
         raise MalformedFrame("message has no market_ticker")
     return ticker
+
+
+def _event_ticker(msg: dict, kind: str) -> str:
+    event_ticker = msg["event_ticker"]
+    if not isinstance(event_ticker, str) or not event_ticker:
+        raise MalformedFrame(f"{kind} has no event_ticker")
+    return event_ticker
 
 
 def _opt_str(msg: dict, key: str) -> str | None:
@@ -567,16 +558,30 @@ def _pairs(levels, read_price) -> list[tuple[Decimal, Decimal]]:
 _last_ms: list = [None, None]  # one-entry cache: bursts share a timestamp
 
 
+def _exchange_time(msg: dict) -> datetime | None:
+    """`ts_ms`, else the older `ts` in whole seconds; None if neither is there."""
+    ts_ms = msg.get("ts_ms")
+    if ts_ms is not None:
+        return _from_ms(ts_ms)
+    if msg.get("ts") is not None:
+        return _from_seconds(msg["ts"])
+    return None
+
+
+def _whole(value, error: str) -> int:
+    """A JSON number that must be whole, as an int (an exact Decimal is accepted)."""
+    if type(value) is float:
+        raise _FloatSeen
+    if type(value) is Decimal and value == value.to_integral_value():
+        return int(value)
+    raise MalformedFrame(f"{error}: {value!r}")
+
+
 def _from_ms(value) -> datetime:
     if value == _last_ms[0] and type(value) is int:
         return _last_ms[1]
     if type(value) is not int:
-        if type(value) is float:
-            raise _FloatSeen
-        if type(value) is Decimal and value == value.to_integral_value():
-            value = int(value)
-        else:
-            raise MalformedFrame(f"ts_ms is not an integer: {value!r}")
+        value = _whole(value, "ts_ms is not an integer")
     result = _EPOCH + timedelta(milliseconds=value)
     _last_ms[0], _last_ms[1] = value, result
     return result
@@ -584,12 +589,7 @@ def _from_ms(value) -> datetime:
 
 def _from_seconds(value) -> datetime:
     if type(value) is not int:
-        if type(value) is float:
-            raise _FloatSeen
-        if type(value) is Decimal and value == value.to_integral_value():
-            value = int(value)
-        else:
-            raise MalformedFrame(f"timestamp is not whole seconds: {value!r}")
+        value = _whole(value, "timestamp is not whole seconds")
     return _EPOCH + timedelta(seconds=value)
 
 

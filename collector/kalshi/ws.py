@@ -158,7 +158,9 @@ class Session:
         self.commands_sent = 0
 
     async def send(self, command: str, params: dict | None = None) -> int:
-        command_id = next(self._ids)
+        return await self._send(next(self._ids), command, params)
+
+    async def _send(self, command_id: int, command: str, params: dict | None) -> int:
         frame = {"id": command_id, "cmd": command}
         if params is not None:
             frame["params"] = params
@@ -185,8 +187,7 @@ class Session:
             future = self.subs.waiting[command_id] = asyncio.get_running_loop().create_future()
             # Nobody may wait for it (a resubscribe): never warn about that.
             future.add_done_callback(lambda f: f.cancelled() or f.exception())
-        await self.ws.send(json.dumps({"id": command_id, "cmd": "subscribe", "params": params}))
-        self.commands_sent += 1
+        await self._send(command_id, "subscribe", params)
         return future
 
     async def subscribe_books(self, tickers: list[str]) -> None:
@@ -257,6 +258,9 @@ class KalshiFeed:
         self.connects = 0
         self.reconnects = 0
         self.frames = 0
+        # Side tasks (subscribing, retiring markets): asyncio keeps only weak
+        # references to tasks, so one nobody holds may vanish mid-way.
+        self._background: set[asyncio.Task] = set()
         actions.feed = self
 
     def _headers(self) -> dict[str, str]:
@@ -348,7 +352,7 @@ class KalshiFeed:
                 # The old sid is gone; the books go to a live sid or a new
                 # one. In a task: opening a sid waits for a reply this loop reads.
                 tickers = [t for t in command.market_tickers if t in self.markets]
-                asyncio.create_task(self._guarded(session.subscribe_books(tickers)))
+                self._spawn(session.subscribe_books(tickers))
             else:
                 await session.subscribe([command.channel])
         elif isinstance(command, cmd.MarketCreated):
@@ -358,7 +362,7 @@ class KalshiFeed:
                 await self.add_markets([command.market_ticker])
             self.actions.submit(command)
         elif isinstance(command, cmd.MarketSettled):
-            asyncio.create_task(self._guarded(self.retire_market(command.market_ticker)))
+            self._spawn(self.retire_market(command.market_ticker))
             self.actions.submit(command)
         else:
             self.actions.submit(command)
@@ -368,7 +372,7 @@ class KalshiFeed:
         new = [t for t in tickers if t not in self.markets]
         self.markets.update(new)
         if new and self.session is not None:
-            asyncio.create_task(self._guarded(self.session.subscribe_books(new)))
+            self._spawn(self.session.subscribe_books(new))
 
     async def retire_market(self, ticker: str) -> None:
         """Stop recording a settled market's book, once that book is whole.
@@ -388,6 +392,12 @@ class KalshiFeed:
         if self.session is not None:
             logger.info("ws unsubscribe settled market=%s", ticker)
             await self.session.unsubscribe_books([ticker])
+
+    def _spawn(self, coro) -> None:
+        """Run `coro` beside the reader (guarded), holding its task until it ends."""
+        task = asyncio.create_task(self._guarded(coro))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     @staticmethod
     async def _guarded(coro) -> None:

@@ -11,7 +11,7 @@ from django.test import override_settings
 
 from markets.book import OrderBook
 from markets.export import export_dataset
-from markets.replay import iso_utc
+from markets.replay_stream import iso_utc
 from tests.recorded import HOT, QUIET, record_day
 
 from .conftest import data_of, error_of

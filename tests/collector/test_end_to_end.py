@@ -178,7 +178,7 @@ async def test_a_restart_fetches_the_trades_made_while_the_collector_was_stopped
         missed = len(sim.trades()) - first.first_trade
         second = await start_run(sim, config)
         await asyncio.sleep(1.0)
-        final = await finish_run(second)
+        await finish_run(second)
     finally:
         await sim.stop()
     rows, stored = await stored_trades()

@@ -12,7 +12,7 @@ import yaml
 from collector.kalshi import messages as m
 from collector.kalshi.messages import MalformedFrame, parse_frame
 
-SPECS = Path(__file__).resolve().parents[2] / "collector" / "kalshi" / "specs"
+SPECS = Path(__file__).resolve().parents[2] / "docs" / "kalshi-specs"
 CURRENT = SPECS / "asyncapi_2026-10.yaml"
 LEGACY = SPECS / "asyncapi_2026-03_with_legacy_fields.yaml"
 

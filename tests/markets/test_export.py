@@ -90,7 +90,7 @@ def test_csv_round_trips_exactly(record, tmp_path):
         rows = list(csv.DictReader(f))
     stored = _stored(DELTA_SQL.format(where="").replace(
         "price, delta", "price::text, delta::text"), _bounds(DAY))
-    from markets.replay import iso_utc
+    from markets.replay_stream import iso_utc
 
     assert [(r["market_ticker"], r["received_at"], int(r["session_id"]), int(r["sid"]),
              int(r["seq"]), r["side"], r["price"], r["delta"], r["ts"] or None) for r in rows] \

@@ -1,7 +1,6 @@
 """Partitioned storage: tables, partition window, routing, idempotent loads."""
 
 import io
-import threading
 from contextlib import redirect_stdout
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal

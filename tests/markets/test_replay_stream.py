@@ -8,7 +8,8 @@ import pytest
 from django.db import connection
 
 from markets.book import OrderBook
-from markets.replay import book_at, iso_utc, replay_events
+from markets.replay import book_at
+from markets.replay_stream import iso_utc, replay_events
 from tests.recorded import EVENT, HOT, OTHER, QUIET, record_day
 
 pytestmark = pytest.mark.django_db

@@ -12,6 +12,8 @@ from collector.simulator.runner import serve
 
 
 class Command(BaseCommand):
+    # Defaults come from SimulatorConfig and FaultConfig, so they are defined once;
+    # --markets is the exception: a served exchange lists more than a test's.
     help = "Serve a simulated Kalshi exchange (REST under /trade-api/v2, WebSocket at /trade-api/ws/v2)."
 
     def add_arguments(self, parser):
@@ -20,7 +22,8 @@ class Command(BaseCommand):
             "--port", type=int, default=8765, help="Port to listen on; 0 picks a free one (default 8765)."
         )
         parser.add_argument(
-            "--seed", type=int, default=0, help="Seed: the same seed gives the same exchange (default 0)."
+            "--seed", type=int, default=SimulatorConfig.seed,
+            help="Seed: the same seed gives the same exchange (default %(default)s).",
         )
         parser.add_argument(
             "--markets", type=int, default=50, help="Markets listed at the start (default 50)."
@@ -28,8 +31,8 @@ class Command(BaseCommand):
         parser.add_argument(
             "--rate",
             type=float,
-            default=20.0,
-            help="Exchange events (order adds, cancels, trades) per second (default 20).",
+            default=SimulatorConfig.rate,
+            help="Exchange events (order adds, cancels, trades) per second (default %(default)s).",
         )
         parser.add_argument(
             "--speed",
@@ -61,66 +64,68 @@ class Command(BaseCommand):
         parser.add_argument(
             "--rest-rate",
             type=float,
-            default=20.0,
-            help="REST requests per second per client before 429; 0 for no limit (default 20).",
+            default=SimulatorConfig.rest_rate_per_s,
+            help="REST requests per second per client before 429; 0 for no limit (default %(default)s).",
         )
         parser.add_argument(
             "--historical-age",
             type=float,
-            default=3600.0,
-            help="Seconds after which trades and settled markets move to /historical (default 3600).",
+            default=SimulatorConfig.historical_age_s,
+            help="Seconds after which trades and settled markets move to /historical (default %(default)s).",
         )
         parser.add_argument(
             "--new-market-404-seconds",
             type=float,
-            default=0.0,
-            help="REST answers 404 for a new market for this long after its `created` message (default 0).",
+            default=SimulatorConfig.new_market_rest_delay_s,
+            help="REST answers 404 for a new market for this long after its `created` message "
+            "(default %(default)s).",
         )
         parser.add_argument(
             "--queue-limit",
             type=int,
-            default=10_000,
-            help="Frames queued for one client beyond which its subscription gets error 25 (default 10000).",
+            default=SimulatorConfig.outbound_queue_limit,
+            help="Frames queued for one client beyond which its subscription gets error 25 "
+            "(default %(default)s).",
         )
         parser.add_argument(
             "--drop-rate",
             type=float,
-            default=0.0,
+            default=FaultConfig.drop_rate,
             help="Fault: share of channel messages not sent (seq gaps).",
         )
         parser.add_argument(
-            "--duplicate-rate", type=float, default=0.0, help="Fault: share of messages sent twice."
+            "--duplicate-rate", type=float, default=FaultConfig.duplicate_rate, help="Fault: share of messages sent twice."
         )
         parser.add_argument(
             "--reorder-rate",
             type=float,
-            default=0.0,
+            default=FaultConfig.reorder_rate,
             help="Fault: share of messages held back and sent after the next one.",
         )
         parser.add_argument(
             "--malformed-rate",
             type=float,
-            default=0.0,
+            default=FaultConfig.malformed_rate,
             help="Fault: share of messages preceded by a malformed frame.",
         )
         parser.add_argument(
             "--numeric-rate",
             type=float,
-            default=0.0,
+            default=FaultConfig.numeric_rate,
             help="Fault: share of messages with JSON numbers where strings belong.",
         )
         parser.add_argument(
             "--terminal-error-rate",
             type=float,
-            default=0.0,
+            default=FaultConfig.terminal_error_rate,
             help="Fault: share of channel messages replaced by a terminal error that ends the subscription.",
         )
         parser.add_argument(
             "--terminal-error-code",
             type=int,
             choices=(10, 25),
-            default=25,
-            help="Code of those terminal errors (default 25).",
+            default=FaultConfig.terminal_error_code,
+            help="Code of those terminal errors (default %(default)s).",
         )
         parser.add_argument(
             "--disconnect-every-frames",
@@ -167,18 +172,8 @@ class Command(BaseCommand):
                 historical_age_s=o["historical_age"],
                 outbound_queue_limit=o["queue_limit"],
                 new_market_rest_delay_s=o["new_market_404_seconds"],
-                faults=FaultConfig(
-                    drop_rate=o["drop_rate"],
-                    duplicate_rate=o["duplicate_rate"],
-                    reorder_rate=o["reorder_rate"],
-                    malformed_rate=o["malformed_rate"],
-                    numeric_rate=o["numeric_rate"],
-                    terminal_error_rate=o["terminal_error_rate"],
-                    terminal_error_code=o["terminal_error_code"],
-                    disconnect_every_frames=o["disconnect_every_frames"],
-                    disconnect_every_seconds=o["disconnect_every_seconds"],
-                    silent_pings=o["silent_pings"],
-                ),
+                # Every fault option is named after its FaultConfig field.
+                faults=FaultConfig(**{f.name: o[f.name] for f in dataclasses.fields(FaultConfig)}),
             )
         except ValueError as exc:
             raise CommandError(str(exc)) from exc

@@ -1,5 +1,7 @@
 """The kalshi_sim command's key handling (the serving itself is Simulator, tested elsewhere)."""
 
+import dataclasses
+
 import pytest
 from django.core.management import CommandError, call_command
 
@@ -26,3 +28,14 @@ def test_command_refuses_to_run_without_an_accepted_key():
 def test_command_rejects_bad_fault_rates(tmp_path):
     with pytest.raises(CommandError, match="drop_rate"):
         call_command("kalshi_sim", "--dev-key", str(tmp_path / "k.pem"), "--drop-rate", "2")
+
+
+def test_every_fault_has_an_option_whose_default_is_the_config_default():
+    from collector.management.commands.kalshi_sim import Command
+    from collector.simulator import FaultConfig, SimulatorConfig
+
+    options = vars(Command().create_parser("manage.py", "kalshi_sim").parse_args([]))
+    assert FaultConfig(**{f.name: options[f.name] for f in dataclasses.fields(FaultConfig)}) \
+        == FaultConfig()
+    assert options["rate"] == SimulatorConfig.rate
+    assert options["queue_limit"] == SimulatorConfig.outbound_queue_limit

@@ -1,0 +1,467 @@
+"""The replay event stream: every recorded event of a set of markets, as JSON lines.
+
+The bulk API's /replay endpoint (docs/bulk.md) serves it; Python callers use
+`replay_events`. The stream opens with each market's book at the start (built
+by markets/replay.py, the one place that rebuilds books) and then merges the
+deltas, stored snapshots, trades, lifecycle events and recorded gaps in the
+order the recorder received them.
+"""
+
+from __future__ import annotations
+
+import bisect
+import heapq
+import json
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Callable, Iterable, Iterator, Sequence
+
+from django.db.models import Q
+
+from .models import Market, SequenceGap
+from .replay import MIN_BIGINT, ONE_MICROSECOND, book_at, keyset_batches, stored_snapshots
+
+# Every event of a set of markets in [start, end), merged in the order the
+# recorder received them, as JSON lines (see docs/bulk.md for each event's
+# fields). Each (market, table) is one source read in keyset batches, and a
+# k-way merge interleaves them, so memory stays constant however long the
+# range. Keyset batches rather than one long server-side cursor: each batch
+# is its own short statement, so a slow client never holds a snapshot or a
+# lock that would stall partition maintenance.
+#
+# The hot path renders each row's JSON inside PostgreSQL (which prints
+# NUMERIC with its exact scale), so Python only merges and joins strings.
+# Every source yields sorted batches of rows (line, *keyset) and knows each
+# row's replay key (received_at_iso, session_id, seq); a row's merge key is
+# that plus (rank, source index). The ISO strings have a fixed width, so they
+# sort as the instants do; they are cut out of the line itself, whose prefix
+# up to received_at has a fixed length within a source (one market), rather
+# than sent twice. The market ticker is a parameter, not a column: both
+# measured about 40% off PostgreSQL's time per row. `rank` orders rows that
+# share a replay key (a checkpoint shares the key of the last delta it
+# includes and comes after it); the source index settles any remaining tie.
+#
+# heapq.merge would cost a heap operation per row. The merge here works in
+# runs instead (`_merge_runs`): the source with the smallest head may emit
+# every row that sorts before the smallest head of the others, found by
+# bisection, so a busy market's deltas between two sparse events (a trade, a
+# checkpoint) leave as one slice.
+
+STREAM_TYPES = ("deltas", "trades", "lifecycle")
+STREAM_BATCH_SIZE = 10_000  # rows per keyset batch, shared between the markets
+MIN_SOURCE_BATCH_SIZE = 1_000
+# Trades are partitioned on exchange time (ts) but replayed in receive order.
+# A trade is looked for in partitions from TRADE_LATENESS before the range (a
+# REST backfill after an outage receives old trades late) to CLOCK_SKEW after
+# it (the exchange's clock may run ahead of ours), so the scan prunes.
+TRADE_LATENESS = timedelta(days=1)
+CLOCK_SKEW = timedelta(minutes=5)
+# Which recorded gaps belong to which stream type (Kalshi channel names).
+GAP_CHANNELS = {
+    "deltas": ("orderbook_delta",),
+    "trades": ("trade",),
+    "lifecycle": ("market_lifecycle_v2", "multivariate_market_lifecycle"),
+}
+
+_RANK_GAP, _RANK_DELTA, _RANK_SNAPSHOT, _RANK_TRADE, _RANK_LIFECYCLE = range(5)
+_ISO_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+_SQL_ISO_FORMAT = 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'
+_ISO_WIDTH = len("2026-11-23T00:00:00.000000Z")
+
+
+
+
+def iso_utc(value: datetime | None) -> str | None:
+    """An instant as fixed-width ISO 8601 UTC with microseconds, as the stream prints it."""
+    if value is None:
+        return None
+    return value.astimezone(timezone.utc).strftime(_ISO_FORMAT)
+
+
+def _sql_iso(column: str) -> str:
+    return f"to_char({column} AT TIME ZONE 'UTC', '{_SQL_ISO_FORMAT}')"
+
+
+def _json_str(column: str) -> str:
+    return f"coalesce(to_json({column})::text, 'null')"
+
+
+def _json_decimal(column: str) -> str:
+    # NUMERIC prints with its column's scale: "0.5600", "-4.00".
+    return f"coalesce('\"' || {column}::text || '\"', 'null')"
+
+
+def _json_time(column: str) -> str:
+    return f"coalesce('\"' || {_sql_iso(column)} || '\"', 'null')"
+
+
+def _json_raw(column: str) -> str:
+    # integers, booleans and jsonb print as JSON already
+    return f"coalesce({column}::text, 'null')"
+
+
+def _sql_json_object(fields: Sequence[tuple[str, str]]) -> str:
+    """SQL that renders one compact JSON object from (key, JSON-valued SQL) pairs."""
+    parts = [
+        f"""'{"{" if i == 0 else ","}"{name}":' || {expr}"""
+        for i, (name, expr) in enumerate(fields)
+    ]
+    return "(" + " || ".join(parts) + " || '}')"
+
+
+_DELTA_LINE = _sql_json_object([
+    ("type", "'\"delta\"'"),
+    ("market_ticker", "%s"),
+    ("received_at", _json_time("received_at")),
+    ("ts", _json_time("ts")),
+    ("session_id", _json_raw("session_id")),
+    ("sid", _json_raw("sid")),
+    ("seq", _json_raw("seq")),
+    ("side", _json_str("side")),
+    ("price", _json_decimal("price")),
+    ("delta", _json_decimal("delta")),
+])
+_DELTA_SQL = (
+    f"SELECT {_DELTA_LINE}, session_id, seq, sid "
+    "FROM orderbook_deltas "
+    "WHERE market_ticker = %s AND received_at >= %s AND received_at < %s "
+    "AND (received_at, session_id, seq, sid) > (%s::timestamptz, %s, %s, %s) "
+    "ORDER BY received_at, session_id, seq, sid LIMIT %s"
+)
+
+_TRADE_LINE = _sql_json_object([
+    ("type", "'\"trade\"'"),
+    ("market_ticker", "%s"),
+    ("received_at", _json_time("received_at")),
+    ("ts", _json_time("ts")),
+    ("trade_id", _json_str("trade_id")),
+    ("yes_price", _json_decimal("yes_price")),
+    ("no_price", _json_decimal("no_price")),
+    ("count", _json_decimal("count")),
+    ("taker_outcome_side", _json_str("taker_outcome_side")),
+    ("taker_book_side", _json_str("taker_book_side")),
+    ("taker_side", _json_str("taker_side")),
+    ("is_block_trade", _json_raw("is_block_trade")),
+    ("source", _json_str("source")),
+])
+_TRADE_SQL = (
+    f"SELECT {_TRADE_LINE}, trade_id "
+    "FROM trades "
+    "WHERE market_ticker = %s AND ts >= %s AND ts < %s "
+    "AND received_at >= %s AND received_at < %s "
+    "AND (ts, trade_id) > (%s::timestamptz, %s) "
+    "ORDER BY ts, trade_id LIMIT %s"
+)
+
+_LIFECYCLE_LINE = _sql_json_object([
+    ("type", "'\"lifecycle\"'"),
+    ("market_ticker", "%s"),
+    ("received_at", _json_time("received_at")),
+    ("ts", _json_time("ts")),
+    ("event_ticker", _json_str("event_ticker")),
+    ("event_type", _json_str("event_type")),
+    ("session_id", _json_raw("session_id")),
+    ("sid", _json_raw("sid")),
+    ("seq", _json_raw("seq")),
+    ("payload", _json_raw("payload")),
+])
+_LIFECYCLE_SQL = (
+    f"SELECT {_LIFECYCLE_LINE}, session_id, seq, id "
+    "FROM lifecycle_events "
+    "WHERE {where} AND received_at >= %s AND received_at < %s "
+    "AND (received_at, session_id, seq, id) > (%s::timestamptz, %s, %s, %s) "
+    "ORDER BY received_at, session_id, seq, id LIMIT %s"
+)
+
+
+@dataclass
+class _Source:
+    rank: int
+    batches: Iterator[list[tuple]]  # rows (line, ...), in replay order
+    replay_key: Callable[[tuple], tuple]  # row -> (received_at_iso, session_id, seq)
+
+
+def _received_at_slice(kind: str, ticker: str) -> slice:
+    """Where received_at sits in the lines of one source (see _sql_json_object)."""
+    prefix = f'{{"type":"{kind}","market_ticker":{_dumps(ticker)},"received_at":"'
+    return slice(len(prefix), len(prefix) + _ISO_WIDTH)
+
+
+def _delta_source(ticker, start, end, batch_size) -> _Source:
+    at = _received_at_slice("delta", ticker)
+    return _Source(
+        _RANK_DELTA,
+        keyset_batches(
+            _DELTA_SQL,
+            [_dumps(ticker), ticker, start, end],
+            (iso_utc(start), MIN_BIGINT, MIN_BIGINT, MIN_BIGINT),
+            lambda row: (row[0][at], row[1], row[2], row[3]),
+            batch_size,
+        ),
+        lambda row: (row[0][at], row[1], row[2]),
+    )
+
+
+def _trade_source(ticker, start, end, batch_size) -> _Source:
+    at = _received_at_slice("trade", ticker)
+    return _Source(
+        _RANK_TRADE,
+        _trades_in_receive_order(ticker, start, end, batch_size, at),
+        lambda row: (row[0][at], 0, 0),
+    )
+
+
+def _trades_in_receive_order(ticker, start, end, batch_size, at: slice):
+    """A market's trades in (received_at, ts, trade_id) order, in batches.
+
+    Sorting by receive time in SQL would sort the whole range again for every
+    batch: trades are keyed by exchange time. So they are read in key order
+    (ts, trade_id), an index range scan, and put in receive order here. A
+    trade is received no earlier than CLOCK_SKEW before its exchange time, so
+    once the scan has passed time T, no trade still to come was received
+    before T - CLOCK_SKEW, and every held trade received before that is
+    released. Only trades in flight are held.
+    """
+    # "ts" follows "received_at" in a trade's line and is never null
+    ts_at = slice(at.stop + len('","ts":"'), at.stop + len('","ts":"') + _ISO_WIDTH)
+    held: list[tuple] = []  # heap of (received_at_iso, ts_iso, trade_id, row)
+    for batch in keyset_batches(
+        _TRADE_SQL,
+        [_dumps(ticker), ticker, start - TRADE_LATENESS, end + CLOCK_SKEW, start, end],
+        ("-infinity", ""),
+        lambda row: (row[0][ts_at], row[1]),
+        batch_size,
+    ):
+        for row in batch:
+            heapq.heappush(held, (row[0][at], row[0][ts_at], row[1], row))
+        frontier = iso_utc(datetime.fromisoformat(batch[-1][0][ts_at]) - CLOCK_SKEW)
+        ready = []
+        while held and held[0][0] < frontier:
+            ready.append(heapq.heappop(held)[3])
+        if ready:
+            yield ready
+    if held:
+        yield [item[3] for item in sorted(held, key=lambda item: item[:3])]
+
+
+def _lifecycle_source(ticker, where, where_params, start, end, batch_size) -> _Source:
+    at = _received_at_slice("lifecycle", ticker)
+    return _Source(
+        _RANK_LIFECYCLE,
+        keyset_batches(
+            _LIFECYCLE_SQL.replace("{where}", where),
+            [_dumps(ticker), *where_params, start, end],
+            (iso_utc(start), MIN_BIGINT, MIN_BIGINT, MIN_BIGINT),
+            lambda row: (row[0][at], row[1], row[2], row[3]),
+            batch_size,
+        ),
+        lambda row: (row[0][at], row[1], row[2]),
+    )
+
+
+def _run_end(batch: list, position: int, limit: tuple, key) -> int:
+    """The first index after `position` whose row sorts at or after `limit`.
+
+    batch[position] sorts before `limit`. Runs are often short (a trade every
+    few deltas), so this gallops (1, 2, 4... rows ahead) before bisecting the
+    last step: a short run costs a comparison or two, a long one log n.
+    """
+    size, step, low = len(batch), 1, position + 1
+    while True:
+        probe = position + step
+        if probe >= size:
+            return bisect.bisect_left(batch, limit, low, size, key=key)
+        if key(batch[probe]) >= limit:
+            return bisect.bisect_left(batch, limit, low, probe, key=key)
+        low, step = probe + 1, step * 2
+
+
+def _merge_runs(sources: list[_Source]) -> Iterator[list[str]]:
+    """The lines of all sources in merge-key order, as runs (lists) of lines."""
+    heap = []  # (merge key of the head row, source index)
+    state = {}  # source index -> [batch, position, key function]
+    for index, source in enumerate(sources):
+        batch = next(source.batches, None)
+        if batch:
+            key = (lambda replay_key, tail: lambda row: replay_key(row) + tail)(
+                source.replay_key, (source.rank, index))
+            state[index] = [batch, 0, key]
+            heap.append((key(batch[0]), index))
+    heapq.heapify(heap)
+    while heap:
+        _, index = heapq.heappop(heap)
+        batch, position, key = state[index]
+        if not heap:  # the last source left: the rest of it, batch by batch
+            yield [row[0] for row in batch[position:]]
+            for batch in sources[index].batches:
+                yield [row[0] for row in batch]
+            return
+        limit = heap[0][0]
+        while True:
+            end = _run_end(batch, position, limit, key)
+            yield [row[0] for row in batch[position:end]]
+            if end < len(batch):
+                state[index][1] = end
+                heapq.heappush(heap, (key(batch[end]), index))
+                break
+            batch = next(sources[index].batches, None)
+            if not batch:
+                del state[index]
+                break
+            state[index][0], position = batch, 0
+            if key(batch[0]) >= limit:  # the new batch starts behind another source
+                state[index][1] = 0
+                heapq.heappush(heap, (key(batch[0]), index))
+                break
+
+
+def _snapshot_source(ticker, start, end) -> _Source:
+    rows = (_snapshot_row(ticker, *row) for row in stored_snapshots(ticker, start, end))
+    return _Source(_RANK_SNAPSHOT, ([row] for row in rows), lambda row: row[1:])
+
+
+def _snapshot_row(ticker, received_at, session_id, sid, seq, source, book, ts):
+    yes, no = book.snapshot_levels()
+    line = _dumps({
+        "type": "snapshot",
+        "market_ticker": ticker,
+        "received_at": iso_utc(received_at),
+        "ts": iso_utc(ts),
+        "source": source,
+        "session_id": session_id,
+        "sid": sid,
+        "seq": seq,
+        "yes": yes,
+        "no": no,
+    })
+    return (line, iso_utc(received_at), session_id, seq)
+
+
+def gap_fields(gap: SequenceGap) -> dict:
+    """A recorded gap as the stream and the coverage report print it."""
+    end = gap.recovered_at
+    return {
+        "market_ticker": gap.market_ticker,
+        "channel": gap.channel,
+        "reason": gap.reason,
+        "start": iso_utc(gap.detected_at),
+        "end": iso_utc(end),
+        "duration_seconds": (end - gap.detected_at).total_seconds() if end else None,
+        "session_id": gap.session_id,
+        "sid": gap.sid,
+        "expected_seq": gap.expected_seq,
+        "received_seq": gap.received_seq,
+    }
+
+
+def _gap_source(tickers, channels, start, end) -> _Source:
+    return _Source(_RANK_GAP, iter([list(_gap_rows(tickers, channels, start, end))]),
+                   lambda row: row[1:])
+
+
+def _gap_rows(tickers, channels, start, end):
+    # A handful per market and day: read at once.
+    gaps = SequenceGap.objects.filter(
+        Q(market_ticker__in=tickers) | Q(market_ticker=""),
+        channel__in=channels,
+        detected_at__gte=start,
+        detected_at__lt=end,
+    ).order_by("detected_at", "session_id", "id")
+    for gap in gaps:
+        line = _dumps({"type": "gap", "received_at": iso_utc(gap.detected_at), "ts": None,
+                       **gap_fields(gap)})
+        yield (line, iso_utc(gap.detected_at), gap.session_id, 0)
+
+
+def _dumps(obj) -> str:
+    return json.dumps(obj, separators=(",", ":"))
+
+
+def opening_snapshot(market_ticker: str, start: datetime) -> str:
+    """The stream's first line for a market: its book just before `start`.
+
+    Every event at or after `start` follows in the stream, so the book is the
+    one that stood before any of them (book_at one microsecond earlier,
+    PostgreSQL's resolution).
+    """
+    state = book_at(market_ticker, start - ONE_MICROSECOND)
+    yes, no = state.book.snapshot_levels()
+    return _dumps({
+        "type": "snapshot",
+        "market_ticker": market_ticker,
+        "received_at": iso_utc(start),
+        "ts": None,
+        "source": "start",
+        "complete": state.complete,
+        "gap": gap_fields(state.gap) if state.gap else None,
+        "snapshot_received_at": iso_utc(state.snapshot.received_at) if state.snapshot else None,
+        "deltas_applied": state.deltas_applied,
+        "yes": yes,
+        "no": no,
+    })
+
+
+def replay_runs(
+    *,
+    market_tickers: Sequence[str],
+    start_time: datetime,
+    end_time: datetime,
+    types: Iterable[str] = STREAM_TYPES,
+    batch_size: int = STREAM_BATCH_SIZE,
+) -> Iterator[list[str]]:
+    """The replay stream of `market_tickers` over [start_time, end_time), in runs of JSON lines.
+
+    With "deltas": first each book as it stood at start_time (a snapshot with
+    source "start"), then the deltas, every stored re-baseline or checkpoint
+    as a snapshot event, and the recorded gaps as gap events. Trades and
+    lifecycle messages when asked for. All in the order received. Applying
+    the stream from its first line (a snapshot replaces the book, a delta
+    adds to a level) gives book_at() at every instant. Runs are lists of
+    lines, in order (see replay_lines for one line at a time).
+    """
+    types = set(types)
+    unknown = types - set(STREAM_TYPES)
+    if unknown:
+        raise ValueError(f"unknown stream types: {', '.join(sorted(unknown))}")
+    tickers = list(dict.fromkeys(market_tickers))
+    start, end = start_time, end_time
+    # Every source holds one batch: share the budget between the markets, so
+    # memory stays bounded however many are asked for.
+    batch_size = max(min(batch_size, MIN_SOURCE_BATCH_SIZE), batch_size // max(len(tickers), 1))
+    sources: list[_Source] = []
+    if "deltas" in types:
+        yield [opening_snapshot(ticker, start) for ticker in tickers]
+        for ticker in tickers:
+            sources.append(_delta_source(ticker, start, end, batch_size))
+            sources.append(_snapshot_source(ticker, start, end))
+    if "trades" in types:
+        for ticker in tickers:
+            sources.append(_trade_source(ticker, start, end, batch_size))
+    if "lifecycle" in types:
+        for ticker in tickers:
+            sources.append(_lifecycle_source(
+                ticker, "market_ticker = %s", [ticker], start, end, batch_size))
+        events = sorted(set(
+            Market.objects.filter(ticker__in=tickers).exclude(event_ticker="")
+            .values_list("event_ticker", flat=True)
+        ))
+        if events:
+            sources.append(_lifecycle_source(
+                "", "market_ticker = '' AND event_ticker = ANY(%s)", [events], start, end,
+                batch_size))
+    channels = [c for t in sorted(types) for c in GAP_CHANNELS[t]]
+    sources.append(_gap_source(tickers, channels, start, end))
+    for run in _merge_runs(sources):
+        if run:
+            yield run
+
+
+def replay_lines(**kwargs) -> Iterator[str]:
+    """replay_runs(), one JSON line at a time."""
+    for run in replay_runs(**kwargs):
+        yield from run
+
+
+def replay_events(**kwargs) -> Iterator[dict]:
+    """replay_lines(), each line parsed: for tests and Python callers."""
+    return (json.loads(line) for line in replay_lines(**kwargs))
