@@ -31,5 +31,7 @@ test: install
 	$(BIN)/pytest
 
 bench: migrate
+	$(BIN)/python bench/ingest_bench.py
+	$(BIN)/python bench/ws_feed_bench.py --markets 2000 --steps 100000
 	$(BIN)/python bench/api_bench.py
 	$(BIN)/python bench/bulk_bench.py
