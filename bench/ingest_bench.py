@@ -46,7 +46,7 @@ from django.db import connection  # noqa: E402
 from django.test.utils import setup_databases, teardown_databases  # noqa: E402
 
 from collector.config import CollectorConfig  # noqa: E402
-from collector.kalshi.messages import parse_frame  # noqa: E402
+from kalshi.messages import parse_frame  # noqa: E402
 from collector.pipeline import Pipeline  # noqa: E402
 from collector.writer import Writer  # noqa: E402
 

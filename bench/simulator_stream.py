@@ -21,9 +21,9 @@ django.setup()
 
 from websockets.asyncio.client import connect  # noqa: E402
 
-from collector.simulator import Simulator  # noqa: E402
-from collector.simulator.config import WS_PATH  # noqa: E402
-from collector.simulator.offline import offline_stream  # noqa: E402
+from simulator import Simulator  # noqa: E402
+from simulator.config import WS_PATH  # noqa: E402
+from simulator.offline import offline_stream  # noqa: E402
 
 
 def offline(markets: int, steps: int) -> None:

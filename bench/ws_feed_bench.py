@@ -32,9 +32,9 @@ from websockets.asyncio.server import serve  # noqa: E402
 
 from collector.config import CollectorConfig  # noqa: E402
 from collector.discovery import Selection  # noqa: E402
-from collector.kalshi.ws import KalshiFeed  # noqa: E402
+from collector.ws import KalshiFeed  # noqa: E402
 from collector.pipeline import Pipeline  # noqa: E402
-from collector.simulator.offline import offline_stream  # noqa: E402
+from simulator.offline import offline_stream  # noqa: E402
 
 
 def _serve(frames, sid_of, ports) -> None:

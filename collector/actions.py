@@ -40,8 +40,8 @@ from . import commands as cmd
 from .backfill import trades_backfill
 from .db import run_db
 from .discovery import event_fetch, series_fetch_missing
-from .kalshi.backoff import backoff_delays
-from .kalshi.rest import KalshiNotFound, KalshiRest, KalshiRestError
+from .backoff import backoff_delays
+from .rest import KalshiNotFound, KalshiRest, KalshiRestError
 
 logger = logging.getLogger(__name__)
 

@@ -2,6 +2,6 @@ from django.apps import AppConfig
 
 
 class CollectorConfig(AppConfig):
-    """Live collection from Kalshi, trade backfill, and the exchange simulator."""
+    """Live collection from Kalshi and trade backfill."""
 
     name = "collector"

@@ -25,7 +25,7 @@ from markets.ingest import trades_ingest_new_ids
 from markets.services import parse_time
 
 from .db import run_db
-from .kalshi.rest import KalshiRest
+from .rest import KalshiRest
 
 logger = logging.getLogger(__name__)
 

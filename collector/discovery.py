@@ -18,7 +18,7 @@ from markets.models import Event, Series
 from markets.services import event_upsert, market_upsert, series_upsert
 
 from .db import run_db
-from .kalshi.rest import KalshiNotFound, KalshiRest
+from .rest import KalshiNotFound, KalshiRest
 
 logger = logging.getLogger(__name__)
 

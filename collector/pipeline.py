@@ -4,7 +4,7 @@
 
 1. stamps it with a strictly increasing `received_at` (the replay order of
    markets/models/timeseries.py depends on it);
-2. parses it (collector/kalshi/messages.py); a malformed frame is logged with
+2. parses it (kalshi/messages.py); a malformed frame is logged with
    its raw text, counted, and otherwise ignored: nothing here raises;
 3. sequences it per (session, sid) (collector/sequencer.py): duplicates are
    dropped, a gap is recorded and acted on;
@@ -50,7 +50,7 @@ from .commands import (
     Resubscribe,
 )
 from .config import CollectorConfig
-from .kalshi.messages import (
+from kalshi.messages import (
     ErrorMsg,
     EventFeeUpdateMsg,
     EventLifecycleMsg,

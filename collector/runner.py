@@ -27,8 +27,8 @@ from .backfill import trades_backfill
 from .config import CollectorConfig
 from .db import run_db
 from .discovery import Selection, hierarchy_discover, markets_discover
-from .kalshi.client import Credentials, credentials, rest_client
-from .kalshi.ws import KalshiFeed
+from .client import Credentials, credentials, rest_client
+from .ws import KalshiFeed
 from .pipeline import Pipeline
 from .writer import Writer
 

@@ -277,7 +277,7 @@ def lifecycle_ingest(rows: Sequence[tuple]) -> int:
         row = list(row)
         if not isinstance(row[payload_index], str):
             # default=str: a payload decoded with Decimal numbers (see
-            # collector/kalshi/messages.py) keeps them as exact strings.
+            # kalshi/messages.py) keeps them as exact strings.
             row[payload_index] = json.dumps(row[payload_index], default=str)
         params.append(row)
     with transaction.atomic():

@@ -163,6 +163,12 @@ class GapReason(models.TextChoices):
     DISCONNECT = "disconnect", "the WebSocket connection was lost"
     TERMINAL_ERROR = "terminal_error", "Kalshi ended the subscription (error 10/25)"
     STARTUP = "startup", "collection was not running"
+    CRASH = "crash", "the collector stopped uncleanly; rows after its last durable one may be lost"
+    SUBSCRIBE_REFUSED = "subscribe_refused", "Kalshi refused to subscribe the market (e.g. error 26 or 18)"
+    NOT_SUBSCRIBED = "not_subscribed", "the market was open before its first snapshot was recorded"
+    INVALID_BOOK = "invalid_book", "a delta drove a level below zero or crossed the book: a message was lost"
+    MALFORMED = "malformed", "a frame of the market's subscription could not be parsed"
+    WRITER_FAILURE = "writer_failure", "rows could be neither written nor journaled (disk full, read-only)"
 
 
 class SequenceGap(models.Model):
@@ -193,6 +199,13 @@ class SequenceGap(models.Model):
         indexes = [
             models.Index(fields=["market_ticker", "detected_at"], name="gaps_market_idx"),
             models.Index(fields=["detected_at"], name="gaps_detected_idx"),
+            # Closing a gap finds the open one of its market and channel: an
+            # index over open gaps only, so it never scans a market's history.
+            models.Index(
+                fields=["market_ticker", "channel"],
+                condition=models.Q(recovered_at__isnull=True),
+                name="gaps_open_idx",
+            ),
         ]
         constraints = [
             models.UniqueConstraint(

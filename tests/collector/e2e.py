@@ -18,9 +18,9 @@ from datetime import datetime, timezone
 from collector.config import CollectorConfig
 from collector.db import run_db
 from collector.discovery import Selection
-from collector.kalshi.client import Credentials
+from collector.client import Credentials
 from collector.runner import Collector, collect
-from collector.simulator import FaultConfig, Simulator
+from simulator import FaultConfig, Simulator
 from markets.models import OrderbookDelta, OrderbookSnapshot, Settlement, Trade
 from markets.replay import book_at
 

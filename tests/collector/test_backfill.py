@@ -7,8 +7,8 @@ import pytest
 
 from collector.backfill import split_at_cutoff, trade_row, trades_backfill
 from collector.db import run_db
-from collector.kalshi.rest import KalshiRest
-from collector.simulator import Simulator
+from collector.rest import KalshiRest
+from simulator import Simulator
 from markets.ingest import trades_ingest
 from markets.models import Trade
 

@@ -3,7 +3,7 @@
 import asyncio
 import random
 
-from collector.kalshi.backoff import TokenBucket, backoff_delays
+from collector.backoff import TokenBucket, backoff_delays
 
 
 def test_delays_grow_exponentially_with_jitter_and_stop_at_the_cap():

@@ -11,8 +11,8 @@ import pytest
 from django.db import connection
 
 from collector.db import run_db
-from collector.kalshi import auth
-from collector.simulator import EngineConfig, Simulator, SimulatorConfig
+from kalshi import auth
+from simulator import EngineConfig, Simulator, SimulatorConfig
 from markets.models import OrderbookSnapshot, Trade
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True), pytest.mark.slow]

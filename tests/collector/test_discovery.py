@@ -4,8 +4,8 @@ import pytest
 
 from collector.db import run_db
 from collector.discovery import Selection, hierarchy_discover, markets_discover
-from collector.kalshi.rest import KalshiRest
-from collector.simulator import Simulator
+from collector.rest import KalshiRest
+from simulator import Simulator
 from markets.models import Event, Market, Series
 
 

@@ -12,7 +12,7 @@ import pytest
 
 from collector.db import run_db
 from collector.discovery import Selection
-from collector.simulator import EngineConfig, FaultConfig, Simulator, SimulatorConfig
+from simulator import EngineConfig, FaultConfig, Simulator, SimulatorConfig
 
 from .e2e import (
     collector_config,

@@ -24,8 +24,8 @@ from urllib.parse import quote
 import psycopg
 import pytest
 
-from collector.kalshi import auth
-from collector.simulator import Simulator
+from kalshi import auth
+from simulator import Simulator
 
 from .e2e import POLL_S, WAIT_S
 

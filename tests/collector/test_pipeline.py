@@ -480,7 +480,7 @@ def test_yes_scale_no_prices_are_stored_as_no_leg_prices(make):
 
 
 def test_every_spec_example_goes_through_the_pipeline_into_the_database(make):
-    from .test_messages import ALL_EXAMPLES
+    from tests.kalshi.test_messages import ALL_EXAMPLES
 
     pipeline, writer = make()
     # The examples do not form one stream (sids and seqs are reused), so

@@ -3,9 +3,9 @@
 import pytest
 import pytest_asyncio
 
-from collector.kalshi import auth
-from collector.kalshi.rest import KalshiNotFound, KalshiRest, KalshiRestError
-from collector.simulator import Simulator
+from kalshi import auth
+from collector.rest import KalshiNotFound, KalshiRest, KalshiRestError
+from simulator import Simulator
 
 pytestmark = pytest.mark.asyncio
 

@@ -8,12 +8,12 @@ from websockets.exceptions import ConnectionClosedError, InvalidMessage, Invalid
 from websockets.frames import Close
 from websockets.http11 import Response
 
-from collector.kalshi import auth
-from collector.kalshi.client import Credentials
-from collector.kalshi.rest import KalshiRestError
-from collector.kalshi.ws import is_retryable
+from kalshi import auth
+from collector.client import Credentials
+from collector.rest import KalshiRestError
+from collector.ws import is_retryable
 from collector.runner import collect
-from collector.simulator import Simulator
+from simulator import Simulator
 
 from .e2e import collector_config
 

@@ -9,8 +9,8 @@ from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
 from collector.backfill import trades_backfill
-from collector.kalshi.client import rest_client
-from collector.kalshi.rest import KalshiRestError
+from collector.client import rest_client
+from collector.rest import KalshiRestError
 from markets.services import parse_time
 
 

@@ -9,7 +9,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError
 
 from collector.discovery import Selection
-from collector.kalshi.rest import KalshiRestError
+from collector.rest import KalshiRestError
 from collector.runner import STATS_EVERY_S, collect
 
 

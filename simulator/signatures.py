@@ -1,6 +1,6 @@
 """Checking Kalshi's KALSHI-ACCESS-* headers on a REST call or WebSocket upgrade.
 
-The verification itself is collector.kalshi.auth.verify, the same module the
+The verification itself is kalshi.auth.verify, the same module the
 collector signs with; this adds what a server checks around it: the three
 headers present, a known key id, a timestamp close to our clock.
 """
@@ -12,7 +12,7 @@ from typing import Mapping
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from collector.kalshi import auth
+from kalshi import auth
 
 
 def signature_problem(

@@ -2,8 +2,8 @@
 
 import json
 
-from collector.simulator import FaultConfig
-from collector.simulator.offline import offline_stream
+from simulator import FaultConfig
+from simulator.offline import offline_stream
 from markets.book import OrderBook
 from markets.fixedpoint import parse_count, parse_price
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from collector.kalshi import auth
+from kalshi import auth
 
 DEV_KEY_ID = "sim-dev-key"
 

@@ -3,8 +3,8 @@
 import pytest
 from websockets.exceptions import InvalidStatus
 
-from collector.kalshi import auth
-from collector.simulator.config import WS_PATH
+from kalshi import auth
+from simulator.config import WS_PATH
 
 from .conftest import rest_get, wrong_key_headers, ws_connect
 

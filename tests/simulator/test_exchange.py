@@ -2,8 +2,8 @@
 
 from decimal import Decimal
 
-from collector.simulator import EngineConfig, Exchange
-from collector.simulator.events import BookDelta, TradeExecuted
+from simulator import EngineConfig, Exchange
+from simulator.events import BookDelta, TradeExecuted
 from markets.book import OrderBook
 
 START = 1_795_000_000_000
@@ -87,7 +87,7 @@ def test_whole_units_only_keeps_to_cents_and_contracts():
 
 
 def test_true_book_at_rebuilds_past_books():
-    from collector.simulator import Simulator
+    from simulator import Simulator
 
     clock = {"now": START}
     sim = Simulator(seed=2, markets=6, rate=0, clock=lambda: clock["now"])

@@ -2,7 +2,7 @@
 
 import pytest
 
-from collector.simulator.ratelimit import TokenBucket
+from simulator.ratelimit import TokenBucket
 
 from .conftest import rest_get
 

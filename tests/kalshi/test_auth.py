@@ -5,7 +5,7 @@ import base64
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 
-from collector.kalshi import auth
+from kalshi import auth
 
 
 def test_message_is_timestamp_method_path_without_query():

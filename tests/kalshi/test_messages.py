@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from collector.kalshi import messages as m
-from collector.kalshi.messages import MalformedFrame, parse_frame
+from kalshi import messages as m
+from kalshi.messages import MalformedFrame, parse_frame
 
 SPECS = Path(__file__).resolve().parents[2] / "docs" / "kalshi-specs"
 CURRENT = SPECS / "asyncapi_2026-10.yaml"

@@ -11,7 +11,7 @@ from .test_ws import active_tickers
 
 pytestmark = pytest.mark.asyncio
 
-SPECS = Path(__file__).resolve().parents[3] / "docs" / "kalshi-specs"
+SPECS = Path(__file__).resolve().parents[2] / "docs" / "kalshi-specs"
 
 
 class _Yaml11BoolsOff(yaml.SafeLoader):

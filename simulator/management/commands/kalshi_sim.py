@@ -5,10 +5,10 @@ import dataclasses
 
 from django.core.management.base import BaseCommand, CommandError
 
-from collector.kalshi import auth
-from collector.simulator import EngineConfig, FaultConfig, Simulator, SimulatorConfig
-from collector.simulator.devkey import DEV_KEY_ID, ensure_dev_key
-from collector.simulator.runner import serve
+from kalshi import auth
+from simulator import EngineConfig, FaultConfig, Simulator, SimulatorConfig
+from simulator.devkey import DEV_KEY_ID, ensure_dev_key
+from simulator.runner import serve
 
 
 class Command(BaseCommand):

@@ -5,8 +5,8 @@ import dataclasses
 import pytest
 from django.core.management import CommandError, call_command
 
-from collector.kalshi import auth
-from collector.simulator.devkey import ensure_dev_key
+from kalshi import auth
+from simulator.devkey import ensure_dev_key
 
 
 def test_dev_key_is_created_once_private_and_reused(tmp_path):
@@ -32,7 +32,7 @@ def test_command_rejects_bad_fault_rates(tmp_path):
 
 def test_every_fault_has_an_option_whose_default_is_the_config_default():
     from collector.management.commands.kalshi_sim import Command
-    from collector.simulator import FaultConfig, SimulatorConfig
+    from simulator import FaultConfig, SimulatorConfig
 
     options = vars(Command().create_parser("manage.py", "kalshi_sim").parse_args([]))
     assert FaultConfig(**{f.name: options[f.name] for f in dataclasses.fields(FaultConfig)}) \

@@ -4,8 +4,8 @@ import aiohttp
 import pytest
 from websockets.exceptions import ConnectionClosed
 
-from collector.simulator import FaultConfig
-from collector.simulator.config import WS_PATH
+from simulator import FaultConfig
+from simulator.config import WS_PATH
 
 from .conftest import Client, rest_get, ws_connect
 from .test_ws import active_tickers

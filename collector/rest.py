@@ -1,6 +1,6 @@
 """An async client for Kalshi's REST market-data API (httpx).
 
-Every request is signed (collector/kalshi/auth.py) when a key is configured;
+Every request is signed (kalshi/auth.py) when a key is configured;
 public endpoints work without one. Calls are paced by a client-side token
 bucket and retried with exponential backoff and jitter on 429 (which carries
 no Retry-After), on 5xx and on network errors; any other error status raises
@@ -21,7 +21,7 @@ from urllib.parse import quote, urlsplit
 
 import httpx
 
-from . import auth
+from kalshi import auth
 from .backoff import TokenBucket, backoff_delays
 
 logger = logging.getLogger(__name__)

@@ -5,7 +5,7 @@ import json
 import pytest
 from websockets.exceptions import ConnectionClosed
 
-from collector.simulator import FaultConfig
+from simulator import FaultConfig
 
 from .conftest import Client, ws_connect
 from .test_ws import active_tickers

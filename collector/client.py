@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
-from . import auth
+from kalshi import auth
 from .rest import KalshiRest
 
 

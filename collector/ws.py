@@ -29,8 +29,8 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidMessage, InvalidStatus
 
 from collector import commands as cmd
-from collector.kalshi import auth
-from collector.kalshi.backoff import backoff_delays
+from kalshi import auth
+from collector.backoff import backoff_delays
 
 logger = logging.getLogger(__name__)
 

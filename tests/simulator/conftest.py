@@ -10,9 +10,9 @@ import aiohttp
 import pytest_asyncio
 from websockets.asyncio.client import connect
 
-from collector.kalshi import auth
-from collector.simulator import Simulator
-from collector.simulator.config import WS_PATH
+from kalshi import auth
+from simulator import Simulator
+from simulator.config import WS_PATH
 
 # Generous: only reached when something is broken, never a timing assertion.
 RECV_TIMEOUT = 10.0

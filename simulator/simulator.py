@@ -25,7 +25,7 @@ from typing import Callable, Mapping
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from collector.kalshi import auth
+from kalshi import auth
 from markets.book import OrderBook
 
 from .catalog import Market, Trade

@@ -1,1 +1,0 @@
-"""Talking to Kalshi: signing, message parsing, REST and WebSocket clients."""
