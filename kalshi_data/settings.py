@@ -58,6 +58,7 @@ INSTALLED_APPS = [
     "markets",
     "collector",
     "backtest_api",
+    "explore",
 ]
 
 MIDDLEWARE = [
