@@ -10,8 +10,9 @@
   const $ = (id) => document.getElementById(id);
   const INTERVALS = { m: 60, h: 3600, d: 86400 };
   const MAX_CANDLE_BUCKETS = 50000; // as markets.selectors.MAX_CANDLE_BUCKETS
+  const SPREAD_POINTS = 240; // best bid/ask points over the record
+  const SPREAD_SLICES = 4; // requests they are asked for in, at once
   const SPREAD_PAGE = 1000; // the most points one /book_snapshots page holds
-  const SPREAD_POINTS = SPREAD_PAGE - 2; // aligned boundaries may add one at each end
   const BOOK_DEPTH = 100; // levels per side shown
   const TAPE_ROWS = 15; // trades each side of the instant
 
@@ -179,6 +180,7 @@
     $("candles-note").textContent = rows.length
       ? `${rows.length} candles${note ? "; " + note : ""}` : "no trade recorded";
     $("candles").dataset.loaded = String(rows.length);
+    performance.mark("explore:candles");
     currentInterval = name;
     updateApiLinks();
   }
@@ -210,17 +212,34 @@
   spreadChart.priceScale("spread").applyOptions({ scaleMargins: { top: 0.75, bottom: 0 } });
   spreadChart.subscribeClick((param) => { if (param.time) setInstant(param.time * 1e6); });
 
+  // Each point is /orderbook at a boundary, which costs a few milliseconds
+  // on a busy day (markets/book_snapshots.py): a few hundred points, asked
+  // for in parallel slices and drawn as they arrive.
   async function loadSpread() {
     const spanS = Math.max(1, Math.ceil((endUs - startUs) / 1e6));
     const step = Math.min(86400, Math.max(1, Math.ceil(spanS / SPREAD_POINTS)));
-    const start = Math.floor(startUs / 1e6 / step) * step;
-    const body = await api(cfg.api.book_snapshots, {
-      market_ticker: cfg.ticker, interval: step + "s", depth: 1, limit: SPREAD_PAGE,
-      start_time: new Date(start * 1000).toISOString(),
-      end_time: new Date((Math.floor(endUs / 1e6 / step) * step + step) * 1000).toISOString(),
-    });
+    const first = Math.floor(startUs / 1e6 / step) * step;
+    const last = Math.floor(endUs / 1e6 / step) * step + step;
+    const perSlice = Math.ceil((last - first) / step / SPREAD_SLICES) * step;
+    const points = [];
+    const slices = [];
+    for (let from = first; from < last; from += perSlice) {
+      slices.push(api(cfg.api.book_snapshots, {
+        market_ticker: cfg.ticker, interval: step + "s", depth: 1, limit: SPREAD_PAGE,
+        start_time: new Date(from * 1000).toISOString(),
+        end_time: new Date(Math.min(last, from + perSlice) * 1000).toISOString(),
+      }).then((body) => { points.push(...body.data); drawSpread(points); }));
+    }
+    await Promise.all(slices);
+    $("spread-note").textContent = `every ${step} s; shaded: no complete book (gap or before the first snapshot)`;
+    $("spread").dataset.loaded = String(points.length);
+    performance.mark("explore:spread");
+  }
+
+  function drawSpread(points) {
+    points.sort((a, b) => (a.timestamp < b.timestamp ? -1 : 1));
     const bids = [], asks = [], spreads = [], band = [];
-    for (const p of body.data) {
+    for (const p of points) {
       const t = secs(p.timestamp);
       const bid = p.best.yes_bid && price(p.best.yes_bid.price);
       const ask = p.best.yes_ask && price(p.best.yes_ask.price);
@@ -234,8 +253,6 @@
     spreadSeries.setData(spreads);
     spreadGaps.setData(band);
     spreadChart.timeScale().fitContent();
-    $("spread-note").textContent = `every ${step} s; shaded: no complete book (gap or before the first snapshot)`;
-    $("spread").dataset.loaded = String(body.data.length);
   }
 
   // --- the book at an instant (/orderbook) ----------------------------------------------
@@ -283,6 +300,7 @@
     book.atUs = us;
     const iso = microsToIso(us);
     $("book").dataset.at = iso;
+    performance.mark("explore:book");
     $("instant").textContent = shortTime(iso);
     const notice = $("book-notice");
     if (data.gap) {
@@ -472,6 +490,7 @@
         setInstant(day.first_event ? isoToMicros(day.first_event) : isoToMicros(day.date + "T00:00:00Z")));
       el.appendChild(cell);
     }
+    performance.mark("explore:calendar");
   }
 
   // --- links to the JSON API and a Python snippet ------------------------------------------
@@ -535,8 +554,11 @@
     say(`Not an instant: ${cfg.at}; showing the end of the record.`, true);
   }
   setInstant(initial);
-  loadCandles(currentInterval).catch(fail);
-  loadSpread().catch(fail);
-  if (cfg.calendar) loadCalendar().catch(fail);
+  // The book and the candles first; the calendar and the bid/ask chart (the
+  // slowest requests) after them, so that they do not hold them up.
+  loadCandles(currentInterval).catch(fail).then(() => {
+    if (cfg.calendar) loadCalendar().catch(fail);
+    loadSpread().catch(fail);
+  });
   window.addEventListener("resize", () => { if (book.data) drawDepth(book.data); });
 })();
