@@ -376,7 +376,7 @@
     ctx.beginPath();
     for (let p = 0; p <= 1.0001; p += 0.25) {
       ctx.moveTo(x(p), pad.t); ctx.lineTo(x(p), h - pad.b);
-      ctx.fillText(p.toFixed(2), Math.min(x(p) - 10, w - 30), h - 5);
+      ctx.fillText(p.toFixed(2), Math.max(0, Math.min(x(p) - 10, w - 30)), h - 5);
     }
     ctx.stroke();
     // A side as a step area: from its best price outwards, the quantity
@@ -460,6 +460,10 @@
       }
     }
     if (!rows.length) tbody.insertRow().insertCell().textContent = "no trade within the hour";
+    // Scroll the tape (not the page) so that the instant is in its middle.
+    const now = tbody.querySelector("tr.now");
+    const box = $("tape").parentElement;
+    if (now) box.scrollTop = now.offsetTop - box.clientHeight / 2;
     $("tape").dataset.at = microsToIso(us);
   }
 
