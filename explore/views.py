@@ -17,6 +17,7 @@ from django.contrib.auth.views import redirect_to_login
 from django.core.paginator import Paginator
 from django.shortcuts import render
 from django.urls import reverse
+from django.utils import timezone
 
 from backtest_api.bulk_serializers import MAX_COVERAGE_DAYS
 from backtest_api.permissions import session_may_read
@@ -27,6 +28,9 @@ from markets.models import Market
 from . import selectors
 
 MARKETS_PER_PAGE = 50
+# A market is followed live by its page when it is active and its record
+# reaches this close to now.
+LIVE_WITHIN = timedelta(minutes=15)
 
 
 def readers_only(view):
@@ -165,6 +169,8 @@ def market_config(request, market, coverage, settlement) -> dict:
         ],
         "settlement": None,
         "calendar": None,
+        "live": bool(span) and market.status == "active"
+        and span[1] > timezone.now() - LIVE_WITHIN,
     }
     if settlement is not None:
         config["settlement"] = {

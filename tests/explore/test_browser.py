@@ -8,9 +8,11 @@ JSON API from the browser as a logged-in staff member.
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
+from decimal import Decimal
 
 import pytest
 
+from markets import ingest
 from markets.models import Event, Market, Series, Settlement
 from markets.selectors import deltas_page
 from tests.recorded import EVENT, HOT, QUIET, record_day
@@ -202,4 +204,25 @@ def test_home_series_and_event_pages(record, staff_page, live_server):
     page.goto(f"{live_server.url}/explore/series/KXTEST")
     assert page.locator("#events tbody tr").count() == 1
     screenshot(page, "series")
+    assert page.errors == []
+
+
+def test_a_live_market_follows_the_clock(staff_page, live_server, transactional_db):
+    """An active market recorded until a moment ago: the slider's end and the book move on."""
+    now = datetime.now(timezone.utc)
+    Market.objects.create(ticker="LIVE-1", status="active")
+    ingest.snapshots_ingest([("LIVE-1", now - timedelta(seconds=5), 1, 1, 1, "subscribe",
+                              [["0.4000", "5.00"]], [["0.5500", "3.00"]], None)])
+    ingest.trades_ingest([("LIVE-1", now - timedelta(seconds=4), "t1", Decimal("0.4200"),
+                           Decimal("0.5800"), Decimal("2.00"), "yes", "bid", None, False,
+                           now - timedelta(seconds=4), "ws")])
+    page = staff_page
+    page.goto(f"{live_server.url}/explore/markets/LIVE-1")
+    page.wait_for_function("document.getElementById('book').dataset.state === 'ready'")
+    first_max = int(page.get_attribute("#slider", "max"))
+    assert page.is_visible("#live-note")
+    page.wait_for_function(f"+document.getElementById('slider').max > {first_max}", timeout=15_000)
+    page.wait_for_function(
+        f"Date.parse(document.getElementById('book').dataset.at) > {first_max}", timeout=15_000)
+    assert page.locator("#levels tbody tr").count() == 1  # 0.40 yes, 0.55 no
     assert page.errors == []

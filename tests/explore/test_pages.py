@@ -128,3 +128,13 @@ def test_api_root_and_admin_link_to_the_explorer(staff):
     assert links["explore"].endswith("/explore/")
     assert str(admin.site.site_url) == "/explore/"
     assert b'href="/explore/"' in staff.get("/admin/").content
+
+
+def test_an_active_market_with_a_recent_record_is_followed_live(catalog, staff):
+    assert not staff.get("/explore/markets/KXHIGH-1-T60").context["config"]["live"]  # 2 days old
+    now = datetime.now(timezone.utc)
+    ingest.trades_ingest([("KXHIGH-1-T60", now, "t-now", Decimal("0.5"), Decimal("0.5"),
+                           Decimal("1.00"), "yes", "bid", None, False, now, "ws")])
+    assert staff.get("/explore/markets/KXHIGH-1-T60").context["config"]["live"]
+    Market.objects.filter(ticker="KXHIGH-1-T60").update(status="closed")
+    assert not staff.get("/explore/markets/KXHIGH-1-T60").context["config"]["live"]

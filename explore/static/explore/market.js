@@ -15,6 +15,8 @@
   const SPREAD_PAGE = 1000; // the most points one /book_snapshots page holds
   const BOOK_DEPTH = 100; // levels per side shown
   const TAPE_ROWS = 15; // trades each side of the instant
+  const LIVE_EVERY_MS = 5000; // how often a live market's page moves its end
+  const LIVE_CANDLES_EVERY = 6; // ... and reloads its candles, in those steps
 
   // --- time: microseconds since the epoch, exact in a double until year 2255 ---
   function isoToMicros(iso) {
@@ -85,7 +87,7 @@
   });
 
   const startUs = isoToMicros(cfg.start);
-  const endUs = isoToMicros(cfg.end);
+  let endUs = isoToMicros(cfg.end); // grows while a live market is open (below)
   const gaps = cfg.gaps.map((g) => ({
     start: isoToMicros(g.start), end: g.end ? isoToMicros(g.end) : endUs, reason: g.reason,
   }));
@@ -124,7 +126,7 @@
     return "1d";
   }
 
-  async function loadCandles(name) {
+  async function loadCandles(name, keepView = false) {
     const step = parseInterval(name);
     document.querySelectorAll("#intervals button").forEach((b) =>
       b.classList.toggle("active", b.dataset.interval === name));
@@ -176,7 +178,7 @@
     }
     candleMarkers.setMarkers(marks.filter((m) => m.time >= start && m.time < end)
       .sort((a, b) => a.time - b.time));
-    candleChart.timeScale().fitContent();
+    if (!keepView) candleChart.timeScale().fitContent();
     $("candles-note").textContent = rows.length
       ? `${rows.length} candles${note ? "; " + note : ""}` : "no trade recorded";
     $("candles").dataset.loaded = String(rows.length);
@@ -368,15 +370,20 @@
     total = 0;
     for (const lv of data.no) { total += parseFloat(lv.quantity); asks.push([1 - parseFloat(lv.price), total]); }
     const maxQ = Math.max(1, bids.length ? bids[bids.length - 1][1] : 0, asks.length ? asks[asks.length - 1][1] : 0);
-    const x = (p) => pad.l + p * (w - pad.l - pad.r);
+    // The prices the levels shown span (a little wider), not always 0..1.
+    const prices = [...bids, ...asks].map(([p]) => p);
+    const lo = prices.length ? Math.max(0, Math.min(...prices) - 0.02) : 0;
+    const hi = prices.length ? Math.min(1, Math.max(...prices) + 0.02) : 1;
+    const x = (p) => pad.l + ((p - lo) / (hi - lo || 1)) * (w - pad.l - pad.r);
     const y = (q) => h - pad.b - (q / maxQ) * (h - pad.t - pad.b);
     ctx.strokeStyle = css("--line");
     ctx.fillStyle = css("--muted");
     ctx.font = "11px system-ui, sans-serif";
     ctx.beginPath();
-    for (let p = 0; p <= 1.0001; p += 0.25) {
+    for (let i = 0; i <= 4; i++) {
+      const p = lo + ((hi - lo) * i) / 4;
       ctx.moveTo(x(p), pad.t); ctx.lineTo(x(p), h - pad.b);
-      ctx.fillText(p.toFixed(2), Math.max(0, Math.min(x(p) - 10, w - 30)), h - 5);
+      ctx.fillText(p.toFixed(hi - lo < 0.1 ? 3 : 2), Math.max(0, Math.min(x(p) - 12, w - 34)), h - 5);
     }
     ctx.stroke();
     // A side as a step area: from its best price outwards, the quantity
@@ -393,8 +400,8 @@
       ctx.globalAlpha = 0.25; ctx.fillStyle = color; ctx.fill();
       ctx.globalAlpha = 1; ctx.strokeStyle = color; ctx.lineWidth = 1.5; ctx.stroke();
     }
-    side(bids, css("--up"), 0);
-    side(asks, css("--down"), 1);
+    side(bids, css("--up"), lo);
+    side(asks, css("--down"), hi);
     canvas.dataset.drawn = String(data.yes.length + data.no.length);
   }
 
@@ -549,6 +556,22 @@
   });
 
   function fail(err) { say(String(err.message || err), true); }
+
+  // --- a live market: the record grows while the page is open ------------------------
+  // The slider's end follows the clock; a book shown at the end follows it
+  // too, and the candles are refreshed now and then (keeping pan and zoom).
+  if (cfg.live) {
+    let ticks = 0;
+    $("live-note").hidden = false;
+    setInterval(() => {
+      if (document.hidden) return;
+      const following = book.atUs !== null && book.atUs >= endUs - 1000;
+      endUs = Math.max(endUs, Date.now() * 1000);
+      slider.max = String(Math.ceil(endUs / 1000));
+      if (following && !book.busy) setInstant(endUs);
+      if (++ticks % LIVE_CANDLES_EVERY === 0) loadCandles(currentInterval, true).catch(fail);
+    }, LIVE_EVERY_MS);
+  }
 
   // --- start: the book and candles first (first paint), then the rest ---------------------
   let initial = endUs;
