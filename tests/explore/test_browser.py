@@ -27,6 +27,7 @@ DAY = (datetime.now(timezone.utc) - timedelta(days=3)).date()
 # Light-mode colours of explore.css (--up, --down): what candles, lines and
 # the depth chart are drawn with.
 UP, DOWN = (22, 134, 90), (200, 58, 58)
+DARK_UP, DARK_DOWN = (60, 207, 142), (255, 107, 107)
 
 COUNT_COLOUR = """([selector, colours]) => {
   let n = 0;
@@ -158,6 +159,10 @@ def test_market_page_charts_slider_gap_and_calendar(record, staff_page, live_ser
     _scrub_to(page, before_gap)
     page.wait_for_function(f"document.getElementById('tape').dataset.at === '{_ms_iso(before_gap)}'")
     screenshot(page, "market")
+
+    # Switching the system to dark recolours the charts.
+    page.emulate_media(color_scheme="dark")
+    page.wait_for_function(f"() => ({COUNT_COLOUR})(['#candles canvas', [{list(DARK_UP)}, {list(DARK_DOWN)}]]) > 100")
     assert page.errors == []
 
 
@@ -179,8 +184,7 @@ def test_market_page_dark_and_narrow(record, browser, live_server, client, djang
     background = page.evaluate("getComputedStyle(document.body).backgroundColor")
     assert background == "rgb(18, 21, 28)"  # --bg of the dark scheme
     assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
-    dark_up, dark_down = (60, 207, 142), (255, 107, 107)
-    assert page.evaluate(COUNT_COLOUR, ["#candles canvas", [dark_up, dark_down]]) > 50
+    assert page.evaluate(COUNT_COLOUR, ["#candles canvas", [DARK_UP, DARK_DOWN]]) > 50
     screenshot(page, "market-dark-narrow")
     context.close()
     assert errors == []

@@ -81,9 +81,20 @@
     charts.push(chart);
     return chart;
   }
+  // Series coloured from the stylesheet: [series, {option: css variable}].
+  const coloured = [];
+  function colour(series, options) {
+    coloured.push([series, options]);
+    return series;
+  }
   window.matchMedia("(prefers-color-scheme: dark)").addEventListener("change", () => {
     charts.forEach((c) => c.applyOptions(chartTheme()));
+    for (const [series, options] of coloured) {
+      series.applyOptions(Object.fromEntries(
+        Object.entries(options).map(([name, variable]) => [name, css(variable)])));
+    }
     if (book.data) drawDepth(book.data);
+    loadCandles(currentInterval, true).catch(fail); // volume bars and markers
   });
 
   const startUs = isoToMicros(cfg.start);
@@ -95,20 +106,20 @@
 
   // A histogram on its own hidden scale, full height: shades the gaps.
   function gapBand(chart) {
-    const band = chart.addSeries(LC.HistogramSeries, {
+    const band = colour(chart.addSeries(LC.HistogramSeries, {
       priceScaleId: "gaps", color: css("--gap"), priceLineVisible: false,
       lastValueVisible: false, base: 0,
-    });
+    }), { color: "--gap" });
     chart.priceScale("gaps").applyOptions({ visible: false, scaleMargins: { top: 0, bottom: 0 } });
     return band;
   }
 
   // --- candles ------------------------------------------------------------------------
   const candleChart = makeChart($("candles"));
-  const candles = candleChart.addSeries(LC.CandlestickSeries, {
+  const candles = colour(candleChart.addSeries(LC.CandlestickSeries, {
     upColor: css("--up"), downColor: css("--down"), wickUpColor: css("--up"),
     wickDownColor: css("--down"), borderVisible: false, priceFormat: PRICE_FORMAT,
-  });
+  }), { upColor: "--up", downColor: "--down", wickUpColor: "--up", wickDownColor: "--down" });
   const volume = candleChart.addSeries(LC.HistogramSeries, {
     priceScaleId: "volume", priceFormat: { type: "volume" }, lastValueVisible: false,
     priceLineVisible: false,
@@ -201,12 +212,12 @@
   // --- best bid / ask and spread over time (/book_snapshots) -------------------------------
   const spreadChart = makeChart($("spread"));
   const spreadGaps = gapBand(spreadChart);
-  const bidLine = spreadChart.addSeries(LC.LineSeries, {
+  const bidLine = colour(spreadChart.addSeries(LC.LineSeries, {
     color: css("--up"), lineWidth: 1, priceFormat: PRICE_FORMAT, title: "yes bid",
-  });
-  const askLine = spreadChart.addSeries(LC.LineSeries, {
+  }), { color: "--up" });
+  const askLine = colour(spreadChart.addSeries(LC.LineSeries, {
     color: css("--down"), lineWidth: 1, priceFormat: PRICE_FORMAT, title: "yes ask",
-  });
+  }), { color: "--down" });
   const spreadSeries = spreadChart.addSeries(LC.HistogramSeries, {
     priceScaleId: "spread", color: css("--accent") + "66", priceFormat: PRICE_FORMAT,
     lastValueVisible: false, priceLineVisible: false, title: "spread",
@@ -402,6 +413,15 @@
     }
     side(bids, css("--up"), lo);
     side(asks, css("--down"), hi);
+    if (data.gap || !data.snapshot) {
+      // The chart itself says that this is not the market's book now.
+      ctx.fillStyle = css("--gap");
+      ctx.fillRect(0, 0, w, h);
+      ctx.fillStyle = css("--down");
+      ctx.font = "600 13px system-ui, sans-serif";
+      ctx.fillText(data.gap ? "inside a recorded gap: last book known" : "no book recorded yet",
+        pad.l + 4, pad.t + 14);
+    }
     canvas.dataset.drawn = String(data.yes.length + data.no.length);
   }
 
