@@ -302,4 +302,5 @@ class ApiRootView(APIView):
         }
         links["schema"] = reverse("schema", request=request)
         links["docs"] = reverse("docs", request=request)
+        links["explore"] = reverse("explore:home", request=request)  # the pages with charts
         return Response(links)

@@ -59,6 +59,7 @@ INSTALLED_APPS = [
     "collector",
     "simulator",
     "backtest_api",
+    "explore",
 ]
 
 MIDDLEWARE = [

@@ -1,10 +1,11 @@
-"""Top-level URLs: the admin and the backtest API (at the root: / -> /api/v1/)."""
+"""Top-level URLs: the admin, the explorer's pages and the backtest API (/ -> /api/v1/)."""
 
 from django.contrib import admin
 from django.urls import include, path
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("explore/", include("explore.urls")),
     path("", include("backtest_api.urls")),
 ]
 
