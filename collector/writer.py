@@ -575,6 +575,9 @@ class Journal:
         rejected = self.dir / "rejected"
         rejected.mkdir(exist_ok=True)
         path = rejected / f"{batch.no:012d}{self.SUFFIX}"
+        if path.exists():
+            # Numbers start over when a process finds the journal empty.
+            path = rejected / f"{batch.no:012d}-{time.time_ns()}{self.SUFFIX}"
         path.write_bytes(orjson.dumps({"no": batch.no, "tables": batch.tables}, default=_encode))
         path.with_suffix(".error").write_text(f"{type(exc).__name__}: {exc}\n")
         log.error("writer: PostgreSQL refused batch %d (%s); kept in %s", batch.no, exc, path)
