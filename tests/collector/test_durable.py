@@ -23,7 +23,6 @@ from collector.writer import Journal, Writer, WriterFailure
 from markets import ingest
 from markets.models import CollectorRun, OrderbookDelta, SequenceGap, Trade, TradeBackfill
 
-from . import frames as f
 from .test_writer import Feed, proxy, until  # noqa: F401 - proxy is a fixture
 
 T0 = datetime(2026, 11, 24, 18, 0, tzinfo=timezone.utc)
@@ -312,3 +311,45 @@ def test_closing_a_gap_uses_the_open_gap_index_not_the_history():
     assert "gaps_open_idx" in plans[0], plans[0]
     for plan in plans:
         assert "Seq Scan" not in plan, plan
+
+
+# --- the whole collector, when nothing can be stored -------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_a_collector_that_can_store_nothing_exits_with_an_error_and_the_next_start_records_it(
+        tmp_path, monkeypatch, proxy):
+    from simulator import Simulator
+
+    from .e2e import collector_config, start_run, wait_for
+
+    config = collector_config(tmp_path, writer_failure_exit_s=1.0, db_retry_initial=0.05,
+                              db_retry_max=0.2)
+
+    async def scenario():
+        sim = Simulator(seed=5, markets=4, rate=200)
+        await sim.start(host="127.0.0.1", port=0)
+        try:
+            run = await start_run(sim, config)
+            monkeypatch.setattr(Journal, "write", refusing(errno.ENOSPC))
+            proxy.stop()
+            await wait_for(lambda: run.task.done(), "the collector to give up")
+            with pytest.raises(WriterFailure):
+                run.task.result()
+            return set(run.collector.feed.markets)  # what it was recording when it gave up
+        finally:
+            await sim.stop()
+
+    markets = asyncio.run(scenario())
+    monkeypatch.undo()
+    proxy.start()
+    connection.close()
+    state = runs.state_read(config.journal_dir)
+    assert not state.clean and "neither journaled nor written" in state.failure
+    writer = Writer(config)
+    run = runs.run_begin(config, writer)
+    writer.flush_sync()
+    assert run.crash.reason == "writer_failure"
+    holes = set(SequenceGap.objects.filter(reason="writer_failure").values_list("market_ticker", flat=True))
+    assert holes == markets | {""}
