@@ -1,6 +1,7 @@
 """End-to-end ingest benchmark of the collector core (not a test: it prints numbers).
 
     DEBUG=1 .venv/bin/python bench/ingest_bench.py [--frames 1000000] [--markets 2000]
+        [--write-ahead on|off] [--flush-seconds 0.5]
 
 1. Generates a recorded-style stream as JSON text (not timed): subscribe
    replies, one snapshot per market, then order-book deltas and trades
@@ -230,6 +231,9 @@ def main() -> None:
     parser.add_argument("--markets", type=int, default=2000)
     parser.add_argument("--trade-share", type=float, default=0.1)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--write-ahead", choices=("on", "off"), default="on",
+                        help="journal every batch before PostgreSQL (the default) or only when it is away")
+    parser.add_argument("--flush-seconds", type=float, default=None)
     args = parser.parse_args()
 
     print(f"load average at start: {os.getloadavg()}  cores: {os.cpu_count()}")
@@ -241,8 +245,12 @@ def main() -> None:
         print(f"generated {frames:,} frames ({stream.stat().st_size / 1e6:.0f} MB) over "
               f"{args.markets:,} markets in {time.perf_counter() - t0:.1f}s")
 
-        cfg = CollectorConfig(journal_dir=tmpdir / "journal")
-        print(f"config: flush_rows={cfg.flush_rows} flush_seconds={cfg.flush_seconds} "
+        overrides = {"journal_write_ahead": args.write_ahead == "on"}
+        if args.flush_seconds is not None:
+            overrides["flush_seconds"] = args.flush_seconds
+        cfg = CollectorConfig(journal_dir=tmpdir / "journal", **overrides)
+        print(f"config: write_ahead={cfg.journal_write_ahead} "
+              f"flush_rows={cfg.flush_rows} flush_seconds={cfg.flush_seconds} "
               f"checkpoint every {cfg.checkpoint_every_deltas} deltas / "
               f"{cfg.checkpoint_every_seconds:.0f}s, max_buffered_rows={cfg.max_buffered_rows}")
         print(f"parse only:                 {stage_parse(stream, frames):>10,.0f} frames/s")
@@ -276,7 +284,8 @@ def main() -> None:
                   f"snapshots {counts['snapshots']:,}  checkpoints {counts['checkpoints']:,}  "
                   f"gaps {counts['gaps']}  malformed {counts['malformed']}")
             print(f"  writer: {stats['batches_written']} batches, spills {stats['spills']}, "
-                  f"journaled {stats['batches_journaled']}")
+                  f"journaled {stats['batches_journaled']}, journal writes {stats['journal_writes']}")
+            print(f"  durability: the longest a row sat only in memory {stats['memory_only_max_s']:.3f}s")
             print(f"  books held: {len(pipeline.books):,}; memory: RSS before "
                   f"{rss_before / 1024:.0f} MB, peak (VmHWM) {peak_kb / 1024:.0f} MB")
             copy_rows, copy_elapsed = yardstick_copy(tmpdir)

@@ -11,8 +11,10 @@ determination is handled before its settlement):
   and record the `Settlement` (the feed has already unsubscribed a settled
   market's book).
 * `EventCreated`: upsert the event, fetch its series if unknown.
-* `BackfillTrades`: after a gap on the trade channel, fetch the window's
-  trades from REST and store those the live stream did not deliver.
+* `BackfillTrades`: after a gap on the trade channel, queue the window in
+  the persistent retry queue (collector/backfill.py `BackfillQueue`), which
+  fetches its trades from REST, stores those the live stream did not
+  deliver, and only then closes the trade hole.
 
 A database outage does not lose a command: it is retried with backoff until
 the database is back. A REST failure is logged (the raw lifecycle message is
@@ -23,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import timedelta
 
 from django.db import DatabaseError, InterfaceError, OperationalError
 
@@ -37,7 +38,6 @@ from markets.services import (
 )
 
 from . import commands as cmd
-from .backfill import trades_backfill
 from .db import run_db
 from .discovery import event_fetch, series_fetch_missing
 from .backoff import backoff_delays
@@ -47,8 +47,6 @@ logger = logging.getLogger(__name__)
 
 # GET /markets/{ticker} can 404 briefly after lifecycle `created`.
 NEW_MARKET_LOOKUPS = 5
-# Kalshi's REST may serve a trade a moment after the WebSocket announced it.
-BACKFILL_SETTLE = timedelta(seconds=1)
 DB_RETRY_INITIAL_S = 0.5
 DB_RETRY_MAX_S = 30.0
 DB_ERRORS = (OperationalError, InterfaceError)
@@ -57,8 +55,9 @@ DB_ERRORS = (OperationalError, InterfaceError)
 class Actions:
     """The worker behind the feed. `submit()` from the loop; `run()` as a task."""
 
-    def __init__(self, *, rest: KalshiRest, selection, writer=None, config=None):
+    def __init__(self, *, rest: KalshiRest, selection, writer=None, config=None, backfills=None):
         self.rest = rest
+        self.backfills = backfills  # the BackfillQueue
         self.selection = selection
         self.writer = writer
         self.config = config
@@ -68,7 +67,6 @@ class Actions:
         self.done = 0
         self.failed = 0
         self.settlements = 0
-        self.trades_backfilled = 0
 
     def submit(self, command) -> None:
         self.queue.put_nowait(command)
@@ -229,19 +227,14 @@ class Actions:
 
     # -- trades --------------------------------------------------------------------
 
+    @property
+    def trades_backfilled(self) -> int:
+        return self.backfills.stored if self.backfills is not None else 0
+
     async def _backfill(self, command) -> None:
-        # Trades still buffered in the writer are not in the database yet,
-        # and the id check below only sees the database: give the writer
-        # time to flush them (and REST time to serve the window) first.
-        flush_s = self.config.flush_seconds if self.config is not None else 0.5
-        await asyncio.sleep(2 * flush_s + BACKFILL_SETTLE.total_seconds())
-        result = await trades_backfill(
-            self.rest,
-            start=command.since,
-            end=command.until,
-            tickers=list(command.market_tickers) or None,
-        )
-        self.trades_backfilled += result.stored
+        # Queued, not run here: the queue retries it for as long as it
+        # fails, and one slow backfill must not hold up settlements.
+        await self.backfills.enqueue(command.since, command.until, command.market_tickers, command.gaps)
 
 
 def _series_of_event(event_ticker: str) -> str:

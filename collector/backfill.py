@@ -9,27 +9,36 @@ already stored for that market: what the live collector recorded is never
 duplicated, even when REST stamps it with a different precision.
 
 Both `manage.py backfill_trades` and the live collector (after a gap on the
-trade channel) call `trades_backfill`.
+trade channel) call `trades_backfill`; the live collector goes through
+`BackfillQueue`, the persistent retry queue of trade holes.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Callable, Iterable
+
+from django.db import InterfaceError, OperationalError, transaction
 
 from markets.fixedpoint import parse_count, parse_price, price_from_cents
 from markets.ingest import trades_ingest_new_ids
+from markets.models import BackfillStatus, SequenceGap, TradeBackfill
 from markets.services import parse_time
 
+from .backoff import backoff_delays
 from .db import run_db
 from .rest import KalshiRest
 
 logger = logging.getLogger(__name__)
 
 INGEST_BATCH = 1000  # one page of trades; one COPY per page
+# Kalshi's REST may serve a trade a moment after the WebSocket announced it.
+BACKFILL_SETTLE = timedelta(seconds=1)
+DB_ERRORS = (OperationalError, InterfaceError)
 
 
 @dataclass
@@ -133,3 +142,212 @@ async def trades_backfill(
         start.isoformat(), end.isoformat(), result.fetched, result.stored, result.pages,
     )
     return result
+
+
+# --- the persistent retry queue of trade holes ---------------------------------
+
+
+def _enqueue(since: datetime, until: datetime, tickers: list[str], gaps: list, not_before: datetime) -> int:
+    """Queue a backfill, merged into a pending one of the same markets it overlaps.
+
+    One pending backfill per market set and window: a window that overlaps
+    (or touches) a pending one widens it and adds its holes to it.
+    """
+    with transaction.atomic():
+        pending = (
+            TradeBackfill.objects.select_for_update()
+            .filter(status=BackfillStatus.PENDING, market_tickers=tickers,
+                    since__lte=until, until__gte=since)
+            .order_by("since")
+            .first()
+        )
+        if pending is not None:
+            pending.since = min(pending.since, since)
+            pending.until = max(pending.until, until)
+            pending.gaps = pending.gaps + [g for g in gaps if g not in pending.gaps]
+            pending.next_attempt_at = max(pending.next_attempt_at, not_before)
+            pending.save(update_fields=["since", "until", "gaps", "next_attempt_at"])
+            return pending.id
+        return TradeBackfill.objects.create(
+            since=since, until=until, market_tickers=tickers, gaps=gaps, next_attempt_at=not_before,
+        ).id
+
+
+def _due(now: datetime, limit: int) -> list[TradeBackfill]:
+    return list(
+        TradeBackfill.objects.filter(status=BackfillStatus.PENDING, next_attempt_at__lte=now)
+        .order_by("since", "id")[:limit]
+    )
+
+
+def _pending_count() -> int:
+    return TradeBackfill.objects.filter(status=BackfillStatus.PENDING).count()
+
+
+def _done(backfill_id: int, stored: int, now: datetime) -> None:
+    TradeBackfill.objects.filter(id=backfill_id).update(
+        status=BackfillStatus.DONE, stored=stored, done_at=now, last_error="",
+    )
+
+
+def _failed(backfill_id: int, attempts: int, error: str, retry_at: datetime) -> None:
+    TradeBackfill.objects.filter(id=backfill_id).update(
+        attempts=attempts, last_error=error[:1000], next_attempt_at=retry_at,
+    )
+
+
+def _orphan_trade_holes(before: datetime) -> list[tuple]:
+    """Open trade holes detected before `before` that no pending backfill will close."""
+    owed = set()
+    for gaps in TradeBackfill.objects.filter(status=BackfillStatus.PENDING).values_list("gaps", flat=True):
+        owed.update(tuple(g) for g in gaps)
+    holes = SequenceGap.objects.filter(
+        channel="trade", recovered_at__isnull=True, detected_at__lt=before,
+    ).values_list("market_ticker", "channel", "session_id", "detected_at")
+    return [h for h in holes if _gap_json(h) not in owed]
+
+
+def _gap_json(key: tuple) -> tuple:
+    ticker, channel, session, detected = key
+    return (ticker, channel, session, detected.isoformat())
+
+
+def _gap_key(value: list) -> tuple:
+    ticker, channel, session, detected = value
+    return (ticker, channel, session, datetime.fromisoformat(detected))
+
+
+class BackfillQueue:
+    """Trade holes waiting for their REST backfill, kept in `trade_backfills`.
+
+    `enqueue()` stores a window (merged with a pending one it overlaps); the
+    `run()` task takes due windows oldest first, one at a time (bounded: one
+    REST backfill in flight, each attempt bounded by the REST client's own
+    retries and `backfill_attempt_timeout_s`), and on success marks it done
+    and closes its holes through the writer (after their open rows, in
+    order). A failed attempt is retried after a capped, doubling pause, for
+    as long as the hole is open: across outages and restarts.
+    """
+
+    POLL_S = 1.0
+
+    def __init__(self, *, rest: KalshiRest, writer, config):
+        self.rest = rest
+        self.writer = writer
+        self.config = config
+        self._wake = asyncio.Event()
+        self._busy = False
+        self._enqueuing = 0
+        self.pending = 0  # as last seen in the table
+        self.stored = 0
+        self.attempts = 0
+        self.failures = 0
+
+    @property
+    def idle(self) -> bool:
+        """Nothing pending, nothing in progress (for tests and shutdown)."""
+        return self.pending == 0 and not self._busy and not self._enqueuing
+
+    def _not_before(self, until: datetime) -> datetime:
+        # Kalshi's REST may serve a trade a moment after the WebSocket
+        # announced it, and live trades still in the writer are not stored yet.
+        return until + BACKFILL_SETTLE + timedelta(seconds=2 * self.config.flush_seconds)
+
+    async def enqueue(self, since: datetime, until: datetime, tickers=(), gaps=()) -> None:
+        """Queue [since, until] (retried while PostgreSQL is away)."""
+        gap_values = [list(_gap_json(tuple(g))) for g in gaps]
+        self._enqueuing += 1
+        try:
+            delays = backoff_delays(initial=0.5, factor=2.0, maximum=self.config.db_retry_max)
+            while True:
+                try:
+                    await run_db(_enqueue, since, until, sorted(tickers), gap_values,
+                                 self._not_before(until))
+                    break
+                except DB_ERRORS as exc:
+                    delay = next(delays)
+                    logger.warning("backfill enqueue waits for PostgreSQL (%r); retry in %.1fs", exc, delay)
+                    await asyncio.sleep(delay)
+            self.pending += 1
+            self._wake.set()
+        finally:
+            self._enqueuing -= 1
+
+    async def enqueue_orphans(self, before: datetime, until: datetime) -> int:
+        """Queue a backfill for every open trade hole left by an earlier run without one."""
+        holes = await run_db(_orphan_trade_holes, before)
+        if not holes:
+            return 0
+        margin = timedelta(seconds=self.config.backfill_margin_seconds)
+        since = min(h[3] for h in holes) - margin
+        await self.enqueue(since, until, (), holes)
+        logger.info("backfill queued %d open trade holes left by earlier runs since=%s",
+                    len(holes), since.isoformat())
+        return len(holes)
+
+    async def run(self) -> None:
+        """Carry out due backfills forever (cancel to stop)."""
+        delays: dict[int, object] = {}
+        while True:
+            try:
+                now = datetime.now(timezone.utc)
+                due = await run_db(_due, now, 10)
+                self.pending = await run_db(_pending_count)
+            except DB_ERRORS as exc:
+                logger.warning("backfill queue waits for PostgreSQL (%r)", exc)
+                await self._sleep(self.POLL_S * 5)
+                continue
+            for item in due:
+                self._busy = True
+                try:
+                    await self._attempt(item, delays)
+                except DB_ERRORS as exc:
+                    logger.warning("backfill id=%s waits for PostgreSQL (%r)", item.id, exc)
+                    break
+                finally:
+                    self._busy = False
+            if not due:
+                await self._sleep(self.POLL_S)
+
+    async def _sleep(self, seconds: float) -> None:
+        try:
+            await asyncio.wait_for(self._wake.wait(), seconds)
+        except TimeoutError:
+            pass
+        self._wake.clear()
+
+    async def _attempt(self, item: TradeBackfill, delays: dict) -> None:
+        self.attempts += 1
+        try:
+            result = await asyncio.wait_for(
+                trades_backfill(self.rest, start=item.since, end=item.until,
+                                tickers=list(item.market_tickers) or None),
+                self.config.backfill_attempt_timeout_s,
+            )
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - retried for as long as the hole is open
+            self.failures += 1
+            pause = delays.setdefault(item.id, backoff_delays(
+                initial=self.config.backfill_retry_initial, factor=2.0,
+                maximum=self.config.backfill_retry_max,
+            ))
+            wait = next(pause)
+            logger.warning(
+                "backfill failed id=%s window=%s..%s attempt=%d error=%r; retry in %.1fs",
+                item.id, item.since.isoformat(), item.until.isoformat(), item.attempts + 1, exc, wait,
+            )
+            retry_at = datetime.now(timezone.utc) + timedelta(seconds=wait)
+            try:
+                await run_db(_failed, item.id, item.attempts + 1, repr(exc), retry_at)
+            except DB_ERRORS:
+                pass  # still pending in the table; retried when PostgreSQL is back
+            return
+        now = datetime.now(timezone.utc)
+        await run_db(_done, item.id, result.stored, now)
+        delays.pop(item.id, None)
+        self.stored += result.stored
+        for gap in item.gaps:
+            ticker, channel, session, detected = _gap_key(gap)
+            self.writer.close_gap_key(ticker, channel, session, detected, now)
+        logger.info("backfill done id=%s stored=%d closed_holes=%d", item.id, result.stored, len(item.gaps))

@@ -43,11 +43,14 @@ class BackfillTrades(Command):
     the trade channel): fetch them from REST GET /markets/trades and store
     them with markets.ingest.trades_ingest_new_ids. Both bounds are inclusive
     and already widened by the pipeline; `market_tickers` empty means every
-    market the trade subscription covered."""
+    market the trade subscription covered. `gaps` are the keys
+    (market_ticker, channel, session_id, detected_at) of the trade holes
+    that stay open until this backfill has succeeded."""
 
     since: datetime
     until: datetime
     market_tickers: tuple[str, ...] = ()
+    gaps: tuple[tuple, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -38,6 +38,17 @@ class CollectorConfig:
     # trying it again; meanwhile batches go straight to the journal.
     db_retry_initial: float = 0.5
     db_retry_max: float = 30.0
+    # Write-ahead: every batch is appended to the journal (fsync) before it
+    # is written to PostgreSQL, so a row is crash-safe once its batch is cut
+    # (at most flush_seconds after it arrived), whatever PostgreSQL does.
+    journal_write_ahead: bool = True
+    # When nothing else is written, a batch carrying only the durable
+    # watermark is cut this often, so a crash hole starts close to the crash.
+    heartbeat_seconds: float = 1.0
+    # Rows that can be neither journaled nor written (journal full or
+    # read-only while PostgreSQL is away) are held in memory this long (and
+    # at most max_buffered_rows); then the collector exits non-zero.
+    writer_failure_exit_s: float = 30.0
 
     # --- subscriptions. Kalshi's no-leg pricing is what we store; the I/O
     # layer sends this flag explicitly on every orderbook subscribe, because
@@ -54,6 +65,12 @@ class CollectorConfig:
     # --- trade backfill after a break on the trade channel: the window asked
     # for is widened by this much on both sides (our clock vs the exchange's).
     backfill_margin_seconds: float = 5.0
+    # A trade hole's backfill is retried for as long as the hole is open:
+    # each attempt is bounded (the REST client's own retries, and this
+    # timeout), the pause between attempts doubles up to backfill_retry_max.
+    backfill_retry_initial: float = 1.0
+    backfill_retry_max: float = 60.0
+    backfill_attempt_timeout_s: float = 600.0
 
     # --- logging: at most this many characters of a malformed frame's text.
     malformed_log_chars: int = 500

@@ -18,8 +18,9 @@ ticker on it: each gets a SequenceGap row, its book is unreliable from that
 moment (its deltas are dropped, not written), and RequestSnapshots asks for
 fresh snapshots; the snapshot re-baselines the book and sets recovered_at.
 A gap on the trade channel records one channel-wide row and asks for a REST
-backfill of the window; on the lifecycle channel it records a channel-wide
-row. Terminal errors 10/25 and a lost connection are gaps too.
+backfill of the window; the row stays open until that backfill has
+succeeded (collector/backfill.py closes it). On the lifecycle channel it
+records a channel-wide row. Terminal errors 10/25 and a lost connection are gaps too.
 
 Book prices are stored in no-leg pricing, as Kalshi sends them with
 use_yes_price=false (the I/O layer sends the flag from
@@ -130,6 +131,12 @@ class Pipeline:
         self._channel_break: dict[str, datetime] = {}
         # trade sid -> the earliest time of the last in-order trade frame.
         self._trade_last: dict[int, datetime] = {}
+        # Keys of the open trade holes of the current break, which the
+        # backfill asked for at resubscribe closes.
+        self._trade_break_gaps: list[tuple] = []
+        # When this process's first trade subscription was confirmed: the
+        # end of the window a crash or a stop left unrecorded.
+        self.trade_live_at: datetime | None = None
         self._session_started: datetime | None = None
         # Sids of this session that Kalshi ended or we unsubscribed: late
         # frames on them are ignored (the new subscription re-baselines).
@@ -364,12 +371,17 @@ class Pipeline:
                     state.tickers.update(tickers)
                     del expected[i]
                     break
+        if msg.channel == TRADE and self.trade_live_at is None:
+            self.trade_live_at = at
         since = self._channel_break.pop(msg.channel, None)
         if since is not None:
-            # The channel is live again: the break ends now.
-            self.writer.close_gap("", msg.channel, at)
             if msg.channel == TRADE:
-                commands.append(BackfillTrades(since - self._margin, at + self._margin))
+                # Trades can be fetched back: the hole closes when they are.
+                gaps, self._trade_break_gaps = tuple(self._trade_break_gaps), []
+                commands.append(BackfillTrades(since - self._margin, at + self._margin, gaps=gaps))
+            else:
+                # The channel is live again: the break ends now.
+                self.writer.close_gap("", msg.channel, at)
 
     def _on_ok(self, msg: OkMsg, at, commands) -> None:
         if msg.subscriptions is not None:  # list_subscriptions
@@ -466,10 +478,10 @@ class Pipeline:
                 commands.append(RequestSnapshots(msg.sid, wanted))
         elif channel == TRADE:
             since = self._trade_last.get(msg.sid, self._session_started or at)
-            self._open_gap("", TRADE, SEQ_GAP, msg.sid, expected, received, at, (),
-                           recovered_at=at)
+            # Open until its backfill has succeeded.
+            key = self._open_gap("", TRADE, SEQ_GAP, msg.sid, expected, received, at, ())
             until = max(at, msg.ts) if type(msg) is TradeMsg else at
-            commands.append(BackfillTrades(since - self._margin, until + self._margin))
+            commands.append(BackfillTrades(since - self._margin, until + self._margin, gaps=(key,)))
         else:
             # Lifecycle (or an unknown channel): recorded; the stream goes on.
             self._open_gap("", channel or "", SEQ_GAP, msg.sid, expected, received, at,
@@ -479,12 +491,15 @@ class Pipeline:
         """A channel-wide break (trade / lifecycle) open until it is resubscribed."""
         since = self._trade_last.get(sid, self._session_started or at) if channel == TRADE else at
         self._channel_break.setdefault(channel, since)
-        self._open_gap("", channel, reason, sid, expected, received, at, ())
+        key = self._open_gap("", channel, reason, sid, expected, received, at, ())
+        if channel == TRADE:
+            self._trade_break_gaps.append(key)
 
     def _open_gap(
         self, ticker, channel, reason, sid, expected, received, at, tickers_on_sid,
         recovered_at=None,
-    ) -> None:
+    ) -> tuple:
+        """Record a gap; return its key (ticker, channel, session_id, detected_at)."""
         self.writer.open_gap(
             (
                 ticker, channel, reason, self.session_id or 0, sid, expected, received, at,
@@ -494,6 +509,7 @@ class Pipeline:
         if ticker and channel == ORDERBOOK and recovered_at is None:
             self._gapped.add(ticker)
         self.counters["gap_rows"] += 1
+        return (ticker, channel, self.session_id or 0, at)
 
     # -- helpers ---------------------------------------------------------------------
 

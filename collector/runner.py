@@ -7,7 +7,14 @@ the pipeline), the actions worker, the writer, a background fetch of events
 and series, and a structured stats line every `stats_every` seconds. On the
 way out it closes the socket (the pipeline records the hole), lets pending
 actions finish for a moment, and flushes the writer: nothing received is
-left unwritten.
+left unwritten. Then, and only then, it writes the clean-shutdown marker.
+
+Crash safety (collector/runs.py): before the feed starts, the run state left
+by the last run is read; an unclean stop is recorded as holes (opened before
+any new snapshot can close them). A heartbeat keeps the state file's durable
+watermark and market list current. A writer that can store nothing for too
+long (WriterFailure) stops the collector with an error, so the process exits
+non-zero and a supervisor restarts it.
 """
 
 from __future__ import annotations
@@ -20,25 +27,20 @@ from datetime import datetime, timedelta, timezone
 
 from django.conf import settings
 
-from markets.models import SequenceGap
-
+from . import runs
 from .actions import Actions
-from .backfill import trades_backfill
+from .backfill import BackfillQueue
 from .config import CollectorConfig
-from .db import run_db
 from .discovery import Selection, hierarchy_discover, markets_discover
 from .client import Credentials, credentials, rest_client
 from .ws import KalshiFeed
 from .pipeline import Pipeline
-from .writer import Writer
+from .writer import Writer, WriterFailure
 
 logger = logging.getLogger("collector")
 
 STATS_EVERY_S = 10.0
 ACTIONS_DRAIN_S = 5.0  # at shutdown, how long pending REST work may finish
-# At start-up, trades missed while the collector was not running are fetched
-# from REST, at most this far back (older ones: `manage.py backfill_trades`).
-CATCH_UP_MAX = timedelta(days=1)
 
 
 @dataclass
@@ -49,6 +51,8 @@ class Collector:
     writer: Writer
     feed: KalshiFeed
     actions: Actions
+    backfills: BackfillQueue | None = None
+    run: runs.Run | None = None
     background: dict[str, asyncio.Task] | None = None  # side tasks by name, for tests
 
     def stats(self) -> dict:
@@ -63,6 +67,9 @@ class Collector:
             actions_pending=self.actions.queue.qsize(),
             settlements=self.actions.settlements,
             trades_backfilled=self.actions.trades_backfilled,
+            backfills_pending=self.backfills.pending if self.backfills else 0,
+            backfill_failures=self.backfills.failures if self.backfills else 0,
+            durable_at=self.writer.durable_at.isoformat() if self.writer.durable_at else None,
         )
         for key, value in writer.items():
             stats.setdefault(key, value)
@@ -93,13 +100,20 @@ async def collect(
         loop.call_later(duration, stop.set)
 
     writer = Writer(config)
+    # Before any frame: record the last run's crash (if any) and mark this
+    # run as started; raises (exit non-zero) if the journal is unusable.
+    run = await asyncio.to_thread(runs.run_begin, config, writer)
     pipeline = Pipeline(writer, config)
     writer_stop = asyncio.Event()
     writer_task = asyncio.create_task(writer.run(writer_stop), name="writer")
+    collector = None
+    clean = False
     async with rest_client(config, creds=creds, base_url=rest_url) as rest:
         try:
             found = await markets_discover(rest, selection)
-            actions = Actions(rest=rest, selection=selection, writer=writer, config=config)
+            backfills = BackfillQueue(rest=rest, writer=writer, config=config)
+            actions = Actions(rest=rest, selection=selection, writer=writer, config=config,
+                              backfills=backfills)
             feed = KalshiFeed(
                 url=ws_url or settings.KALSHI_WS_URL,
                 pipeline=pipeline,
@@ -110,64 +124,91 @@ async def collect(
                 key_id=creds.key_id,
                 private_key=creds.private_key,
             )
-            collector = Collector(pipeline, writer, feed, actions)
+            collector = Collector(pipeline, writer, feed, actions, backfills, run)
             side_tasks = [
                 asyncio.create_task(actions.run(), name="actions"),
+                asyncio.create_task(backfills.run(), name="backfills"),
                 asyncio.create_task(_stats_loop(collector, stats_every), name="stats"),
+                asyncio.create_task(_heartbeat(run, writer, feed, config), name="heartbeat"),
                 asyncio.create_task(
                     _quietly(hierarchy_discover(rest, {m.get("event_ticker", "") for m in found} - {""})),
                     name="hierarchy",
                 ),
-                asyncio.create_task(_quietly(_catch_up_trades(rest, writer, config)), name="catch-up"),
+                asyncio.create_task(
+                    _quietly(_catch_up_trades(run, pipeline, backfills, config)), name="catch-up"
+                ),
             ]
             collector.background = {task.get_name(): task for task in side_tasks}
             if on_start is not None:
                 on_start(collector)
+            feed_task = asyncio.create_task(feed.run(stop), name="feed")
             try:
-                await feed.run(stop)  # returns when `stop` is set; raises on fatal errors
+                # The feed returns when `stop` is set and raises on fatal
+                # errors; a writer that gave up stops everything.
+                await asyncio.wait({feed_task, writer_task}, return_when=asyncio.FIRST_COMPLETED)
+                if writer_task.done() and not feed_task.done():
+                    logger.critical("collector: the writer stopped (%r); stopping", _error_of(writer_task))
+                    stop.set()
+                await feed_task
             finally:
-                await actions.drain(ACTIONS_DRAIN_S)
+                if not feed_task.done():
+                    feed_task.cancel()
+                if not writer_task.done():
+                    await actions.drain(ACTIONS_DRAIN_S)
                 for task in side_tasks:
                     task.cancel()
                 await asyncio.gather(*side_tasks, return_exceptions=True)
+            clean = True
         finally:
+            if not writer_task.done():
+                # The clean-shutdown marker goes in the last batch, after every row.
+                writer.add_run_op(runs.op_stop(run.run_id, datetime.now(timezone.utc), clean,
+                                               "stopped" if clean else "error"))
             writer_stop.set()
-            await writer_task
+            try:
+                await writer_task
+            except WriterFailure as exc:
+                await asyncio.to_thread(runs.run_end, run, writer, _markets(collector), clean=False,
+                                        failure=str(exc))
+                raise
+            await asyncio.to_thread(runs.run_end, run, writer, _markets(collector), clean=clean)
     final = collector.stats()
     logger.info("collector stopped %s", _format(final))
     return final
 
 
-async def _catch_up_trades(rest, writer: Writer, config: CollectorConfig) -> None:
-    """Fetch the trades made while the collector was not running.
+def _markets(collector: Collector | None) -> set[str]:
+    return set(collector.feed.markets) if collector is not None else set()
 
-    A previous run that stopped left its trade channel's gap open; trades,
-    unlike books, can be fetched after the fact, so the gap is filled from
-    REST (once the live trade subscription is up) and then closed.
+
+def _error_of(task: asyncio.Task):
+    return task.exception() if not task.cancelled() else "cancelled"
+
+
+async def _heartbeat(run: runs.Run, writer: Writer, feed: KalshiFeed, config: CollectorConfig) -> None:
+    """Keep the run's market list and durable watermark current (state file and table)."""
+    while True:
+        await asyncio.to_thread(runs.run_beat, run, writer, set(feed.markets))
+        await asyncio.sleep(config.heartbeat_seconds)
+
+
+async def _catch_up_trades(run: runs.Run, pipeline: Pipeline, backfills: BackfillQueue,
+                           config: CollectorConfig) -> None:
+    """Queue the backfill of the trades made while no run was recording.
+
+    A crash left a `crash` trade hole (opened at start); a clean stop left
+    its trade channel's break open. Both are backfilled from REST up to the
+    moment this run's trade subscription was confirmed, and closed only when
+    that succeeded.
     """
-    since = await run_db(_open_trade_gap_since)
-    if since is None:
-        return
-    started = datetime.now(timezone.utc)
+    while pipeline.trade_live_at is None:
+        await asyncio.sleep(0.1)
     margin = timedelta(seconds=config.backfill_margin_seconds)
-    # By then the live subscription delivers trades and the writer has flushed.
-    await asyncio.sleep(2 * config.flush_seconds + margin.total_seconds())
-    start = max(since - margin, started - CATCH_UP_MAX)
-    if start > since - margin:
-        logger.warning("collector catch-up limited to %s; run backfill_trades --start %s for the rest",
-                       CATCH_UP_MAX, (since - margin).isoformat())
-    result = await trades_backfill(rest, start=start, end=started + margin)
-    writer.close_gap("", "trade", started)
-    logger.info("collector caught up trades since=%s stored=%d", start.isoformat(), result.stored)
-
-
-def _open_trade_gap_since() -> datetime | None:
-    gap = (
-        SequenceGap.objects.filter(channel="trade", market_ticker="", recovered_at__isnull=True)
-        .order_by("detected_at")
-        .first()
-    )
-    return gap.detected_at if gap is not None else None
+    until = pipeline.trade_live_at + margin
+    if run.crash_trade_gaps:
+        since = min(g[3] for g in run.crash_trade_gaps) - margin
+        await backfills.enqueue(since, until, (), run.crash_trade_gaps)
+    await backfills.enqueue_orphans(before=run.started_at, until=until)
 
 
 async def _quietly(coro) -> None:

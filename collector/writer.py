@@ -23,6 +23,23 @@ refuses for its content (not for being unreachable) is moved aside to
 Batch numbers are what keep order: a batch is numbered when it is cut, its
 journal file carries the number, and the worker always loads journal files
 numbered below the batch in hand before that batch.
+
+Write-ahead (`journal_write_ahead`, the default): every batch is appended to
+the journal (fsync) as soon as it is cut, then written to PostgreSQL, then
+its file is removed. A row is therefore crash-safe at most `flush_seconds`
+(plus one write cycle) after it arrived, whatever PostgreSQL does: that is
+the durability window, and `durable_at` (the cut time of the newest batch
+such that it and every older batch are durable) is the watermark that
+collector/runs.py keeps in its state file. The longest a row sat only in
+memory is measured (`memory_only_max_s` in the stats).
+
+A failing journal (disk full, read-only) never kills the writer silently:
+it is logged loudly (CRITICAL) every time; batches still go to PostgreSQL.
+A batch that can be neither journaled nor written is held in memory
+("stranded") and retried; the watermark stops. If that lasts longer than
+`writer_failure_exit_s`, or the stranded rows exceed `max_buffered_rows`,
+`run()` raises `WriterFailure`: the collector exits non-zero so that a
+supervisor restarts it, and the next start records the hole (collector/runs.py).
 """
 
 from __future__ import annotations
@@ -34,7 +51,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from decimal import Decimal
 from pathlib import Path
 
@@ -51,13 +68,14 @@ from django.db import (
 
 from markets import ingest
 
+from . import runs
 from .config import CollectorConfig
 
 log = logging.getLogger(__name__)
 
 # Table families in the order a batch is written (gaps last: a gap closed by
 # a snapshot is closed after that snapshot is stored).
-TABLES = ("snapshots", "deltas", "trades", "lifecycle", "gaps")
+TABLES = ("snapshots", "deltas", "trades", "lifecycle", "gaps", "runs")
 _INGEST = {
     "snapshots": ingest.snapshots_ingest,
     "deltas": ingest.deltas_ingest,
@@ -66,6 +84,8 @@ _INGEST = {
     "trades": ingest.trades_ingest_new_ids,
     "lifecycle": ingest.lifecycle_ingest,
     "gaps": ingest.gaps_apply,
+    # The collector_runs bookkeeping (start, markets, watermark, clean stop).
+    "runs": runs.runs_apply,
 }
 # A live batch is written once, so its deltas and snapshots cannot be stored
 # yet: a plain COPY is enough (and much cheaper). Should one be there after
@@ -78,10 +98,16 @@ _DUPLICATE = (IntegrityError, psycopg.IntegrityError)
 _REFUSED = (DatabaseError, psycopg.DatabaseError)
 
 
+class WriterFailure(RuntimeError):
+    """Rows could be neither journaled nor written for too long: exit non-zero."""
+
+
 @dataclass
 class Batch:
     no: int
     tables: dict[str, list]
+    cut_at: datetime | None = None  # wall clock when it was cut (not journaled)
+    oldest: float = 0.0  # monotonic time its oldest row was added
 
     @property
     def rows(self) -> int:
@@ -107,6 +133,14 @@ class Writer:
         self._closed = False
         self._db_retry_at = 0.0
         self._db_retry_delay = self.config.db_retry_initial
+        # Crash safety (see the module docstring).
+        self.run_id: int | None = None  # set by the runner: watermark ops go in every batch
+        self.durable_at: datetime | None = None
+        self._last_cut = time.monotonic()
+        self._stranded: list[Batch] = []  # neither journaled nor written; oldest first
+        self._stranded_since: float | None = None
+        self._journal_failing = False
+        self.memory_only_max_s = 0.0
         self.counters = {
             "rows_queued": 0,
             "rows_written": 0,  # rows new to the database
@@ -116,6 +150,8 @@ class Writer:
             "batches_rejected": 0,
             "spills": 0,
             "db_failures": 0,
+            "journal_writes": 0,  # write-ahead and fallback appends
+            "journal_failures": 0,
         }
 
     # -- adding rows (event-loop thread) ---------------------------------------
@@ -146,6 +182,19 @@ class Writer:
         self._buffers["gaps"].append((ingest.GAP_CLOSE, (market_ticker, channel, recovered_at)))
         self._added()
 
+    def add_run_op(self, op: tuple) -> None:
+        """A collector_runs op (collector/runs.py), written in order with the rows."""
+        self._buffers["runs"].append(op)
+        self._added()
+
+    def close_gap_key(self, market_ticker: str, channel: str, session_id: int,
+                      detected_at: datetime, recovered_at: datetime) -> None:
+        """Close exactly one gap (a trade hole whose backfill succeeded)."""
+        self._buffers["gaps"].append(
+            (ingest.GAP_CLOSE_KEY, (market_ticker, channel, session_id, detected_at, recovered_at))
+        )
+        self._added()
+
     def _added(self) -> None:
         pending = self._pending
         if pending == 0:
@@ -163,31 +212,118 @@ class Writer:
 
     # -- batches ---------------------------------------------------------------
 
-    def _cut(self) -> Batch | None:
-        if self._pending == 0:
+    def _cut(self, heartbeat: bool = False) -> Batch | None:
+        """The waiting rows as the next numbered batch (None when nothing waits).
+
+        With a run set, every batch also carries the watermark op (its own
+        cut time), and `heartbeat` cuts a batch even with no rows.
+        """
+        if self._pending == 0 and not (heartbeat and self.run_id is not None):
             return None
+        now = datetime.now(timezone.utc)
+        oldest = self._oldest if self._pending else time.monotonic()
+        if self.run_id is not None:
+            self._buffers["runs"].append(runs.op_watermark(self.run_id, now))
         tables = {t: rows for t, rows in self._buffers.items() if rows}
         self._buffers = {t: [] for t in TABLES}
         self._deltas = self._buffers["deltas"]
         self.counters["rows_queued"] += self._pending
         self._pending = 0
-        batch = Batch(self._next_no, tables)
+        self._last_cut = time.monotonic()
+        batch = Batch(self._next_no, tables, now, oldest)
         self._next_no += 1
         return batch
 
     def _spill(self) -> None:
         """Too much waiting in memory (the database is slow or away): to disk."""
         batch = self._cut()
-        if batch is not None:
-            self.journal.write(batch)
-            self.counters["spills"] += 1
+        if batch is None:
+            return
+        self.counters["spills"] += 1
+        if self._journal(batch):
             self.counters["batches_journaled"] += 1
             log.warning("writer: %d rows waiting, spilled batch %d to the journal", batch.rows, batch.no)
+        else:
+            self._strand(batch)
+
+    # -- crash safety -------------------------------------------------------------
+
+    def _journal(self, batch: Batch) -> bool:
+        """Append `batch` to the journal; False (logged loudly) if the disk refuses."""
+        try:
+            self.journal.write(batch)
+        except OSError as exc:
+            self.counters["journal_failures"] += 1
+            self._journal_failing = True
+            log.critical(
+                "writer: JOURNAL WRITE FAILED (%s) in %s: batch %d (%d rows) is not crash-safe; "
+                "it goes to PostgreSQL if it can, else it is held in memory",
+                exc, self.journal.dir, batch.no, batch.rows,
+            )
+            return False
+        if self._journal_failing:
+            self._journal_failing = False
+            log.warning("writer: the journal accepts writes again")
+        self.counters["journal_writes"] += 1
+        return True
+
+    def _strand(self, batch: Batch) -> None:
+        self._stranded.append(batch)
+        if self._stranded_since is None:
+            self._stranded_since = time.monotonic()
+        log.critical(
+            "writer: batch %d (%d rows) can be neither journaled nor written; %d rows held in memory",
+            batch.no, batch.rows, self.stranded_rows,
+        )
+
+    @property
+    def stranded_rows(self) -> int:
+        return sum(b.rows for b in self._stranded)
+
+    def _durable(self, batch: Batch) -> None:
+        """`batch` is in the journal or PostgreSQL: move the watermark if nothing older is stranded."""
+        if batch.cut_at is None:
+            return
+        self.memory_only_max_s = max(self.memory_only_max_s, time.monotonic() - batch.oldest)
+        if self._stranded and self._stranded[0].no < batch.no:
+            return
+        if self.durable_at is None or batch.cut_at > self.durable_at:
+            self.durable_at = batch.cut_at
+
+    def check_failure(self) -> None:
+        """Raise WriterFailure when stranded rows can wait no longer (see the module docstring)."""
+        if not self._stranded:
+            return
+        waited = time.monotonic() - (self._stranded_since or time.monotonic())
+        rows = self.stranded_rows
+        if waited >= self.config.writer_failure_exit_s or rows > self._max_rows:
+            message = (
+                f"{rows} rows could be neither journaled ({self.journal.dir}) nor written to "
+                f"PostgreSQL for {waited:.0f}s; giving up so that a supervisor restarts the collector"
+            )
+            log.critical("writer: %s", message)
+            raise WriterFailure(message)
 
     # -- one write cycle (worker thread, or the caller for flush_sync) ---------
 
     def _cycle(self, batch: Batch | None) -> None:
-        """Load older journal files, then `batch`; journal it if the DB is away."""
+        """Journal `batch` (write-ahead), load older batches, then `batch`.
+
+        Without write-ahead, `batch` is journaled only if the DB is away.
+        """
+        journaled = False
+        if batch is not None and self.config.journal_write_ahead:
+            journaled = self._journal(batch)
+            if journaled:
+                self._durable(batch)
+        if self._stranded and not self._journal_failing:
+            # The disk may accept them again.
+            for old in list(self._stranded):
+                if not self._journal(old):
+                    break
+                self._stranded.remove(old)
+            if not self._stranded:
+                self._stranded_since = None
         if time.monotonic() >= self._db_retry_at:
             try:
                 self._replay(upto=batch.no if batch else None)
@@ -196,6 +332,9 @@ class Writer:
                         self._write(batch, _APPEND)
                     except _DUPLICATE:
                         self._write(batch, _INGEST)
+                    if journaled:
+                        self.journal.remove(batch.no)
+                    self._durable(batch)
                     batch = None
                 self._db_ok()
             except _UNREACHABLE as exc:
@@ -203,19 +342,33 @@ class Writer:
             except _REFUSED as exc:
                 # Not a connectivity problem: keep the rows aside, loudly.
                 if batch is not None:
-                    self.journal.reject(batch, exc)
-                    self.counters["batches_rejected"] += 1
+                    self._reject(batch, exc, journaled)
                     batch = None
             except Exception as exc:  # noqa: BLE001 - a bug must not stop collection
                 log.exception("writer: unexpected failure writing batch")
                 self._reset_connection()
                 if batch is not None:
-                    self.journal.reject(batch, exc)
-                    self.counters["batches_rejected"] += 1
+                    self._reject(batch, exc, journaled)
                     batch = None
         if batch is not None:
-            self.journal.write(batch)
-            self.counters["batches_journaled"] += 1
+            # Not written: it waits in the journal (or, if the disk refuses, in memory).
+            if journaled:
+                self.counters["batches_journaled"] += 1
+            elif self._journal(batch):
+                self.counters["batches_journaled"] += 1
+                self._durable(batch)
+            else:
+                self._strand(batch)
+
+    def _reject(self, batch: Batch, exc: Exception, journaled: bool) -> None:
+        try:
+            self.journal.reject(batch, exc)
+        except OSError as err:
+            log.critical("writer: cannot keep refused batch %d aside (%s); its rows are lost", batch.no, err)
+        if journaled:
+            self.journal.remove(batch.no)
+        self._durable(batch)
+        self.counters["batches_rejected"] += 1
 
     def _write(self, batch: Batch, loads=_INGEST) -> None:
         written = 0
@@ -228,7 +381,18 @@ class Writer:
         self.counters["batches_written"] += 1
 
     def _replay(self, upto: int | None) -> None:
-        for no in self.journal.numbers(below=upto):
+        stranded = {b.no: b for b in self._stranded if upto is None or b.no < upto}
+        for no in sorted(set(self.journal.numbers(below=upto)) | set(stranded)):
+            if no in stranded:
+                held = stranded[no]
+                self._write(held, _INGEST)
+                self._stranded.remove(held)
+                if not self._stranded:
+                    self._stranded_since = None
+                self._durable(held)
+                self.counters["batches_replayed"] += 1
+                log.warning("writer: wrote batch %d held in memory (%d rows)", no, held.rows)
+                continue
             try:
                 batch = self.journal.read(no)
             except (OSError, ValueError) as exc:
@@ -282,9 +446,12 @@ class Writer:
     def _due(self) -> bool:
         if self._pending >= self._flush_rows:
             return True
-        if self._pending and time.monotonic() - self._oldest >= self.config.flush_seconds:
+        now = time.monotonic()
+        if self._pending and now - self._oldest >= self.config.flush_seconds:
             return True
-        return bool(self.journal.count) and time.monotonic() >= self._db_retry_at
+        if self.run_id is not None and now - self._last_cut >= self.config.heartbeat_seconds:
+            return True
+        return bool(self.journal.count or self._stranded) and now >= self._db_retry_at
 
     async def run(self, stop: asyncio.Event) -> None:
         """Flush by size and by time until `stop` is set, then close()."""
@@ -306,7 +473,8 @@ class Writer:
                     self._wake.clear()
                     if not self._due():
                         continue
-                await loop.run_in_executor(self._executor, self._cycle, self._cut())
+                await loop.run_in_executor(self._executor, self._cycle, self._cut(heartbeat=True))
+                self.check_failure()
         finally:
             stop_wait.cancel()
             await self.close()
@@ -321,13 +489,23 @@ class Writer:
             self._executor = ThreadPoolExecutor(1, thread_name_prefix="collector-writer")
         # One last attempt at the database even if it failed a moment ago.
         self._db_retry_at = 0.0
-        await loop.run_in_executor(self._executor, self._cycle, self._cut())
+        await loop.run_in_executor(self._executor, self._cycle, self._cut(heartbeat=True))
         await loop.run_in_executor(self._executor, self._reset_connection)
         self._executor.shutdown(wait=True)
         self._executor = None
+        if self._stranded:
+            message = f"{self.stranded_rows} rows could be neither journaled nor written at shutdown"
+            log.critical("writer: %s; they are lost", message)
+            raise WriterFailure(message)
 
     def stats(self) -> dict:
-        return {**self.counters, "rows_pending": self._pending, "journal_batches": self.journal.count}
+        return {
+            **self.counters,
+            "rows_pending": self._pending,
+            "rows_stranded": self.stranded_rows,
+            "journal_batches": self.journal.count,
+            "memory_only_max_s": round(self.memory_only_max_s, 3),
+        }
 
 
 # --- the journal --------------------------------------------------------------
@@ -397,6 +575,9 @@ class Journal:
         rejected = self.dir / "rejected"
         rejected.mkdir(exist_ok=True)
         path = rejected / f"{batch.no:012d}{self.SUFFIX}"
+        if path.exists():
+            # Numbers start over when a process finds the journal empty.
+            path = rejected / f"{batch.no:012d}-{time.time_ns()}{self.SUFFIX}"
         path.write_bytes(orjson.dumps({"no": batch.no, "tables": batch.tables}, default=_encode))
         path.with_suffix(".error").write_text(f"{type(exc).__name__}: {exc}\n")
         log.error("writer: PostgreSQL refused batch %d (%s); kept in %s", batch.no, exc, path)
@@ -450,9 +631,14 @@ def _decode(table: str, rows: list) -> list:
         for kind, row in rows:
             if kind == ingest.GAP_OPEN:
                 out.append((kind, tuple(f(v) for f, v in zip(_GAP_OPEN, row))))
+            elif kind == ingest.GAP_CLOSE_KEY:
+                ticker, channel, session, detected, at = row
+                out.append((kind, (ticker, channel, session, _dt(detected), _dt(at))))
             else:
                 ticker, channel, at = row
                 out.append((kind, (ticker, channel, _dt(at))))
         return out
+    if table == "runs":
+        return [tuple(op) for op in rows]  # plain JSON values already
     decoders = _DECODERS[table]
     return [tuple(f(v) for f, v in zip(decoders, row)) for row in rows]

@@ -219,13 +219,18 @@ LIFECYCLE_COLUMNS = (
 )
 GAP_OPEN = "open"
 GAP_CLOSE = "close"
+# Close one gap by its unique key (a trade hole whose backfill succeeded):
+# (market_ticker, channel, session_id, detected_at, recovered_at).
+GAP_CLOSE_KEY = "close_key"
 
 
 def gaps_apply(ops: Sequence[tuple]) -> int:
     """Open and close SequenceGap rows, in the order given, in one transaction.
 
     Each op is (GAP_OPEN, row in GAP_COLUMNS order) or
-    (GAP_CLOSE, (market_ticker, channel, recovered_at)). Opening a gap that
+    (GAP_CLOSE, (market_ticker, channel, recovered_at)) or
+    (GAP_CLOSE_KEY, (market_ticker, channel, session_id, detected_at,
+    recovered_at)), which closes that one gap only. Opening a gap that
     is already stored does nothing (unique on ticker, channel, session,
     detected_at); closing sets recovered_at on that ticker's open gaps of the
     channel detected at or before it, so applying the same ops twice changes
@@ -241,6 +246,11 @@ def gaps_apply(ops: Sequence[tuple]) -> int:
         "UPDATE sequence_gaps SET recovered_at = %s WHERE market_ticker = %s "
         "AND channel = %s AND recovered_at IS NULL AND detected_at <= %s"
     )
+    # Both closes go through the partial index over open gaps (gaps_open_idx).
+    update_key = (
+        "UPDATE sequence_gaps SET recovered_at = %s WHERE market_ticker = %s "
+        "AND channel = %s AND recovered_at IS NULL AND session_id = %s AND detected_at = %s"
+    )
     changed = 0
     with transaction.atomic():
         with connection.cursor() as cursor:
@@ -255,6 +265,10 @@ def gaps_apply(ops: Sequence[tuple]) -> int:
                 if kind == GAP_OPEN:
                     params = [list(op[1]) for op in ops[i:j]]
                     raw.executemany(insert, params)
+                elif kind == GAP_CLOSE_KEY:
+                    params = [(at, ticker, channel, session, detected)
+                              for _, (ticker, channel, session, detected, at) in ops[i:j]]
+                    raw.executemany(update_key, params)
                 else:
                     params = [(at, ticker, channel, at) for _, (ticker, channel, at) in ops[i:j]]
                     raw.executemany(update, params)

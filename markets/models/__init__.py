@@ -6,6 +6,7 @@ record of what happened (order-book deltas and snapshots, trades) and where
 that record has holes (sequence gaps).
 """
 
+from .collection import BackfillStatus, CollectorRun, TradeBackfill
 from .fields import CountField, PriceField
 from .hierarchy import Event, Market, Series, Settlement, SettlementResult
 from .timeseries import (
@@ -21,6 +22,9 @@ from .timeseries import (
 )
 
 __all__ = [
+    "BackfillStatus",
+    "CollectorRun",
+    "TradeBackfill",
     "REPLAY_ORDER",
     "GapReason",
     "LifecycleEvent",

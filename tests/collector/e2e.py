@@ -139,7 +139,8 @@ async def finish_run(run: Run, *, clean_steps: int = 40) -> dict:
     )
     # Trades owed by a backfill (or the start-up catch-up) may still be on their way.
     catch_up = run.collector.background["catch-up"]
-    await wait_for(lambda: run.alive() and run.collector.actions.idle and catch_up.done(), "backfills")
+    await wait_for(lambda: run.alive() and run.collector.actions.idle and catch_up.done()
+                   and run.collector.backfills.idle, "backfills")
     run.stop.set()
     return await asyncio.wait_for(run.task, WAIT_S)
 

@@ -1,11 +1,14 @@
-"""End to end: PostgreSQL stopped mid-run and started again loses no message.
+"""End to end: PostgreSQL stopped for a minute under load, then started again, loses no message.
 
 The collector runs as a real `manage.py collect` process against the
 simulator and against its own embedded PostgreSQL, started for this test in
-a temporary folder. Mid-run the server is really stopped (`pg_ctl stop`):
-the collector keeps recording into its journal, and when the server is back
-it loads the journal. Afterwards the database holds the true books and every
-trade, exactly once.
+a temporary folder. Mid-run the server is really stopped (`pg_ctl stop`) for
+a minute (`COLLECTOR_TEST_DB_OUTAGE_S`) while the exchange trades on: the
+collector keeps recording into its journal, every piece of work that needs
+the database (trade backfills, settlements) waits and retries, and when the
+server is back it loads the journal. Afterwards the database holds the true
+books and every trade, exactly once; no trade hole is left open and the run
+is marked clean.
 """
 
 import asyncio
@@ -25,7 +28,7 @@ import psycopg
 import pytest
 
 from kalshi import auth
-from simulator import Simulator
+from simulator import FaultConfig, Simulator
 
 from .e2e import POLL_S, WAIT_S
 
@@ -33,6 +36,7 @@ pytestmark = [pytest.mark.asyncio, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[2]
 MARKETS = 8
+OUTAGE_S = float(os.environ.get("COLLECTOR_TEST_DB_OUTAGE_S", "60"))
 
 
 class Postgres:
@@ -109,6 +113,9 @@ async def test_postgresql_stopped_mid_run_and_restarted_loses_no_message(tmp_pat
             "COLLECTOR_DB_RETRY_MAX": "0.5",
             "COLLECTOR_BACKOFF_INITIAL": "0.05",
             "COLLECTOR_REST_RATE_PER_S": "200",
+            "COLLECTOR_BACKFILL_MARGIN_SECONDS": "2",
+            "COLLECTOR_BACKFILL_RETRY_INITIAL": "0.2",
+            "COLLECTOR_BACKFILL_RETRY_MAX": "2",
         }
         await run("manage.py", "migrate", "--no-input", env=env)
         await run("manage.py", "pgpartition", "--yes", env=env)
@@ -137,7 +144,12 @@ async def test_postgresql_stopped_mid_run_and_restarted_loses_no_message(tmp_pat
         sim.resume()
         await asyncio.sleep(1.0)
         await asyncio.to_thread(pg.stop)
-        await asyncio.sleep(2.0)  # the exchange moves on; the collector journals
+        # The exchange moves on (with a few faults, so that trade holes and
+        # their backfills meet the outage); the collector journals.
+        sim.set_faults(FaultConfig(drop_rate=0.002))
+        await asyncio.sleep(OUTAGE_S)
+        sim.set_faults(FaultConfig())
+        assert collector.returncode is None, "".join(output)[-3000:]
         await asyncio.to_thread(pg.start)
         await asyncio.sleep(1.0)
         sim.pause()
@@ -150,7 +162,9 @@ async def test_postgresql_stopped_mid_run_and_restarted_loses_no_message(tmp_pat
 
         async def caught_up():
             rows = await asyncio.to_thread(pg.query, "SELECT count(*) FROM trades")
-            return rows[0][0] >= len(truth)
+            holes = await asyncio.to_thread(
+                pg.query, "SELECT count(*) FROM sequence_gaps WHERE channel = 'trade' AND recovered_at IS NULL")
+            return rows[0][0] >= len(truth) and holes[0][0] == 0
 
         await wait_for(caught_up, "the journal to be loaded")
         collector.send_signal(signal.SIGTERM)
@@ -159,6 +173,12 @@ async def test_postgresql_stopped_mid_run_and_restarted_loses_no_message(tmp_pat
         log = "".join(output)
         assert "PostgreSQL unreachable" in log, log[-3000:]  # the outage really happened
         assert "batches_replayed=0 " not in log.split("collector stopped")[-1]
+        assert "rows_stranded=0 " in log.split("collector stopped")[-1]
+        runs = await asyncio.to_thread(pg.query, "SELECT clean FROM collector_runs")
+        assert runs == [(True,)]
+        pending = await asyncio.to_thread(
+            pg.query, "SELECT count(*) FROM trade_backfills WHERE status = 'pending'")
+        assert pending == [(0,)]
 
         dump = json.loads(await run(str(Path(__file__).with_name("dump_record.py")), env=env))
         stored = {t[0]: [t[1], Decimal(t[2]), Decimal(t[3]), Decimal(t[4]), datetime.fromisoformat(t[5])]

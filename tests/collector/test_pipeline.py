@@ -230,7 +230,11 @@ def test_reconnect_records_a_disconnect_gap_closed_by_the_new_snapshots(make):
     assert all(g.reason == "disconnect" and g.session_id == SESSION for g in gaps.values())
     assert gaps[("A", "orderbook_delta")].recovered_at is not None
     assert gaps[("B", "orderbook_delta")].recovered_at is None  # no snapshot for B yet
-    assert gaps[("", "trade")].recovered_at is not None
+    # A trade hole stays open until its backfill has succeeded; the
+    # backfill carries the hole's key to close it.
+    trade_gap = gaps[("", "trade")]
+    assert trade_gap.recovered_at is None
+    assert backfill.gaps == (("", "trade", SESSION, trade_gap.detected_at),)
     new = OrderbookSnapshot.objects.get(session_id=SESSION + 1)
     assert new.source == "subscribe"
     assert_replay_matches_live(pipeline)
@@ -402,6 +406,8 @@ def test_a_trade_gap_asks_for_a_backfill_of_the_window(make):
     writer.flush_sync()
     gap = SequenceGap.objects.get()
     assert (gap.market_ticker, gap.channel, gap.expected_seq, gap.received_seq) == ("", "trade", 2, 4)
+    assert gap.recovered_at is None  # until its backfill has succeeded
+    assert backfill.gaps == (("", "trade", gap.session_id, gap.detected_at),)
     assert Trade.objects.count() == 2
     t4 = Trade.objects.get(trade_id="t4")
     assert (t4.yes_price, t4.no_price, t4.count, t4.source) == (D("0.4100"), D("0.5900"), D("2.50"), "ws")
@@ -527,5 +533,6 @@ def test_terminal_error_on_the_trade_channel_backfills_the_break(make):
     writer.flush_sync()
     gap = SequenceGap.objects.get()
     assert (gap.market_ticker, gap.channel, gap.reason) == ("", "trade", "terminal_error")
-    assert gap.recovered_at is not None
+    assert gap.recovered_at is None  # until its backfill has succeeded
+    assert commands[0].gaps == (("", "trade", gap.session_id, gap.detected_at),)
     assert list(Trade.objects.values_list("trade_id", flat=True)) == ["t1"]

@@ -11,6 +11,7 @@ from django.core.management.base import BaseCommand, CommandError
 from collector.discovery import Selection
 from collector.rest import KalshiRestError
 from collector.runner import STATS_EVERY_S, collect
+from collector.writer import WriterFailure
 
 
 def _tickers(values: list[str]) -> list[str]:
@@ -42,6 +43,10 @@ class Command(BaseCommand):
             asyncio.run(self._run(selection, options["duration"], options["stats_every"]))
         except (ImproperlyConfigured, KalshiRestError) as exc:
             raise CommandError(str(exc))
+        except (WriterFailure, OSError) as exc:
+            # Nothing can be stored (journal unusable, PostgreSQL away): exit
+            # non-zero so that a supervisor restarts the collector.
+            raise CommandError(f"collector cannot store what it records: {exc}")
 
     async def _run(self, selection, duration, stats_every):
         stop = asyncio.Event()
