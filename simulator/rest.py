@@ -92,13 +92,15 @@ class RestApi:
             raise BadRequest(f"invalid status: {status}")
         if q.get("mve_filter") not in (None, "", "only", "exclude"):
             raise BadRequest("mve_filter: must be only or exclude")
-        only_mve = q.get("mve_filter") == "only"  # the simulator lists no multivariate markets
+        mve_filter = q.get("mve_filter") or None  # only: combos alone; exclude: no combos
         tickers = set(filter(None, q.get("tickers", "").split(","))) or None
         bounds = {k: _int(q, k, 0, 2**63 - 1, None) for k in _MARKET_TS_FILTERS}
         cutoff = self.sim.cutoff_ms()
 
         def keep(m: Market) -> bool:
-            if only_mve or _is_historical(m, cutoff) or self._too_new(m):
+            if mve_filter and m.is_combo != (mve_filter == "only"):
+                return False
+            if _is_historical(m, cutoff) or self._too_new(m):
                 return False
             if status and m.status not in MARKET_STATUSES[status]:
                 return False
@@ -189,6 +191,8 @@ class RestApi:
         page, more = [], False
         for event in sorted(self.sim.exchange.events.values(), key=lambda e: e.order):
             if after is not None and event.order <= after:
+                continue
+            if event.multivariate:  # Kalshi serves those under /events/multivariate
                 continue
             if q.get("series_ticker") and event.series_ticker != q["series_ticker"]:
                 continue

@@ -93,7 +93,14 @@ class Simulator:
             self.key_id = str(uuid.uuid4())
             accepted_keys = {self.key_id: self.private_key.public_key()}
         self.accepted_keys = dict(accepted_keys)
-        self.rate_limiter = RateLimiter(self.config.rest_rate_per_s, self.config.rest_burst_seconds)
+        self.rate_limiter = RateLimiter(
+            self.config.rest_rate_per_s, self.config.rest_burst_seconds, self.config.rest_read_tokens
+        )
+        # Outages (exchange ms, start and end) and the monotonic times that
+        # end the current outage and the current 401 refusal.
+        self.outages: list[tuple[int, int]] = []
+        self._outage_until = 0.0
+        self._auth_refused_until = 0.0
         self.connections: list[Connection] = []
         self.connections_opened = 0
         # Everything that happened, in order (None when record_events is off),
@@ -104,6 +111,7 @@ class Simulator:
         self.paused = False
         self._runner: web.AppRunner | None = None
         self._loop_task: asyncio.Task | None = None
+        self._outage_task: asyncio.Task | None = None
 
     # -- running ---------------------------------------------------------------
 
@@ -116,6 +124,10 @@ class Simulator:
         bound = site._server.sockets[0].getsockname()[1]  # the real port when port=0
         if self.config.rate > 0:
             self._loop_task = asyncio.create_task(self._generate())
+        if self.config.outage_every_s:
+            self._outage_task = asyncio.create_task(self._outages())
+        if self.config.auth_fail_until_s > 0:
+            self.refuse_auth(self.config.auth_fail_until_s)
         self.urls = SimulatorUrls(
             rest=f"http://{host}:{bound}{REST_PREFIX}",
             ws=f"ws://{host}:{bound}{WS_PATH}",
@@ -125,9 +137,11 @@ class Simulator:
         return self.urls
 
     async def stop(self) -> None:
-        if self._loop_task:
-            self._loop_task.cancel()
-            await asyncio.gather(self._loop_task, return_exceptions=True)
+        for task in (self._loop_task, self._outage_task):
+            if task:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+        self._outage_task = None
         for connection in list(self.connections):
             connection.close()
         if self._runner:
@@ -170,10 +184,48 @@ class Simulator:
         for connection in self.connections:
             connection.faults.config = faults
 
+    def configure(self, **changes) -> None:
+        """Change settings for new connections and REST calls (e.g. end the hostility
+        before a test's final audit); open connections keep their session's."""
+        self.config = dataclasses.replace(self.config, **changes)
+        self.rate_limiter = RateLimiter(
+            self.config.rest_rate_per_s, self.config.rest_burst_seconds, self.config.rest_read_tokens
+        )
+
     def disconnect_all(self) -> None:
         """Close every client connection (what a maintenance window does)."""
         for connection in list(self.connections):
             connection.close()
+
+    def outage(self, seconds: float) -> None:
+        """A maintenance outage from now: every connection closed, WebSocket
+        handshakes and REST answer 503 for `seconds`. The exchange keeps
+        running (books change, trades happen, markets are created and settled).
+        Recorded in `self.outages` as (start_ms, end_ms) on the exchange clock."""
+        now = self.clock()
+        self._outage_until = time.monotonic() + seconds
+        self.outages.append((now, now + int(seconds * 1000)))
+        self.stats["outages"] += 1
+        self.disconnect_all()
+
+    def in_outage(self) -> bool:
+        return time.monotonic() < self._outage_until
+
+    def end_outage(self) -> None:
+        """End the current outage now (its recorded end stays as announced)."""
+        self._outage_until = 0.0
+
+    def refuse_auth(self, seconds: float) -> None:
+        """WebSocket handshakes answer 401 for `seconds` (a key that stops working a while)."""
+        self._auth_refused_until = time.monotonic() + seconds
+
+    def auth_refused(self) -> bool:
+        return time.monotonic() < self._auth_refused_until
+
+    async def _outages(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.outage_every_s)
+            self.outage(self.config.outage_duration_s)
 
     async def _generate(self) -> None:
         loop = asyncio.get_running_loop()

@@ -242,6 +242,8 @@ def market_json(market: Market, book: OrderBook, *, fmt: str) -> dict:
         "price_level_structure": market.price_level_structure,
         "price_ranges": price_ranges(market),
     }
+    if market.is_combo:
+        body.update(mve_collection_ticker=market.mve_collection_ticker, mve_selected_legs=market.mve_selected_legs)
     if fmt == LEGACY:
         body.update(
             yes_bid=cents(yes_bid[0]) if yes_bid else 0,

@@ -31,7 +31,7 @@ def test_command_rejects_bad_fault_rates(tmp_path):
 
 
 def test_every_fault_has_an_option_whose_default_is_the_config_default():
-    from collector.management.commands.kalshi_sim import Command
+    from simulator.management.commands.kalshi_sim import Command
     from simulator import FaultConfig, SimulatorConfig
 
     options = vars(Command().create_parser("manage.py", "kalshi_sim").parse_args([]))
