@@ -91,6 +91,7 @@ class Exchange:
         # so that a step does not scan every market ever listed.
         self._active: list[str] = []
         self._active_pos: dict[str, int] = {}
+        self._combo_event: Event | None = None  # where combo markets are listed (combo_markets > 0)
         self._build_catalog(start_ms)
         self._build_combos(start_ms)
 
@@ -154,15 +155,21 @@ class Exchange:
         series = self._new_series(len(self.series), start_ms)
         event = self._new_event(series, start_ms - DAY_MS, day_offset=0)
         event.multivariate = True
-        plain = [m.ticker for m in self.markets.values() if m.tradable]
+        self._combo_event = event
         for _ in range(self.config.combo_markets):
-            market = self._new_market(event, start_ms - DAY_MS, seed_book=True)
-            market.mve_collection_ticker = f"KXMVE{series.ticker}"
-            market.mve_selected_legs = [
-                {"event_ticker": self.markets[t].event_ticker, "market_ticker": t, "side": self.rng.choice(("yes", "no"))}
-                for t in self.rng.sample(plain, min(2, len(plain)))
-            ]
-            self._track(market)  # out of the tradable list
+            self._new_combo(event, start_ms - DAY_MS)
+
+    def _new_combo(self, event: Event, now_ms: int) -> Market:
+        """A combo market (new ones too: their `created` goes on multivariate_market_lifecycle)."""
+        market = self._new_market(event, now_ms, seed_book=True)
+        market.mve_collection_ticker = f"KXMVE{event.series_ticker}"
+        plain = self._active[:50]
+        market.mve_selected_legs = [
+            {"event_ticker": self.markets[t].event_ticker, "market_ticker": t, "side": self.rng.choice(("yes", "no"))}
+            for t in self.rng.sample(plain, min(2, len(plain)))
+        ]
+        self._track(market)  # out of the tradable list
+        return market
 
     def _new_series(self, index: int, now_ms: int) -> Series:
         topic = TOPICS[index % len(TOPICS)]
@@ -405,6 +412,8 @@ class Exchange:
 
     def _create(self, now_ms: int) -> list[ExchangeEvent]:
         out: list[ExchangeEvent] = []
+        if self._combo_event is not None and self.rng.random() < 0.3:
+            return [MarketCreated(self._new_combo(self._combo_event, now_ms), now_ms)]
         if self.rng.random() < 0.5 or not self.events:
             if self.rng.random() < 0.2:
                 # A series nobody has seen yet: the collector must fetch it.
