@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from .exchange import EngineConfig
 from .faults import FaultConfig
-from .wire import CURRENT, FORMATS
+from kalshi.wire import CURRENT, FORMATS
 
 REPLY_SEQ_MODES = ("none", "consume", "peek", "mixed")
 

@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Callable
 
 from aiohttp import web
 
-from . import wire
+from kalshi import wire
+
 from .catalog import Market
 from .config import REST_PREFIX
 

@@ -14,7 +14,8 @@ import json
 import random
 from dataclasses import dataclass, field
 
-from . import wire
+from kalshi import wire
+
 from .events import BookDelta, EventCreated, EventFeeUpdate, MarketCreated, MarketLifecycle, TradeExecuted
 from .exchange import Exchange
 from .ratelimit import TokenBucket

@@ -35,7 +35,7 @@ from .exchange import EngineConfig, Exchange
 from .faults import FaultConfig
 from .ratelimit import RateLimiter
 from .server import Connection, build_app
-from .wire import LEGACY
+from kalshi.wire import LEGACY
 
 # How often the running loop wakes to catch up with `rate` steps per second.
 TICK_SECONDS = 0.02
