@@ -107,6 +107,9 @@ class Simulator:
         # and the books before it, so any past book can be rebuilt.
         self.history: list[ExchangeEvent] | None = [] if record_events else None
         self._initial_books = {t: b.copy() for t, b in self.exchange.books.items()}
+        # The book changes of each market, in order: true_book_at reads one
+        # market's changes, not the whole history (audits of 5,000 markets).
+        self._deltas: dict[str, list[BookDelta]] = {}
         self.stats: Counter = Counter()
         self.paused = False
         self._runner: web.AppRunner | None = None
@@ -163,6 +166,9 @@ class Simulator:
             events = self.exchange.step(self.clock())
             if self.history is not None:
                 self.history.extend(events)
+                for event in events:
+                    if isinstance(event, BookDelta):
+                        self._deltas.setdefault(event.market_ticker, []).append(event)
             for connection in list(self.connections):
                 connection.deliver_events(events)
             happened += events
@@ -259,11 +265,10 @@ class Simulator:
         if self.history is None:
             raise RuntimeError("true_book_at needs Simulator(record_events=True)")
         book = self._initial_books.get(ticker, OrderBook()).copy()
-        for event in self.history:
-            if isinstance(event, BookDelta) and event.market_ticker == ticker:
-                if event.ts_ms > ts_ms:
-                    break
-                book.apply_delta(event.side, event.price, event.delta)
+        for event in self._deltas.get(ticker, ()):
+            if event.ts_ms > ts_ms:
+                break
+            book.apply_delta(event.side, event.price, event.delta)
         return book
 
     def trades(self) -> list[Trade]:
