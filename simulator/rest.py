@@ -189,6 +189,9 @@ class RestApi:
         nested = _bool(q, "with_nested_markets")
         min_close = _int(q, "min_close_ts", 0, 2**63 - 1, None)
         cutoff = self.sim.cutoff_ms()
+        by_event: dict[str, list[Market]] = {}  # one pass, not one per event (thousands of markets)
+        for m in self.sim.exchange.markets.values():
+            by_event.setdefault(m.event_ticker, []).append(m)
         page, more = [], False
         for event in sorted(self.sim.exchange.events.values(), key=lambda e: e.order):
             if after is not None and event.order <= after:
@@ -197,7 +200,7 @@ class RestApi:
                 continue
             if q.get("series_ticker") and event.series_ticker != q["series_ticker"]:
                 continue
-            markets = self._event_markets(event.event_ticker)
+            markets = by_event.get(event.event_ticker, [])
             if status and _event_status(markets) != status:
                 continue
             if min_close is not None and not any(m.close_ms > min_close * 1000 for m in markets):
