@@ -20,6 +20,7 @@ _EXPORTS = {
     "Simulator": ".simulator",
     "SimulatorUrls": ".simulator",
     "SimulatorConfig": ".config",
+    "realistic": ".config",
 }
 
 __all__ = sorted(_EXPORTS)

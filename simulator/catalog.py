@@ -67,6 +67,7 @@ class Event:
     order: int  # creation order: the REST listing order
     fee_type_override: str | None = None
     fee_multiplier_override: Decimal | None = None
+    multivariate: bool = False  # a combo event: left out of /events
 
 
 @dataclass
@@ -101,6 +102,14 @@ class Market:
     volume: Decimal = Decimal("0.00")
     open_interest: Decimal = Decimal("0.00")
     can_close_early: bool = True
+    # Combo markets only: what REST shows, and why their lifecycle goes on
+    # multivariate_market_lifecycle.
+    mve_collection_ticker: str | None = None
+    mve_selected_legs: list | None = None
+
+    @property
+    def is_combo(self) -> bool:
+        return self.mve_collection_ticker is not None
 
     @property
     def price_ranges(self) -> tuple[tuple[Decimal, Decimal, Decimal], ...]:

@@ -68,6 +68,9 @@ class EngineConfig:
     past_settled_markets: int = 2
     # Whole cents and whole contracts only: the legacy wire formats cannot say more.
     whole_units_only: bool = False
+    # Multivariate ("combo") markets listed at the start, under their own
+    # event; they have books but no trading, as most of Kalshi's combos.
+    combo_markets: int = 0
 
 
 class Exchange:
@@ -88,7 +91,9 @@ class Exchange:
         # so that a step does not scan every market ever listed.
         self._active: list[str] = []
         self._active_pos: dict[str, int] = {}
+        self._combo_event: Event | None = None  # where combo markets are listed (combo_markets > 0)
         self._build_catalog(start_ms)
+        self._build_combos(start_ms)
 
     # -- reading ------------------------------------------------------------
 
@@ -141,6 +146,30 @@ class Exchange:
                     self._new_market(event, start_ms - DAY_MS, seed_book=True)
                     made += 1
         self._make_past(start_ms)
+
+    def _build_combos(self, start_ms: int) -> None:
+        """Combo markets: each selects legs among the plain markets (made last, so the
+        draws of the plain catalog do not depend on how many there are)."""
+        if not self.config.combo_markets:
+            return
+        series = self._new_series(len(self.series), start_ms)
+        event = self._new_event(series, start_ms - DAY_MS, day_offset=0)
+        event.multivariate = True
+        self._combo_event = event
+        for _ in range(self.config.combo_markets):
+            self._new_combo(event, start_ms - DAY_MS)
+
+    def _new_combo(self, event: Event, now_ms: int) -> Market:
+        """A combo market (new ones too: their `created` goes on multivariate_market_lifecycle)."""
+        market = self._new_market(event, now_ms, seed_book=True)
+        market.mve_collection_ticker = f"KXMVE{event.series_ticker}"
+        plain = self._active[:50]
+        market.mve_selected_legs = [
+            {"event_ticker": self.markets[t].event_ticker, "market_ticker": t, "side": self.rng.choice(("yes", "no"))}
+            for t in self.rng.sample(plain, min(2, len(plain)))
+        ]
+        self._track(market)  # out of the tradable list
+        return market
 
     def _new_series(self, index: int, now_ms: int) -> Series:
         topic = TOPICS[index % len(TOPICS)]
@@ -383,6 +412,8 @@ class Exchange:
 
     def _create(self, now_ms: int) -> list[ExchangeEvent]:
         out: list[ExchangeEvent] = []
+        if self._combo_event is not None and self.rng.random() < 0.3:
+            return [MarketCreated(self._new_combo(self._combo_event, now_ms), now_ms)]
         if self.rng.random() < 0.5 or not self.events:
             if self.rng.random() < 0.2:
                 # A series nobody has seen yet: the collector must fetch it.
@@ -454,10 +485,11 @@ class Exchange:
     def _track(self, market: Market) -> None:
         """Keep `_active` in step with the market's status (swap-remove: O(1))."""
         listed = market.ticker in self._active_pos
-        if market.tradable and not listed:
+        tradable = market.tradable and not market.is_combo
+        if tradable and not listed:
             self._active_pos[market.ticker] = len(self._active)
             self._active.append(market.ticker)
-        elif listed and not market.tradable:
+        elif listed and not tradable:
             index = self._active_pos.pop(market.ticker)
             last = self._active.pop()
             if last != market.ticker:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from .exchange import EngineConfig, Exchange
 from .faults import FaultConfig, FaultInjector
 from .session import Session
-from .wire import CURRENT, LEGACY
+from kalshi.wire import CURRENT, LEGACY
 
 DEFAULT_START_MS = 1_795_000_000_000  # 2026-11-18, a fixed clock: identical runs
 

@@ -12,7 +12,7 @@ import time
 
 
 class TokenBucket:
-    """`rate` tokens per second, holding at most `capacity`; one request costs one."""
+    """`rate` tokens per second, holding at most `capacity`; a request costs `cost`."""
 
     # A class attribute so tests can swap the clock instead of sleeping.
     timer = staticmethod(time.monotonic)
@@ -23,20 +23,21 @@ class TokenBucket:
         self.tokens = capacity
         self.updated = self.timer()
 
-    def take(self) -> bool:
+    def take(self, cost: float = 1) -> bool:
         now = self.timer()
         self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
         self.updated = now
-        if self.tokens >= 1:
-            self.tokens -= 1
+        if self.tokens >= cost:
+            self.tokens -= cost
             return True
         return False
 
 
 class RateLimiter:
-    def __init__(self, rate: float | None, burst_seconds: float):
+    def __init__(self, rate: float | None, burst_seconds: float, cost: float = 1):
         self.rate = rate
-        self.capacity = max(1.0, (rate or 0) * burst_seconds)
+        self.cost = cost  # tokens a read costs (Kalshi: 10)
+        self.capacity = max(float(cost), (rate or 0) * burst_seconds)
         self.buckets: dict[str, TokenBucket] = {}
 
     def allow(self, client: str) -> bool:
@@ -45,4 +46,4 @@ class RateLimiter:
         bucket = self.buckets.get(client)
         if bucket is None:
             bucket = self.buckets[client] = TokenBucket(self.rate, self.capacity)
-        return bucket.take()
+        return bucket.take(self.cost)

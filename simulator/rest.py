@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Callable
 
 from aiohttp import web
 
-from . import wire
+from kalshi import wire
+
 from .catalog import Market
 from .config import REST_PREFIX
 
@@ -92,13 +93,15 @@ class RestApi:
             raise BadRequest(f"invalid status: {status}")
         if q.get("mve_filter") not in (None, "", "only", "exclude"):
             raise BadRequest("mve_filter: must be only or exclude")
-        only_mve = q.get("mve_filter") == "only"  # the simulator lists no multivariate markets
+        mve_filter = q.get("mve_filter") or None  # only: combos alone; exclude: no combos
         tickers = set(filter(None, q.get("tickers", "").split(","))) or None
         bounds = {k: _int(q, k, 0, 2**63 - 1, None) for k in _MARKET_TS_FILTERS}
         cutoff = self.sim.cutoff_ms()
 
         def keep(m: Market) -> bool:
-            if only_mve or _is_historical(m, cutoff) or self._too_new(m):
+            if mve_filter and m.is_combo != (mve_filter == "only"):
+                return False
+            if _is_historical(m, cutoff) or self._too_new(m):
                 return False
             if status and m.status not in MARKET_STATUSES[status]:
                 return False
@@ -186,13 +189,18 @@ class RestApi:
         nested = _bool(q, "with_nested_markets")
         min_close = _int(q, "min_close_ts", 0, 2**63 - 1, None)
         cutoff = self.sim.cutoff_ms()
+        by_event: dict[str, list[Market]] = {}  # one pass, not one per event (thousands of markets)
+        for m in self.sim.exchange.markets.values():
+            by_event.setdefault(m.event_ticker, []).append(m)
         page, more = [], False
         for event in sorted(self.sim.exchange.events.values(), key=lambda e: e.order):
             if after is not None and event.order <= after:
                 continue
+            if event.multivariate:  # Kalshi serves those under /events/multivariate
+                continue
             if q.get("series_ticker") and event.series_ticker != q["series_ticker"]:
                 continue
-            markets = self._event_markets(event.event_ticker)
+            markets = by_event.get(event.event_ticker, [])
             if status and _event_status(markets) != status:
                 continue
             if min_close is not None and not any(m.close_ms > min_close * 1000 for m in markets):

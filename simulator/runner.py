@@ -27,7 +27,8 @@ async def serve(sim: Simulator, host: str, port: int, *, write: Callable[[str], 
                 write(
                     f"steps={ex.steps} markets={len(ex.markets)} trades={len(ex.trades)} "
                     f"connections={len(sim.connections)} rest={sim.stats['rest_requests']} "
-                    f"refused={sim.stats['unauthorized']} throttled={sim.stats['rate_limited']}"
+                    f"refused={sim.stats['unauthorized']} throttled={sim.stats['rate_limited']} "
+                    f"outages={sim.stats['outages']} in_outage={sim.in_outage()}"
                 )
     finally:
         await sim.stop()

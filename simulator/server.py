@@ -11,13 +11,16 @@ the subscription with error 25, as Kalshi does.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import random
 from typing import TYPE_CHECKING
 
 from aiohttp import WSMsgType, web
 
 from .config import REST_PREFIX, WS_PATH
 from .faults import FaultInjector
+from .ratelimit import TokenBucket
 from .rest import RestApi, error_response
 from .session import Frame, Session
 from .signatures import has_signature_headers, signature_problem
@@ -37,7 +40,7 @@ class Connection:
         self.sim = sim
         self.ws = ws
         self.number = number
-        self.session = Session(sim.exchange, sim.config.wire_format)
+        self.session = new_session(sim, number)
         self.faults = FaultInjector(sim.config.faults, seed=sim.config.seed, connection=number)
         self.queue: asyncio.Queue = asyncio.Queue()
         self.frames_sent = 0  # frames queued so far (what disconnect_every_frames counts)
@@ -48,6 +51,10 @@ class Connection:
     def deliver_events(self, events) -> None:
         if not self.closing:
             self.send(self.session.on_events(events))
+
+    def command(self, raw) -> None:
+        if not self.closing:
+            self.send(self.session.handle_command(raw))
 
     def send(self, frames: list[Frame]) -> None:
         limit = self.sim.config.outbound_queue_limit
@@ -115,6 +122,39 @@ class Connection:
             self.close()
 
 
+def new_session(sim: "Simulator", number: int) -> Session:
+    """A connection's Session with the simulator's hostility settings.
+
+    "mixed" reply seq is drawn per connection from the seed, so a run with
+    several connections sees both conventions (PROTOCOL.md section 10)."""
+    config = sim.config
+    rng = random.Random(f"{config.seed}:session:{number}")
+    reply_seq = config.reply_seq
+    if reply_seq == "mixed":
+        reply_seq = rng.choice(("consume", "peek"))
+    bucket = (
+        TokenBucket(config.command_rate_per_s, config.command_burst) if config.command_rate_per_s else None
+    )
+    return Session(
+        sim.exchange,
+        config.wire_format,
+        market_cap=config.market_cap_per_subscription,
+        command_bucket=bucket,
+        reply_seq=reply_seq,
+        lifecycle_seq=config.lifecycle_seq,
+        add_markets_refuse_rate=config.add_markets_refuse_rate,
+        rng=rng,
+    )
+
+
+def _is_add_markets(raw) -> bool:
+    try:
+        command = json.loads(raw)
+        return command.get("cmd") == "update_subscription" and command["params"].get("action") == "add_markets"
+    except (ValueError, TypeError, AttributeError, KeyError, UnicodeDecodeError):
+        return False
+
+
 def build_app(sim: "Simulator") -> web.Application:
     app = web.Application(middlewares=[_auth_middleware(sim)])
     app.router.add_get(WS_PATH, _ws_handler(sim))
@@ -127,6 +167,13 @@ def _auth_middleware(sim: "Simulator"):
     async def middleware(request: web.Request, handler):
         config = sim.config
         is_ws = request.path == WS_PATH
+        if sim.in_outage():
+            # Maintenance: handshakes and REST refused, the exchange keeps running.
+            sim.stats["outage_refused"] += 1
+            return error_response(503, "service_unavailable", "exchange under maintenance")
+        if is_ws and sim.auth_refused():
+            sim.stats["unauthorized"] += 1
+            return error_response(401, "unauthorized", "authentication failed", "refused for a while")
         signed = has_signature_headers(request.headers)
         if config.require_signatures and (is_ws or signed or not config.public_rest_unsigned):
             problem = signature_problem(
@@ -170,7 +217,13 @@ def _ws_handler(sim: "Simulator"):
         try:
             async for message in ws:
                 if message.type in (WSMsgType.TEXT, WSMsgType.BINARY) and not connection.closing:
-                    connection.send(connection.session.handle_command(message.data))
+                    delay = sim.config.add_markets_delay_s
+                    if delay and _is_add_markets(message.data):
+                        # Answered late: the reply and snapshots come after
+                        # whatever the sid sends meanwhile.
+                        asyncio.get_running_loop().call_later(delay, connection.command, message.data)
+                    else:
+                        connection.command(message.data)
                 elif message.type == WSMsgType.ERROR:
                     break
         finally:

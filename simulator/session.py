@@ -11,11 +11,14 @@ dicts; server.py sends them (through faults.py) and never looks inside.
 from __future__ import annotations
 
 import json
+import random
 from dataclasses import dataclass, field
 
-from . import wire
+from kalshi import wire
+
 from .events import BookDelta, EventCreated, EventFeeUpdate, MarketCreated, MarketLifecycle, TradeExecuted
 from .exchange import Exchange
+from .ratelimit import TokenBucket
 
 CHANNELS = (
     "orderbook_delta",
@@ -52,8 +55,12 @@ ERRORS = {
     13: "Unsupported action",
     14: "Market Ticker required",
     15: "Action required",
+    18: "Command timeout",
     25: "Subscription buffer overflow",
+    26: "Subscription market limit exceeded",
+    27: "Too many requests",
 }
+LIFECYCLE_KINDS = {"market_lifecycle_v2", "event_lifecycle", "multivariate_market_lifecycle", "event_fee_update"}
 
 
 @dataclass
@@ -88,6 +95,13 @@ class Session:
     fmt: str = wire.CURRENT
     subscriptions: dict[int, Subscription] = field(default_factory=dict)
     next_sid: int = 1
+    # Hostility (SimulatorConfig fields of the same meaning; server.py sets them).
+    market_cap: int | None = None  # markets per sid, beyond which error 26
+    command_bucket: TokenBucket | None = None  # commands beyond it: error 27
+    reply_seq: str = "consume"  # consume | peek | none (mixed is resolved per connection)
+    lifecycle_seq: bool = True
+    add_markets_refuse_rate: float = 0.0  # error 18
+    rng: random.Random = field(default_factory=random.Random)
 
     # -- commands ---------------------------------------------------------------
 
@@ -100,6 +114,8 @@ class Session:
             return [_error(1, None)]
         cid = command.get("id")
         cid = cid if isinstance(cid, int) and not isinstance(cid, bool) and cid > 0 else None
+        if self.command_bucket is not None and not self.command_bucket.take():
+            return [_error(27, cid)]  # paced: the command is not carried out
         handler = {
             "subscribe": self._subscribe,
             "unsubscribe": self._unsubscribe,
@@ -131,6 +147,15 @@ class Session:
             tickers = [t for t in tickers if t in self.exchange.markets]
             if not tickers:  # nothing left to subscribe (and never "all markets")
                 return out
+        if tickers and self.market_cap is not None:
+            # The cap is per sid, on the merged set; nothing of the command is done.
+            for channel in channels:
+                existing = next((s for s in self.subscriptions.values() if s.channel == channel), None)
+                merged = set(tickers) | (existing.tickers or set() if existing else set())
+                if channel not in ("market_lifecycle_v2", "multivariate_market_lifecycle") and len(
+                    merged
+                ) > self.market_cap:
+                    return out + [_error(26, cid)]
         for channel in channels:
             existing = next((s for s in self.subscriptions.values() if s.channel == channel), None)
             global_channel = channel in ("market_lifecycle_v2", "multivariate_market_lifecycle")
@@ -182,13 +207,9 @@ class Session:
             if sub is None:
                 out.append(_error(7, cid))
                 continue
-            sub.seq += 1
+            seq = self._reply_seq(sub)
             out.append(
-                Frame(
-                    _without_none({"id": cid, "sid": sid, "seq": sub.seq, "type": "unsubscribed"}),
-                    sid,
-                    sub.seq,
-                )
+                Frame(_without_none({"id": cid, "sid": sid, "seq": seq, "type": "unsubscribed"}), sid, seq)
             )
         return out
 
@@ -234,6 +255,10 @@ class Session:
         if action == "get_snapshot":
             return out + [self._snapshot(sub, t, cid=cid) for t in tickers]
         if action == "add_markets":
+            if self.market_cap is not None and len(current | set(tickers)) > self.market_cap:
+                return out + [self._sid_error(sub, 26, cid)]
+            if self.add_markets_refuse_rate and self.rng.random() < self.add_markets_refuse_rate:
+                return out + [self._sid_error(sub, 18, cid)]
             added = [t for t in tickers if t not in current]
             sub.tickers = current | set(tickers)
         else:
@@ -245,13 +270,27 @@ class Session:
         return out
 
     def _ok(self, sub: Subscription, cid) -> Frame:
-        sub.seq += 1
+        seq = self._reply_seq(sub)
         msg = {} if sub.skip_ticker_ack else {"market_tickers": sorted(sub.tickers or ())}
         return Frame(
-            _without_none({"id": cid, "sid": sub.sid, "seq": sub.seq, "type": "ok", "msg": msg}),
-            sub.sid,
-            sub.seq,
+            _without_none({"id": cid, "sid": sub.sid, "seq": seq, "type": "ok", "msg": msg}), sub.sid, seq
         )
+
+    def _sid_error(self, sub: Subscription, code: int, cid) -> Frame:
+        """A refusal of a command on an open sid (26, 18): the sid stays as it was."""
+        seq = self._reply_seq(sub)
+        body = {"id": cid, "sid": sub.sid, "seq": seq, "type": "error", "msg": {"code": code, "msg": ERRORS[code]}}
+        return Frame(_without_none(body), sub.sid, seq)
+
+    def _reply_seq(self, sub: Subscription) -> int | None:
+        """The seq a reply on this sid carries: consumed, peeked (the next data
+        frame carries the same number) or none (PROTOCOL.md section 10)."""
+        if self.reply_seq == "none":
+            return None
+        if self.reply_seq == "peek":
+            return sub.seq + 1
+        sub.seq += 1
+        return sub.seq
 
     # -- exchange events ----------------------------------------------------------
 
@@ -280,11 +319,18 @@ class Session:
             ticker = event.trade.market_ticker
             if channel == "trade" and sub.wants(ticker):
                 return [self._data(sub, "trade", wire.trade_msg(event.trade, fmt=fmt))]
-        elif channel == "market_lifecycle_v2":
+        elif channel in ("market_lifecycle_v2", "multivariate_market_lifecycle"):
+            # Combo markets' lifecycle goes on its own channel (same payload).
             if isinstance(event, MarketCreated):
-                return [self._data(sub, "market_lifecycle_v2", wire.created_msg(event.market))]
+                if self._combo_channel(event.market.ticker) == channel:
+                    return [self._data(sub, channel, wire.created_msg(event.market))]
+                return []
             if isinstance(event, MarketLifecycle):
-                return [self._data(sub, "market_lifecycle_v2", wire.lifecycle_msg(event))]
+                if self._combo_channel(event.market_ticker) == channel:
+                    return [self._data(sub, channel, wire.lifecycle_msg(event))]
+                return []
+            if channel != "market_lifecycle_v2":
+                return []
             if isinstance(event, EventCreated):
                 return [self._data(sub, "event_lifecycle", wire.event_lifecycle_msg(event.event))]
             if isinstance(event, EventFeeUpdate):
@@ -300,9 +346,15 @@ class Session:
         body = {"type": "error", "sid": sid, "seq": sub.seq, "msg": {"code": code, "msg": ERRORS[code]}}
         return [Frame(body, sid, sub.seq)]
 
+    def _combo_channel(self, ticker: str) -> str:
+        market = self.exchange.markets.get(ticker)
+        return "multivariate_market_lifecycle" if market is not None and market.is_combo else "market_lifecycle_v2"
+
     # -- frames ---------------------------------------------------------------------
 
     def _data(self, sub: Subscription, kind: str, msg: dict) -> Frame:
+        if kind in LIFECYCLE_KINDS and not self.lifecycle_seq:
+            return Frame({"type": kind, "sid": sub.sid, "msg": msg}, sub.sid, None, data=True)
         sub.seq += 1
         return Frame({"type": kind, "sid": sub.sid, "seq": sub.seq, "msg": msg}, sub.sid, sub.seq, data=True)
 

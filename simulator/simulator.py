@@ -35,7 +35,7 @@ from .exchange import EngineConfig, Exchange
 from .faults import FaultConfig
 from .ratelimit import RateLimiter
 from .server import Connection, build_app
-from .wire import LEGACY
+from kalshi.wire import LEGACY
 
 # How often the running loop wakes to catch up with `rate` steps per second.
 TICK_SECONDS = 0.02
@@ -93,17 +93,28 @@ class Simulator:
             self.key_id = str(uuid.uuid4())
             accepted_keys = {self.key_id: self.private_key.public_key()}
         self.accepted_keys = dict(accepted_keys)
-        self.rate_limiter = RateLimiter(self.config.rest_rate_per_s, self.config.rest_burst_seconds)
+        self.rate_limiter = RateLimiter(
+            self.config.rest_rate_per_s, self.config.rest_burst_seconds, self.config.rest_read_tokens
+        )
+        # Outages (exchange ms, start and end) and the monotonic times that
+        # end the current outage and the current 401 refusal.
+        self.outages: list[tuple[int, int]] = []
+        self._outage_until = 0.0
+        self._auth_refused_until = 0.0
         self.connections: list[Connection] = []
         self.connections_opened = 0
         # Everything that happened, in order (None when record_events is off),
         # and the books before it, so any past book can be rebuilt.
         self.history: list[ExchangeEvent] | None = [] if record_events else None
         self._initial_books = {t: b.copy() for t, b in self.exchange.books.items()}
+        # The book changes of each market, in order: true_book_at reads one
+        # market's changes, not the whole history (audits of 5,000 markets).
+        self._deltas: dict[str, list[BookDelta]] = {}
         self.stats: Counter = Counter()
         self.paused = False
         self._runner: web.AppRunner | None = None
         self._loop_task: asyncio.Task | None = None
+        self._outage_task: asyncio.Task | None = None
 
     # -- running ---------------------------------------------------------------
 
@@ -116,6 +127,10 @@ class Simulator:
         bound = site._server.sockets[0].getsockname()[1]  # the real port when port=0
         if self.config.rate > 0:
             self._loop_task = asyncio.create_task(self._generate())
+        if self.config.outage_every_s:
+            self._outage_task = asyncio.create_task(self._outages())
+        if self.config.auth_fail_until_s > 0:
+            self.refuse_auth(self.config.auth_fail_until_s)
         self.urls = SimulatorUrls(
             rest=f"http://{host}:{bound}{REST_PREFIX}",
             ws=f"ws://{host}:{bound}{WS_PATH}",
@@ -125,9 +140,11 @@ class Simulator:
         return self.urls
 
     async def stop(self) -> None:
-        if self._loop_task:
-            self._loop_task.cancel()
-            await asyncio.gather(self._loop_task, return_exceptions=True)
+        for task in (self._loop_task, self._outage_task):
+            if task:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+        self._outage_task = None
         for connection in list(self.connections):
             connection.close()
         if self._runner:
@@ -149,6 +166,9 @@ class Simulator:
             events = self.exchange.step(self.clock())
             if self.history is not None:
                 self.history.extend(events)
+                for event in events:
+                    if isinstance(event, BookDelta):
+                        self._deltas.setdefault(event.market_ticker, []).append(event)
             for connection in list(self.connections):
                 connection.deliver_events(events)
             happened += events
@@ -170,10 +190,48 @@ class Simulator:
         for connection in self.connections:
             connection.faults.config = faults
 
+    def configure(self, **changes) -> None:
+        """Change settings for new connections and REST calls (e.g. end the hostility
+        before a test's final audit); open connections keep their session's."""
+        self.config = dataclasses.replace(self.config, **changes)
+        self.rate_limiter = RateLimiter(
+            self.config.rest_rate_per_s, self.config.rest_burst_seconds, self.config.rest_read_tokens
+        )
+
     def disconnect_all(self) -> None:
         """Close every client connection (what a maintenance window does)."""
         for connection in list(self.connections):
             connection.close()
+
+    def outage(self, seconds: float) -> None:
+        """A maintenance outage from now: every connection closed, WebSocket
+        handshakes and REST answer 503 for `seconds`. The exchange keeps
+        running (books change, trades happen, markets are created and settled).
+        Recorded in `self.outages` as (start_ms, end_ms) on the exchange clock."""
+        now = self.clock()
+        self._outage_until = time.monotonic() + seconds
+        self.outages.append((now, now + int(seconds * 1000)))
+        self.stats["outages"] += 1
+        self.disconnect_all()
+
+    def in_outage(self) -> bool:
+        return time.monotonic() < self._outage_until
+
+    def end_outage(self) -> None:
+        """End the current outage now (its recorded end stays as announced)."""
+        self._outage_until = 0.0
+
+    def refuse_auth(self, seconds: float) -> None:
+        """WebSocket handshakes answer 401 for `seconds` (a key that stops working a while)."""
+        self._auth_refused_until = time.monotonic() + seconds
+
+    def auth_refused(self) -> bool:
+        return time.monotonic() < self._auth_refused_until
+
+    async def _outages(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.outage_every_s)
+            self.outage(self.config.outage_duration_s)
 
     async def _generate(self) -> None:
         loop = asyncio.get_running_loop()
@@ -207,11 +265,10 @@ class Simulator:
         if self.history is None:
             raise RuntimeError("true_book_at needs Simulator(record_events=True)")
         book = self._initial_books.get(ticker, OrderBook()).copy()
-        for event in self.history:
-            if isinstance(event, BookDelta) and event.market_ticker == ticker:
-                if event.ts_ms > ts_ms:
-                    break
-                book.apply_delta(event.side, event.price, event.delta)
+        for event in self._deltas.get(ticker, ()):
+            if event.ts_ms > ts_ms:
+                break
+            book.apply_delta(event.side, event.price, event.delta)
         return book
 
     def trades(self) -> list[Trade]:

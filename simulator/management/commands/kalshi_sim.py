@@ -6,7 +6,8 @@ import dataclasses
 from django.core.management.base import BaseCommand, CommandError
 
 from kalshi import auth
-from simulator import EngineConfig, FaultConfig, Simulator, SimulatorConfig
+from simulator import FaultConfig, Simulator, SimulatorConfig
+from simulator.config import REPLY_SEQ_MODES, realistic
 from simulator.devkey import DEV_KEY_ID, ensure_dev_key
 from simulator.runner import serve
 
@@ -14,6 +15,8 @@ from simulator.runner import serve
 class Command(BaseCommand):
     # Defaults come from SimulatorConfig and FaultConfig, so they are defined once;
     # --markets is the exception: a served exchange lists more than a test's.
+    # Options that realistic() sets default to None: "the mode's value", so
+    # realistic (the default) and --friendly each keep their own numbers.
     help = "Serve a simulated Kalshi exchange (REST under /trade-api/v2, WebSocket at /trade-api/ws/v2)."
 
     def add_arguments(self, parser):
@@ -62,10 +65,57 @@ class Command(BaseCommand):
             "(signed ones are still checked).",
         )
         parser.add_argument(
+            "--friendly",
+            action="store_true",
+            help="Serve a friendly exchange: none of the hostility below (default: realistic, as Kalshi).",
+        )
+        parser.add_argument(
             "--rest-rate",
             type=float,
-            default=SimulatorConfig.rest_rate_per_s,
-            help="REST requests per second per client before 429; 0 for no limit (default %(default)s).",
+            default=None,
+            help="REST tokens per second per client before 429; 0 for no limit "
+            "(realistic 200, friendly 20).",
+        )
+        parser.add_argument(
+            "--rest-read-tokens", type=int, default=None, help="Tokens a REST read costs (realistic 10, friendly 1)."
+        )
+        parser.add_argument(
+            "--market-cap", type=int, default=None,
+            help="Markets per subscription beyond which error 26; 0 for no cap (realistic 1000).",
+        )
+        parser.add_argument(
+            "--command-rate", type=float, default=None,
+            help="WebSocket commands per second per connection beyond which error 27; 0 for no limit (realistic 10).",
+        )
+        parser.add_argument(
+            "--command-burst", type=int, default=None, help="Commands the pacing bucket holds (default 20)."
+        )
+        parser.add_argument(
+            "--reply-seq", choices=REPLY_SEQ_MODES, default=None,
+            help="Replies' seq: consume, peek, none, or mixed per connection (realistic mixed, friendly consume).",
+        )
+        parser.add_argument(
+            "--add-markets-delay", type=float, default=None,
+            help="Seconds before add_markets is answered (realistic 0.5).",
+        )
+        parser.add_argument(
+            "--add-markets-refuse-rate", type=float, default=None,
+            help="Share of add_markets refused with error 18 (realistic 0.05).",
+        )
+        parser.add_argument(
+            "--outage-every", type=float, default=None,
+            help="Seconds between maintenance outages; 0 for none (realistic 600).",
+        )
+        parser.add_argument(
+            "--outage-duration", type=float, default=None, help="Seconds an outage lasts (default 30)."
+        )
+        parser.add_argument(
+            "--auth-fail-seconds", type=float, default=None,
+            help="WebSocket handshakes answer 401 for this long after the start (default 0).",
+        )
+        parser.add_argument(
+            "--combo-markets", type=int, default=None,
+            help="Multivariate markets listed by /markets unless mve_filter=exclude (realistic 200).",
         )
         parser.add_argument(
             "--historical-age",
@@ -76,9 +126,9 @@ class Command(BaseCommand):
         parser.add_argument(
             "--new-market-404-seconds",
             type=float,
-            default=SimulatorConfig.new_market_rest_delay_s,
+            default=None,
             help="REST answers 404 for a new market for this long after its `created` message "
-            "(default %(default)s).",
+            "(realistic 3, friendly 0).",
         )
         parser.add_argument(
             "--queue-limit",
@@ -158,24 +208,51 @@ class Command(BaseCommand):
         if not keys:
             raise CommandError("no accepted key: give --dev-key PATH, or --public-key PEM with --key-id")
         try:
-            engine = EngineConfig(markets=o["markets"])
-            engine = dataclasses.replace(
-                engine, lifecycle_probability=min(1.0, engine.lifecycle_probability * o["speed"])
-            )
-            config = SimulatorConfig(
-                seed=o["seed"],
-                engine=engine,
-                rate=o["rate"],
-                wire_format="legacy" if o["legacy_format"] else "current",
-                public_rest_unsigned=o["public_rest"],
-                rest_rate_per_s=o["rest_rate"] or None,
-                historical_age_s=o["historical_age"],
-                outbound_queue_limit=o["queue_limit"],
-                new_market_rest_delay_s=o["new_market_404_seconds"],
-                # Every fault option is named after its FaultConfig field.
-                faults=FaultConfig(**{f.name: o[f.name] for f in dataclasses.fields(FaultConfig)}),
-            )
+            config = build_config(o)
         except ValueError as exc:
             raise CommandError(str(exc)) from exc
         sim = Simulator(config, accepted_keys=keys, record_events=False)
         asyncio.run(serve(sim, o["host"], o["port"], write=lambda line: self.stdout.write(line)))
+
+
+# Options that override a field of the chosen mode when given (0 turns a limit off).
+_MODE_OPTIONS = {
+    "rest_rate": ("rest_rate_per_s", lambda v: v or None),
+    "rest_read_tokens": ("rest_read_tokens", int),
+    "market_cap": ("market_cap_per_subscription", lambda v: v or None),
+    "command_rate": ("command_rate_per_s", lambda v: v or None),
+    "command_burst": ("command_burst", int),
+    "reply_seq": ("reply_seq", str),
+    "add_markets_delay": ("add_markets_delay_s", float),
+    "add_markets_refuse_rate": ("add_markets_refuse_rate", float),
+    "outage_every": ("outage_every_s", lambda v: v or None),
+    "outage_duration": ("outage_duration_s", float),
+    "auth_fail_seconds": ("auth_fail_until_s", float),
+    "new_market_404_seconds": ("new_market_rest_delay_s", float),
+}
+
+
+def build_config(o: dict) -> SimulatorConfig:
+    """The served exchange: realistic() unless --friendly, then the options given."""
+    base = SimulatorConfig() if o["friendly"] else realistic()
+    engine = dataclasses.replace(
+        base.engine,
+        markets=o["markets"],
+        lifecycle_probability=min(1.0, base.engine.lifecycle_probability * o["speed"]),
+    )
+    if o["combo_markets"] is not None:
+        engine = dataclasses.replace(engine, combo_markets=o["combo_markets"])
+    changes = {field: convert(o[name]) for name, (field, convert) in _MODE_OPTIONS.items() if o[name] is not None}
+    return dataclasses.replace(
+        base,
+        seed=o["seed"],
+        engine=engine,
+        rate=o["rate"],
+        wire_format="legacy" if o["legacy_format"] else "current",
+        public_rest_unsigned=o["public_rest"],
+        historical_age_s=o["historical_age"],
+        outbound_queue_limit=o["queue_limit"],
+        # Every fault option is named after its FaultConfig field.
+        faults=FaultConfig(**{f.name: o[f.name] for f in dataclasses.fields(FaultConfig)}),
+        **changes,
+    )

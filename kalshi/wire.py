@@ -1,25 +1,123 @@
-"""How the simulated exchange's records look on Kalshi's wire: pure functions.
+"""How Kalshi's records look on its wire: pure rendering, shared by both sides.
+
+The simulator renders what it sends with these functions, and the
+collector's parser (kalshi/messages.py) reads the same shapes, so the two
+cannot drift apart. Nothing here knows the simulator: every function takes
+plain values or objects with the attributes of the small protocols below.
 
 Three formats (PROTOCOL.md section 7):
   * "current" (default): fixed-point strings, prices in dollars with 4
     decimals ("0.5600"), counts with 2 ("136.00"), as sent since 2026-03-12.
   * "legacy": integer cents and integer counts only, as sent before the
     dollar and fixed-point fields were added (old archives, old venues).
-    The engine then keeps to whole cents and whole contracts.
 
-WebSocket functions return the `msg` body; session.py adds type/sid/seq/id.
+WebSocket functions return the `msg` body; the sender adds type/sid/seq/id.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from decimal import Decimal
+from typing import Protocol, Sequence
 
-from markets.book import OrderBook
 from markets.fixedpoint import format_count, format_price
 
-from .catalog import ONE, Event, Market, Series, Trade
-from .events import BookDelta, EventFeeUpdate, MarketLifecycle
+ONE = Decimal(1)
+
+
+class Book(Protocol):
+    """Bids-only book in no-leg prices (markets.book.OrderBook is one)."""
+
+    def levels(self, side: str) -> Sequence[tuple[Decimal, Decimal]]: ...
+    def best_bid(self, side: str) -> tuple[Decimal, Decimal] | None: ...
+    def best_ask(self, side: str) -> tuple[Decimal, Decimal] | None: ...
+
+
+class Market(Protocol):
+    ticker: str
+    event_ticker: str
+    market_id: str
+    title: str
+    yes_sub_title: str
+    no_sub_title: str
+    rules_primary: str
+    strike_type: str
+    floor_strike: int
+    status: str
+    created_ms: int
+    open_ms: int
+    close_ms: int
+    updated_ms: int
+    expected_expiration_ms: int
+    latest_expiration_ms: int
+    settled_ms: int | None
+    price_level_structure: str
+    price_ranges: Sequence[tuple[Decimal, Decimal, Decimal]]  # (start, end, step)
+    fractional: bool
+    can_close_early: bool
+    result: str
+    settlement_value: Decimal | None
+    last_price: Decimal | None
+    last_trade_size: Decimal
+    volume: Decimal
+    open_interest: Decimal
+    is_combo: bool
+    mve_collection_ticker: str | None
+    mve_selected_legs: list | None
+
+
+class Event(Protocol):
+    event_ticker: str
+    series_ticker: str
+    title: str
+    sub_title: str
+    mutually_exclusive: bool
+    collateral_return_type: str
+    strike_date_ms: int
+    created_ms: int
+
+
+class Series(Protocol):
+    ticker: str
+    title: str
+    category: str
+    frequency: str
+    tags: list[str]
+    fee_type: str
+    fee_multiplier: Decimal
+    updated_ms: int
+
+
+class Trade(Protocol):
+    trade_id: str
+    market_ticker: str
+    yes_price: Decimal
+    no_price: Decimal
+    count: Decimal
+    taker_outcome_side: str
+    taker_book_side: str
+    is_block_trade: bool
+    ts_ms: int
+
+
+class BookDelta(Protocol):
+    side: str
+    price: Decimal
+    delta: Decimal
+    ts_ms: int
+
+
+class MarketLifecycle(Protocol):
+    market_ticker: str
+    event_type: str
+    fields: dict
+
+
+class EventFeeUpdate(Protocol):
+    event_ticker: str
+    fee_type_override: str | None
+    fee_multiplier_override: Decimal | None
+
 
 CURRENT = "current"
 LEGACY = "legacy"
@@ -48,7 +146,7 @@ def _ws_price(side: str, price: Decimal, use_yes_price: bool) -> Decimal:
 # -- WebSocket message bodies -------------------------------------------------
 
 
-def snapshot_msg(market: Market, book: OrderBook, *, use_yes_price: bool, fmt: str) -> dict:
+def snapshot_msg(market: Market, book: Book, *, use_yes_price: bool, fmt: str) -> dict:
     """An orderbook_snapshot body; a side without bids is left out entirely."""
     msg: dict = {"market_ticker": market.ticker, "market_id": market.market_id}
     for side in ("yes", "no"):
@@ -110,7 +208,7 @@ def trade_msg(trade: Trade, *, fmt: str) -> dict:
     }
 
 
-def ticker_msg(market: Market, book: OrderBook, ts_ms: int, *, fmt: str) -> dict:
+def ticker_msg(market: Market, book: Book, ts_ms: int, *, fmt: str) -> dict:
     """A `ticker` body: the market's top of book, last price, volume (no seq)."""
     yes_bid = book.best_bid("yes")
     yes_ask = book.best_ask("yes")
@@ -208,7 +306,7 @@ def price_ranges(market: Market) -> list[dict]:
 # -- REST bodies --------------------------------------------------------------
 
 
-def market_json(market: Market, book: OrderBook, *, fmt: str) -> dict:
+def market_json(market: Market, book: Book, *, fmt: str) -> dict:
     """A REST `Market`, with every field openapi 3.13 requires."""
     yes_bid = book.best_bid("yes")
     no_bid = book.best_bid("no")
@@ -242,6 +340,8 @@ def market_json(market: Market, book: OrderBook, *, fmt: str) -> dict:
         "price_level_structure": market.price_level_structure,
         "price_ranges": price_ranges(market),
     }
+    if market.is_combo:
+        body.update(mve_collection_ticker=market.mve_collection_ticker, mve_selected_legs=market.mve_selected_legs)
     if fmt == LEGACY:
         body.update(
             yes_bid=cents(yes_bid[0]) if yes_bid else 0,
@@ -290,7 +390,7 @@ def market_json(market: Market, book: OrderBook, *, fmt: str) -> dict:
     return body
 
 
-def orderbook_json(book: OrderBook, *, depth: int, fmt: str) -> dict:
+def orderbook_json(book: Book, *, depth: int, fmt: str) -> dict:
     """REST order book: ascending, best bid last; both keys always present."""
     sides = {}
     for side in ("yes", "no"):
