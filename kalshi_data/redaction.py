@@ -44,7 +44,7 @@ class SecretsReporterFilter(SafeExceptionReporterFilter):
 
     def cleanse_setting(self, key, value):
         value = super().cleanse_setting(key, value)
-        if isinstance(value, str):
+        if type(value) is str:  # not lazy objects that merely look like strings
             return _URL_PASSWORD.sub(lambda m: m.group(1) + MASK + m.group(3), value)
         return value
 

@@ -311,3 +311,7 @@ METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "").strip()
 MIDDLEWARE.insert(0, "backtest_api.metrics.RequestMetricsMiddleware")
 # axes logs a banner at every start.
 LOGGING["loggers"]["axes"] = {"level": "WARNING"}
+# The collector's stats line also feeds its Prometheus gauges
+# (collector/metrics.py; COLLECTOR_METRICS_PORT serves them).
+LOGGING["handlers"]["collector_metrics"] = {"class": "collector.metrics.StatsMetricsHandler"}
+LOGGING["loggers"]["collector"] = {"handlers": ["collector_metrics"]}
