@@ -11,9 +11,13 @@ from __future__ import annotations
 import json
 import logging
 import zlib
+from contextlib import contextmanager
 from itertools import islice
 
+import psycopg
+
 from django.conf import settings
+from django.db import OperationalError, connection, transaction
 from django.http import FileResponse, HttpResponse, StreamingHttpResponse
 from django.utils.http import http_date
 from drf_spectacular.openapi import AutoSchema
@@ -250,6 +254,26 @@ class BookSnapshotsView(HeavyEndpointMixin, APIView):
 # --- Coverage ---------------------------------------------------------------------------
 
 
+@contextmanager
+def query_time_limit(milliseconds: int, message: str):
+    """PostgreSQL cancels any statement inside after `milliseconds`: a 422 then.
+
+    For reads whose cost grows with the data, not with the request (a year
+    of a busy market's rows counted by coverage): the request stays valid,
+    its answer just costs more than one request may spend.
+    """
+    try:
+        with transaction.atomic():
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT set_config('statement_timeout', %s, true)",
+                               [f"{milliseconds}ms"])
+            yield
+    except OperationalError as exc:
+        if isinstance(exc.__cause__, psycopg.errors.QueryCanceled):
+            raise TooMuchWork(message) from None
+        raise
+
+
 class CoverageView(HeavyEndpointMixin, APIView):
     """Per UTC day: complete, degraded (gaps recorded), missing (no data) or pending (today).
 
@@ -264,8 +288,11 @@ class CoverageView(HeavyEndpointMixin, APIView):
     def get(self, request):
         params = parse_params(bs.CoverageParams, request)
         ticker = require_market(params["market_ticker"])
-        days = coverage(market_ticker=ticker, start_date=params["start_date"],
-                        end_date=params["end_date"])
+        with query_time_limit(settings.API_COVERAGE_TIME_LIMIT_MS,
+                              "Counting this market's rows over this many days takes too long; "
+                              "ask for fewer days at a time."):
+            days = coverage(market_ticker=ticker, start_date=params["start_date"],
+                            end_date=params["end_date"])
         return Response(self.serializer_class({
             "market_ticker": ticker, "start_date": params["start_date"],
             "end_date": params["end_date"], "days": days,

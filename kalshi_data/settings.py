@@ -278,6 +278,9 @@ API_HEAVY_CANDLE_DAYS = env_int("API_HEAVY_CANDLE_DAYS", 7)
 # book_snapshots may read, before it stops (422, or a shorter page).
 API_MAX_BOOK_DELTAS = env_int("API_MAX_BOOK_DELTAS", 200_000)
 API_PAGE_WORK = env_int("API_PAGE_WORK", 200_000)
+# coverage counts rows: over a year of a busy market that is a minute of
+# PostgreSQL; past this it is a 422 asking for fewer days.
+API_COVERAGE_TIME_LIMIT_MS = env_int("API_COVERAGE_TIME_LIMIT_MS", 10_000)
 # A stream whose client reads nothing for this long is dropped (gunicorn).
 API_STREAM_SEND_TIMEOUT = env_int("API_STREAM_SEND_TIMEOUT", 30)
 

@@ -225,6 +225,21 @@ def test_a_single_book_point_past_the_budget_is_a_422(client, record):
         error_of(client.get("/api/v1/book_snapshots", query), 422, "too_much_work")
 
 
+def test_coverage_past_its_time_limit_is_a_clear_422(client, record, monkeypatch):
+    from django.db import connection
+
+    def slow_coverage(**kwargs):
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_sleep(1)")
+
+    monkeypatch.setattr(bulk_views, "coverage", slow_coverage)
+    with override_settings(API_COVERAGE_TIME_LIMIT_MS=50):
+        body = error_of(client.get("/api/v1/coverage", {
+            "market_ticker": HOT, "start_date": DAY, "end_date": DAY}), 422, "too_much_work")
+    assert "fewer days" in body["message"]
+    data_of(client.get("/api/v1/series"))  # the connection is fine afterwards
+
+
 # --- Replay of late trades --------------------------------------------------------------
 
 
