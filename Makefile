@@ -38,3 +38,5 @@ bench: migrate
 	$(BIN)/python bench/ws_feed_bench.py --markets 2000 --steps 100000
 	$(BIN)/python bench/api_bench.py
 	$(BIN)/python bench/bulk_bench.py
+	$(BIN)/python bench/late_trades_bench.py
+	$(BIN)/python bench/abuse_bench.py
