@@ -71,8 +71,8 @@ def client_address(request) -> str:
 class Slots:
     """The slots one request holds; `release()` frees them (idempotent)."""
 
-    def __init__(self, keys: list[str]):
-        self.keys = keys
+    def __init__(self, keys: list[str], token: str):
+        self.keys, self.token = keys, token
         self.renewed_at = time.monotonic()
 
     def renew(self) -> None:
@@ -84,8 +84,10 @@ class Slots:
 
     def release(self) -> None:
         keys, self.keys = self.keys, []
-        if keys:
-            cache.delete_many(keys)
+        for key in keys:
+            # Only our own: had the lease run out, the slot may be another's now.
+            if cache.get(key) == self.token:
+                cache.delete(key)
 
 
 def _take(pool: str, limit: int, token: str) -> str | None:
@@ -112,7 +114,7 @@ def acquire(request, endpoint: str) -> Slots:
         raise ConcurrencyLimited(
             f"The server runs as many heavy requests as it allows ({total}); "
             f"this one ({endpoint}) was refused: retry shortly.", total)
-    return Slots([mine, shared])
+    return Slots([mine, shared], token)
 
 
 class HeavyEndpointMixin:

@@ -351,3 +351,17 @@ def test_behind_num_proxies_the_address_is_the_one_the_proxy_saw(rf):
     rest = {**__import__("django.conf").conf.settings.REST_FRAMEWORK, "NUM_PROXIES": 1}
     with override_settings(REST_FRAMEWORK=rest):
         assert client_address(request) == "198.51.100.7"
+
+
+def test_a_slot_whose_lease_ran_out_is_not_freed_by_its_old_holder(rf):
+    from django.core.cache import cache
+
+    from backtest_api.limits import acquire
+
+    request = rf.get("/")
+    request.auth = None
+    slots = acquire(request, "replay")
+    taken_over = slots.keys[1]
+    cache.set(taken_over, "someone-else")  # the lease ran out and another request took it
+    slots.release()
+    assert cache.get(taken_over) == "someone-else"
