@@ -25,8 +25,10 @@ migrate: install
 	$(BIN)/python manage.py pgpartition --yes
 
 # bin/run-dev starts the processes and stops them all on Ctrl-C.
+# RUN_DEV_DEBUG_ORIGIN tells bin/run-dev whether DEBUG is this file's default
+# (then it is turned off when recording from Kalshi) or the user's choice.
 run: migrate
-	$(BIN)/python bin/run-dev
+	RUN_DEV_DEBUG_ORIGIN=$(origin DEBUG) $(BIN)/python bin/run-dev
 
 test: install
 	$(BIN)/pytest
@@ -37,3 +39,5 @@ bench: migrate
 	$(BIN)/python bench/api_bench.py
 	$(BIN)/python bench/bulk_bench.py
 	$(BIN)/python bench/explore_bench.py
+	$(BIN)/python bench/late_trades_bench.py
+	$(BIN)/python bench/abuse_bench.py

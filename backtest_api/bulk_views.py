@@ -11,10 +11,14 @@ from __future__ import annotations
 import json
 import logging
 import zlib
+from contextlib import contextmanager
 from itertools import islice
 
+import psycopg
+
 from django.conf import settings
-from django.http import FileResponse, StreamingHttpResponse
+from django.db import OperationalError, connection, transaction
+from django.http import FileResponse, HttpResponse, StreamingHttpResponse
 from django.utils.http import http_date
 from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.types import OpenApiTypes
@@ -27,9 +31,12 @@ from rest_framework.views import APIView
 from markets.book_snapshots import book_snapshots
 from markets.coverage import coverage
 from markets.export import dataset_file, dataset_files
+from markets.replay import ONE_MICROSECOND, WorkBudgetExceeded, WorkMeter
 from markets.replay_stream import replay_runs
 
 from . import bulk_serializers as bs
+from .exceptions import TooMuchWork
+from .limits import HeavyEndpointMixin
 from .middleware import request_id_for
 from .pagination import TickPagination, decode_cursor, encode_cursor, paginated_response
 from .renderers import EnvelopeJSONRenderer
@@ -93,7 +100,7 @@ class RawBodySchema(EnvelopeAutoSchema):
 # --- Replay ----------------------------------------------------------------------------
 
 
-def _ndjson_chunks(runs, request_id: str):
+def _ndjson_chunks(runs, request_id: str, on_chunk=lambda: None):
     """Runs of lines joined into chunks, then an `end` line that says the stream is whole.
 
     A failure after the first byte cannot change the status any more, so the
@@ -108,6 +115,7 @@ def _ndjson_chunks(runs, request_id: str):
             if count >= STREAM_CHUNK_LINES:
                 events += count
                 yield ("\n".join(pending) + "\n").encode()
+                on_chunk()
                 pending, count = [], 0
         tail = {"type": "end", "events": events + count, "request_id": request_id}
     except Exception:
@@ -132,7 +140,22 @@ def _gzipped(chunks):
     yield compressor.flush()
 
 
-class ReplayView(APIView):
+def set_send_timeout(request, seconds: float) -> None:
+    """Drop the stream if its client reads nothing for `seconds` (gunicorn only).
+
+    A client that stops reading fills the socket's buffer, and a blocking
+    send would then hold the worker (and its concurrency slot) for as long
+    as the client likes. gunicorn passes the client socket in the WSGI
+    environ; with a timeout on it, the stalled send raises, gunicorn closes
+    the connection and the response's close frees the slot. The timeout is
+    reset when gunicorn takes the socket back (keep-alive).
+    """
+    sock = request.META.get("gunicorn.socket")
+    if sock is not None and seconds > 0:
+        sock.settimeout(seconds)
+
+
+class ReplayView(HeavyEndpointMixin, APIView):
     """Every event of the markets in [start_time, end_time), in the order received, as NDJSON.
 
     First, with deltas, a `snapshot` line per market (source "start": the
@@ -146,6 +169,7 @@ class ReplayView(APIView):
     renderer_classes = [EnvelopeJSONRenderer]
     content_negotiation_class = JsonErrorsNegotiation
     schema = RawBodySchema()
+    heavy_name = "replay"
 
     @extend_schema(
         parameters=[bs.ReplayParams],
@@ -156,12 +180,19 @@ class ReplayView(APIView):
     def get(self, request):
         params = parse_params(bs.ReplayParams, request)
         tickers = [require_market(t) for t in params["market_tickers"]]
-        runs = replay_runs(market_tickers=tickers, start_time=params["start_time"],
-                           end_time=params["end_time"], types=params["types"])
-        chunks = _ndjson_chunks(runs, request_id_for(request))
         gzip = accepts_gzip(request.headers.get("Accept-Encoding", ""))
-        response = StreamingHttpResponse(_gzipped(chunks) if gzip else chunks,
-                                         content_type=NDJSON)
+        if request.method == "HEAD":
+            # The headers a GET would send, without reading a row.
+            response = HttpResponse(content_type=NDJSON)
+        else:
+            runs = replay_runs(market_tickers=tickers, start_time=params["start_time"],
+                               end_time=params["end_time"], types=params["types"])
+            slots = getattr(self, "slots", None)
+            chunks = _ndjson_chunks(runs, request_id_for(request),
+                                    slots.renew if slots else (lambda: None))
+            response = StreamingHttpResponse(_gzipped(chunks) if gzip else chunks,
+                                             content_type=NDJSON)
+            set_send_timeout(request, settings.API_STREAM_SEND_TIMEOUT)
         if gzip:
             response["Content-Encoding"] = "gzip"
         response["Vary"] = "Accept-Encoding"
@@ -173,7 +204,7 @@ class ReplayView(APIView):
 # --- Book snapshots ------------------------------------------------------------------
 
 
-class BookSnapshotsView(APIView):
+class BookSnapshotsView(HeavyEndpointMixin, APIView):
     """The top `depth` levels of each side at every interval boundary in [start_time, end_time).
 
     Boundaries are multiples of the interval since the Unix epoch (UTC). Each
@@ -184,6 +215,7 @@ class BookSnapshotsView(APIView):
 
     serializer_class = bs.BookPointSerializer
     pagination_class = TickPagination  # for the schema: pages are cut below
+    heavy_name = "book_snapshots"
 
     @extend_schema(parameters=[bs.BookSnapshotParams],
                    responses=bs.BookPointSerializer(many=True))
@@ -195,11 +227,24 @@ class BookSnapshotsView(APIView):
             (resume,) = decode_cursor(params["cursor"], (type(start),))
             start = max(start, resume)
         limit = params["limit"]
-        points = list(islice(book_snapshots(
-            market_ticker=ticker, start_time=start, end_time=params["end_time"],
-            interval=params["interval"], depth=params["depth"],
-        ), limit + 1))
-        next_cursor = None
+        # A page ends at `limit` points or when its work (deltas read,
+        # restarts from snapshots) passes API_PAGE_WORK, whichever comes
+        # first: a short page with a next_cursor, never a 13 s one. A single
+        # point that alone costs more is a 422 (as /orderbook).
+        points, next_cursor = [], None
+        meter = WorkMeter(limit=settings.API_PAGE_WORK)
+        try:
+            for point in islice(book_snapshots(
+                market_ticker=ticker, start_time=start, end_time=params["end_time"],
+                interval=params["interval"], depth=params["depth"], meter=meter,
+            ), limit + 1):
+                points.append(point)
+        except WorkBudgetExceeded as exc:
+            if not points:
+                raise TooMuchWork(
+                    f"One point of this book needs more than {exc.limit} deltas replayed "
+                    "(few checkpoints recorded); use /replay for this range.") from None
+            next_cursor = encode_cursor((points[-1].at + ONE_MICROSECOND,), (type(start),))
         if len(points) > limit:
             next_cursor = encode_cursor((points[limit].at,), (type(start),))
             points = points[:limit]
@@ -209,7 +254,27 @@ class BookSnapshotsView(APIView):
 # --- Coverage ---------------------------------------------------------------------------
 
 
-class CoverageView(APIView):
+@contextmanager
+def query_time_limit(milliseconds: int, message: str):
+    """PostgreSQL cancels any statement inside after `milliseconds`: a 422 then.
+
+    For reads whose cost grows with the data, not with the request (a year
+    of a busy market's rows counted by coverage): the request stays valid,
+    its answer just costs more than one request may spend.
+    """
+    try:
+        with transaction.atomic():
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT set_config('statement_timeout', %s, true)",
+                               [f"{milliseconds}ms"])
+            yield
+    except OperationalError as exc:
+        if isinstance(exc.__cause__, psycopg.errors.QueryCanceled):
+            raise TooMuchWork(message) from None
+        raise
+
+
+class CoverageView(HeavyEndpointMixin, APIView):
     """Per UTC day: complete, degraded (gaps recorded), missing (no data) or pending (today).
 
     With the first and last event, the number of deltas, trades, snapshots
@@ -217,13 +282,17 @@ class CoverageView(APIView):
     """
 
     serializer_class = bs.CoverageReportSerializer
+    heavy_name = "coverage"
 
     @extend_schema(parameters=[bs.CoverageParams])
     def get(self, request):
         params = parse_params(bs.CoverageParams, request)
         ticker = require_market(params["market_ticker"])
-        days = coverage(market_ticker=ticker, start_date=params["start_date"],
-                        end_date=params["end_date"])
+        with query_time_limit(settings.API_COVERAGE_TIME_LIMIT_MS,
+                              "Counting this market's rows over this many days takes too long; "
+                              "ask for fewer days at a time."):
+            days = coverage(market_ticker=ticker, start_date=params["start_date"],
+                            end_date=params["end_date"])
         return Response(self.serializer_class({
             "market_ticker": ticker, "start_date": params["start_date"],
             "end_date": params["end_date"], "days": days,
@@ -233,11 +302,12 @@ class CoverageView(APIView):
 # --- Export files ---------------------------------------------------------------------
 
 
-class ExportListView(APIView):
+class ExportListView(HeavyEndpointMixin, APIView):
     """The day files under EXPORT_DIR (written by `manage.py export`), by path."""
 
     serializer_class = bs.ExportFileSerializer
     pagination_class = TickPagination  # for the schema: pages are cut below
+    heavy_name = "exports"
 
     @extend_schema(parameters=[bs.ExportListParams],
                    responses=bs.ExportFileSerializer(many=True))
@@ -261,10 +331,11 @@ class ExportListView(APIView):
         return paginated_response(data, next_cursor)
 
 
-class ExportFileView(APIView):
+class ExportFileView(HeavyEndpointMixin, APIView):
     """Download one day file; `path` as listed (type=T/date=D/part-0.parquet)."""
 
     schema = RawBodySchema()
+    heavy_name = "exports"
 
     @extend_schema(responses={
         (200, "application/vnd.apache.parquet"): OpenApiResponse(
@@ -282,4 +353,5 @@ class ExportFileView(APIView):
         response = FileResponse(found.open("rb"), as_attachment=True,
                                 filename=path.replace('/', '_'), content_type=kind)
         response["Last-Modified"] = http_date(found.stat().st_mtime)
+        set_send_timeout(request, settings.API_STREAM_SEND_TIMEOUT)
         return response

@@ -11,7 +11,9 @@ every field error when there are several. Errors raised by our own code:
 
     APIException (DRF)
     ├── InvalidParameter   400 invalid_parameter   a query parameter is wrong
-    └── NotFound (DRF)     404 not_found            unknown ticker or object
+    ├── NotFound (DRF)     404 not_found            unknown ticker or object
+    ├── TooMuchWork        422 too_much_work        the answer costs more than a request may
+    └── ConcurrencyLimited 429 too_many_concurrent  too many heavy requests at once (limits.py)
 
 DRF's own (authentication, permission, throttling, method, content
 negotiation) are mapped to codes below. Anything else is a bug and stays a
@@ -27,14 +29,24 @@ from django.http import Http404, JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.views import exception_handler
 
+from .limits import ConcurrencyLimited
 from .middleware import request_id_for
 
 NOT_AUTHENTICATED_MESSAGE = (
     "An API key is required: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'."
 )
 
+class TooMuchWork(exceptions.APIException):
+    """The answer would read more rows than one request may (API_MAX_BOOK_DELTAS)."""
+
+    status_code = status.HTTP_422_UNPROCESSABLE_ENTITY
+    default_code = "too_much_work"
+
+
 # DRF exception class -> our code; checked in order, first match wins.
 CODES = (
+    (ConcurrencyLimited, "too_many_concurrent"),
+    (TooMuchWork, "too_much_work"),
     (exceptions.Throttled, "rate_limited"),
     (exceptions.NotAuthenticated, "not_authenticated"),
     (exceptions.AuthenticationFailed, "authentication_failed"),
@@ -94,6 +106,8 @@ def api_exception_handler(exc, context):
             else "Rate limit exceeded; retry later."
         )
         details = {"retry_after": wait}
+    elif isinstance(exc, ConcurrencyLimited):
+        details = {"retry_after": exc.wait, "limit": exc.limit}
     response.data = error_body(
         request, code=code, message=message, param=param, details=details
     )
@@ -132,6 +146,15 @@ def not_found(request, exception=None):
         request, code="not_found", message=f"No endpoint at {request.path}."
     )
     return JsonResponse(body, status=status.HTTP_404_NOT_FOUND)
+
+
+def bad_request(request, exception=None):
+    """A request Django refuses before routing it: a Host not in ALLOWED_HOSTS, mostly."""
+    body = error_body(
+        request, code="bad_request",
+        message="Bad request (e.g. a Host header this server does not serve).",
+    )
+    return JsonResponse(body, status=status.HTTP_400_BAD_REQUEST)
 
 
 def server_error(request):

@@ -47,9 +47,24 @@ _DECODERS: dict[type, Callable[[Any], Any]] = {
     datetime: lambda v: datetime.fromisoformat(v),
     Decimal: lambda v: Decimal(v),
     int: lambda v: int(v) if not isinstance(v, bool) else _bad(),
-    # PostgreSQL text cannot hold NUL: no cursor we issue contains one.
-    str: lambda v: v if isinstance(v, str) and "\x00" not in v else _bad(),
+    str: lambda v: v if isinstance(v, str) and _storable(v) else _bad(),
 }
+
+
+def _storable(text: str) -> bool:
+    """Whether PostgreSQL text can hold it: no NUL, and valid UTF-8.
+
+    No cursor we issue holds a NUL or a lone surrogate (JSON can spell one,
+    "\\ud800", which no UTF-8 encoder accepts); either would fail in the
+    driver, a 500, rather than here, a 400.
+    """
+    if "\x00" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _bad():
@@ -74,8 +89,14 @@ def decode_cursor(cursor: str, types: Sequence[type]) -> tuple:
         raise InvalidParameter(
             CURSOR_PARAM, "Not a cursor this endpoint issued."
         ) from None
+    # The instants a request may name (bulk_serializers); a cursor is no
+    # way around that check (stepping from year 9999 overflows).
+    from .bulk_serializers import EARLIEST, LATEST
+
     for value in key:
-        if isinstance(value, datetime) and value.tzinfo is None:
+        if isinstance(value, datetime) and (
+            value.tzinfo is None or not EARLIEST <= value <= LATEST
+        ):
             raise InvalidParameter(CURSOR_PARAM, "Not a cursor this endpoint issued.")
     return key
 

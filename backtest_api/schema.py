@@ -16,7 +16,8 @@ ERROR_STATUSES = {
     "403": "Not allowed.",
     "404": "Unknown ticker or object.",
     "406": "The Accept header asks for a format the API does not serve.",
-    "429": "Rate limit exceeded; see Retry-After.",
+    "422": "The answer would read more rows than one request may (too_much_work).",
+    "429": "Rate limit exceeded, or too many heavy requests at once; see Retry-After.",
 }
 
 

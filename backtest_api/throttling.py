@@ -2,8 +2,8 @@
 
 Rates are DRF rate strings in settings (API_RATE_KEY, API_RATE_ANON). Counts
 live in Django's cache: the default in-process cache counts per worker
-process, so a multi-process deployment should point CACHES at a shared
-cache (e.g. Redis) for an exact limit. A refused request is a 429 with
+process; with REDIS_URL set every process shares one count. The client
+address is DRF's (NUM_PROXIES; see limits.client_address). A refused request is a 429 with
 Retry-After and a message saying when to retry (exceptions.py).
 """
 
@@ -41,3 +41,12 @@ class AnonymousRateThrottle(SimpleRateThrottle):
             "scope": self.scope,
             "ident": self.get_ident(request),
         }
+
+
+class AddressRateThrottle(SimpleRateThrottle):
+    """One bucket per client address, whoever calls (public views: the schema)."""
+
+    scope = "anon"
+
+    def get_cache_key(self, request, view):
+        return self.cache_format % {"scope": "public", "ident": self.get_ident(request)}

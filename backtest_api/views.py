@@ -7,6 +7,9 @@ rate limits (authentication.py, throttling.py).
 
 from __future__ import annotations
 
+from datetime import timedelta
+
+from django.conf import settings
 from drf_spectacular.utils import extend_schema
 from rest_framework import generics
 from rest_framework.exceptions import NotFound
@@ -15,8 +18,11 @@ from rest_framework.reverse import reverse
 from rest_framework.views import APIView
 
 from markets import selectors
+from markets.replay import WorkBudgetExceeded, WorkMeter
 
 from . import filters, serializers
+from .exceptions import TooMuchWork
+from .limits import HeavyEndpointMixin
 from .pagination import (
     KeysetPagination,
     TickPagination,
@@ -202,10 +208,19 @@ class DeltaListView(TickListView):
 # --- Candles and the order book ----------------------------------------------------
 
 
-class CandleView(APIView):
+class CandleView(HeavyEndpointMixin, APIView):
     """OHLC candles of a market's trade prices (yes side) over [start_time, end_time)."""
 
     serializer_class = serializers.CandlesSerializer
+    heavy_name = "candles"
+
+    def is_heavy(self, request) -> bool:
+        """Over more than API_HEAVY_CANDLE_DAYS (or an open range) candles read many trades."""
+        params = serializers.CandleParams(data=request.query_params)
+        if not params.is_valid():
+            return False  # get() answers the 400
+        start, end = params.validated_data["start_time"], params.validated_data["end_time"]
+        return end - start > timedelta(days=settings.API_HEAVY_CANDLE_DAYS)
 
     @extend_schema(parameters=[serializers.CandleParams])
     def get(self, request, ticker):
@@ -243,7 +258,16 @@ class OrderbookView(APIView):
     def get(self, request):
         params = parse_params(serializers.OrderbookParams, request)
         ticker = require_market(params["market_ticker"])
-        result = selectors.orderbook_at(market_ticker=ticker, at=params["timestamp"])
+        try:
+            result = selectors.orderbook_at(
+                market_ticker=ticker, at=params["timestamp"],
+                meter=WorkMeter(limit=settings.API_MAX_BOOK_DELTAS),
+            )
+        except WorkBudgetExceeded as exc:
+            raise TooMuchWork(
+                f"Rebuilding this book needs more than {exc.limit} deltas after the last "
+                "snapshot (few checkpoints recorded); use /replay over the range instead."
+            ) from None
         serializer = self.serializer_class(
             result, context={"depth": params.get("depth")}
         )

@@ -24,7 +24,9 @@ def database_config(*, base_dir: Path, debug: bool) -> dict:
     url = os.environ.get("DATABASE_URL", "").strip()
     if url:
         config = dj_database_url.parse(url, engine=ENGINE, conn_max_age=60)
-    elif debug:
+    elif debug or os.environ.get("EMBEDDED_DATABASE") == "1":
+        # EMBEDDED_DATABASE=1: `make run` recording from Kalshi with DEBUG
+        # off on a laptop (bin/run-dev); never a silent fallback.
         config = _embedded_config(base_dir / ".pgdata")
     else:
         raise ImproperlyConfigured(

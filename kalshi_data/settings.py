@@ -6,6 +6,7 @@ the repository. See README.md for the list.
 
 import os
 import warnings
+from datetime import timedelta
 from pathlib import Path
 
 from .database import database_config
@@ -225,3 +226,97 @@ LOGGING = {
         "httpx": {"level": "WARNING"},
     },
 }
+
+# --- Production: shared cache, proxies, HTTPS, limits (docs/operations.md) ----
+# With REDIS_URL, throttle counts, concurrency slots, the admin login
+# lockout and hot lookups live in Redis, shared by every worker process;
+# without it each process keeps its own (development, tests).
+REDIS_URL = os.environ.get("REDIS_URL", "").strip()
+CACHES = {
+    "default": (
+        {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": os.environ.get("CACHE_KEY_PREFIX", "kalshi-data"),
+        }
+        if REDIS_URL
+        else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+    )
+}
+
+# How many proxies in front of the app append to X-Forwarded-For. Unset, the
+# header is ignored and the client address is the socket's peer (a forged
+# header then changes nothing); behind one proxy (nginx, a load balancer)
+# set 1, so the per-address rate limit counts the real client.
+# (DRF's own default, None, would take the whole header as the address:
+# a client could then pick a fresh one per request and escape the limit.)
+NUM_PROXIES = env_int("NUM_PROXIES", 0)
+REST_FRAMEWORK["NUM_PROXIES"] = NUM_PROXIES
+
+# HTTPS, when a proxy terminates TLS (docs/operations.md lists the values
+# that make `manage.py check --deploy` clean).
+if os.environ.get("SECURE_PROXY_SSL_HEADER", "").strip():
+    # e.g. "X-Forwarded-Proto": trusted only because the proxy overwrites it.
+    _header = os.environ["SECURE_PROXY_SSL_HEADER"].strip().upper().replace("-", "_")
+    SECURE_PROXY_SSL_HEADER = (f"HTTP_{_header}", "https")
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT")
+# A load balancer probes health over plain HTTP.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS")
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD")
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env_bool("SECURE_COOKIES")
+CSRF_TRUSTED_ORIGINS = [
+    o.strip() for o in os.environ.get("CSRF_TRUSTED_ORIGINS", "").split(",") if o.strip()
+]
+
+# Heavy endpoints (replay, book_snapshots, coverage, exports, long candle
+# ranges) take a slot while they run (backtest_api/limits.py).
+API_HEAVY_PER_KEY = env_int("API_HEAVY_PER_KEY", 2)
+API_HEAVY_TOTAL = env_int("API_HEAVY_TOTAL", 2)
+# Candles over more than this many days count as heavy.
+API_HEAVY_CANDLE_DAYS = env_int("API_HEAVY_CANDLE_DAYS", 7)
+# Rows (deltas) one /orderbook may apply after its snapshot, and one page of
+# book_snapshots may read, before it stops (422, or a shorter page).
+API_MAX_BOOK_DELTAS = env_int("API_MAX_BOOK_DELTAS", 200_000)
+API_PAGE_WORK = env_int("API_PAGE_WORK", 200_000)
+# coverage counts rows: over a year of a busy market that is a minute of
+# PostgreSQL; past this it is a 422 asking for fewer days.
+API_COVERAGE_TIME_LIMIT_MS = env_int("API_COVERAGE_TIME_LIMIT_MS", 10_000)
+# A stream whose client reads nothing for this long is dropped (gunicorn).
+API_STREAM_SEND_TIMEOUT = env_int("API_STREAM_SEND_TIMEOUT", 30)
+
+# --- Admin login lockout (django-axes) ----------------------------------------
+# After ADMIN_LOGIN_FAILURES failed logins from one address, that address may
+# not log in for ADMIN_LOCKOUT_MINUTES (a 429 page). Attempts are rows in the
+# database (shared by every process; listed in the admin under Axes).
+INSTALLED_APPS += ["axes"]
+MIDDLEWARE += ["axes.middleware.AxesMiddleware"]
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_HANDLER = "axes.handlers.database.AxesDatabaseHandler"
+AXES_FAILURE_LIMIT = env_int("ADMIN_LOGIN_FAILURES", 5)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("ADMIN_LOCKOUT_MINUTES", 15))
+AXES_LOCKOUT_PARAMETERS = ["ip_address"]
+AXES_RESET_ON_SUCCESS = True
+# The same client address as the API's rate limits (NUM_PROXIES).
+AXES_CLIENT_IP_CALLABLE = "backtest_api.limits.client_address"
+
+# --- Secrets stay out of error pages and logs ----------------------------------
+DEFAULT_EXCEPTION_REPORTER_FILTER = "kalshi_data.redaction.SecretsReporterFilter"
+LOGGING["filters"] = {"redact": {"()": "kalshi_data.redaction.RedactSecretsFilter"}}
+LOGGING["handlers"]["console"]["filters"] = ["redact"]
+
+# --- Metrics and health ------------------------------------------------------
+# /metrics (Prometheus) answers only requests bearing this token, when set;
+# unset, only loopback clients (a scraper on the same host).
+METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "").strip()
+MIDDLEWARE.insert(0, "backtest_api.metrics.RequestMetricsMiddleware")
+# axes logs a banner at every start.
+LOGGING["loggers"]["axes"] = {"level": "WARNING"}
+# The collector's stats line also feeds its Prometheus gauges
+# (collector/metrics.py; COLLECTOR_METRICS_PORT serves them).
+LOGGING["handlers"]["collector_metrics"] = {"class": "collector.metrics.StatsMetricsHandler"}
+LOGGING["loggers"]["collector"] = {"handlers": ["collector_metrics"]}

@@ -26,7 +26,14 @@ from django.db.models import Q
 
 from .book import Level, OrderBook
 from .models import SequenceGap
-from .replay import MAX_BIGINT, ONE_MICROSECOND, book_at, delta_rows, snapshot_keys
+from .replay import (
+    MAX_BIGINT,
+    ONE_MICROSECOND,
+    WorkMeter,
+    book_at,
+    delta_rows,
+    snapshot_keys,
+)
 
 MIN_INTERVAL = timedelta(seconds=1)
 MAX_INTERVAL = timedelta(days=1)
@@ -34,6 +41,10 @@ _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 _INTERVAL_RE = re.compile(r"^([1-9][0-9]{0,5})([smhd])$")
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _BATCH_SIZE = 10_000
+# What a restart from a stored snapshot costs a WorkMeter, in deltas: a
+# query or two and parsing the snapshot's levels (about 13 ms against
+# about 3 µs a delta, measured on a busy market).
+REBUILD_COST = 2000
 # After a restart from a snapshot, only the deltas up to the next boundary
 # may be needed: read a small batch first, then larger ones.
 _FIRST_BATCH_SIZE = 256
@@ -78,14 +89,20 @@ class BookPoint:
 
 def book_snapshots(
     *, market_ticker: str, start_time: datetime, end_time: datetime, interval: timedelta,
-    depth: int,
+    depth: int, meter: WorkMeter | None = None,
 ) -> Iterator[BookPoint]:
-    """The top `depth` levels of each side at every boundary in [start_time, end_time)."""
+    """The top `depth` levels of each side at every boundary in [start_time, end_time).
+
+    With a `meter`, every delta applied and every restart count against it:
+    the pass stops with WorkBudgetExceeded (the points yielded so far stand).
+    """
+    meter = meter or WorkMeter(limit=2**63)
     points = boundaries(start_time, end_time, interval)
     first = next(points, None)
     if first is None:
         return
-    state = book_at(market_ticker, first)
+    meter.add(REBUILD_COST)
+    state = book_at(market_ticker, first, meter)
     book = state.book
     have_snapshot = state.snapshot is not None
     last_update = state.last_key[0] if state.last_key else None
@@ -110,7 +127,8 @@ def book_snapshots(
             # A stored snapshot lies before this boundary: book_at starts
             # from the latest one, which costs less than applying every delta
             # it supersedes (a long interval spans many checkpoints).
-            state = book_at(market_ticker, at)
+            meter.add(REBUILD_COST)
+            state = book_at(market_ticker, at, meter)
             book, have_snapshot = state.book, state.snapshot is not None
             position = state.last_key
             last_update = position[0]
@@ -121,6 +139,7 @@ def book_snapshots(
                                      first_batch_size=_FIRST_BATCH_SIZE)
                 delta = next(deltas, None)
             while delta is not None and delta[0] <= at:
+                meter.add()
                 if have_snapshot:  # a delta before any snapshot means nothing
                     book.apply_delta(delta[4], delta[5], delta[6])
                 position, last_update = delta[:3], delta[0]

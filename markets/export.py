@@ -419,13 +419,17 @@ def _dataset_file(root: Path, relative: str) -> DatasetFile | None:
 
 
 def dataset_files(root: Path) -> list[DatasetFile]:
-    """Every finished day file under `root`, sorted by path (table, then day)."""
-    root = Path(root)
+    """Every finished day file under `root`, sorted by path (table, then day).
+
+    A symlink whose target lies outside `root` is not listed (dataset_file
+    would not serve it either): the listing must not reveal other files.
+    """
+    root = Path(root).resolve()
     if not root.is_dir():
         return []
     found = []
     for path in root.glob("type=*/date=*/part-*"):
-        if path.is_file():
+        if root in path.resolve().parents and path.is_file():
             info = _dataset_file(root, path.relative_to(root).as_posix())
             if info is not None:
                 found.append(info)

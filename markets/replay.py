@@ -38,6 +38,32 @@ ONE_MICROSECOND = timedelta(microseconds=1)  # PostgreSQL's resolution
 DELTA_BATCH_SIZE = 5000  # deltas per keyset batch when rebuilding a book
 
 
+class WorkBudgetExceeded(Exception):
+    """A read would apply more rows than its caller's WorkMeter allows."""
+
+    def __init__(self, used: int, limit: int):
+        super().__init__(f"{used} rows over a budget of {limit}")
+        self.used, self.limit = used, limit
+
+
+@dataclass
+class WorkMeter:
+    """Counts the rows a read applies and stops it past `limit`.
+
+    The API gives each request one, so that the cost of rebuilding a book is
+    bounded even for a market with few checkpoints (millions of deltas since
+    its last snapshot); the collector and the stream pass none.
+    """
+
+    limit: int
+    used: int = 0
+
+    def add(self, rows: int = 1) -> None:
+        self.used += rows
+        if self.used > self.limit:
+            raise WorkBudgetExceeded(self.used, self.limit)
+
+
 @dataclass
 class BookAt:
     """The book of one market at one instant, and how it was obtained."""
@@ -117,8 +143,11 @@ def gap_at(market_ticker: str, at: datetime) -> SequenceGap | None:
     )
 
 
-def book_at(market_ticker: str, at: datetime) -> BookAt:
-    """The market's book as it stood at instant `at` (inclusive)."""
+def book_at(market_ticker: str, at: datetime, meter: WorkMeter | None = None) -> BookAt:
+    """The market's book as it stood at instant `at` (inclusive).
+
+    With a `meter`, every delta applied counts against it (WorkBudgetExceeded).
+    """
     snapshot = latest_snapshot(market_ticker, at)
     if snapshot is None:
         return BookAt(market_ticker, at, OrderBook(), None, 0, None, gap_at(market_ticker, at))
@@ -128,6 +157,8 @@ def book_at(market_ticker: str, at: datetime) -> BookAt:
     for row in delta_rows(market_ticker, last_key, at, batch_size=DELTA_BATCH_SIZE):
         book.apply_delta(row[4], row[5], row[6])  # side, price, delta
         applied += 1
+        if meter is not None:
+            meter.add()
     if row is not None:
         last_key = row[:3]  # (received_at, session_id, seq) of the last delta applied
     return BookAt(market_ticker, at, book, snapshot, applied, last_key, gap_at(market_ticker, at))

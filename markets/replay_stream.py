@@ -144,13 +144,15 @@ _TRADE_LINE = _sql_json_object([
     ("is_block_trade", _json_raw("is_block_trade")),
     ("source", _json_str("source")),
 ])
+# In receive order, from the index trades_received_idx (market_ticker,
+# received_at, ts, trade_id) of each partition in the ts window.
 _TRADE_SQL = (
     f"SELECT {_TRADE_LINE}, trade_id "
     "FROM trades "
     "WHERE market_ticker = %s AND ts >= %s AND ts < %s "
     "AND received_at >= %s AND received_at < %s "
-    "AND (ts, trade_id) > (%s::timestamptz, %s) "
-    "ORDER BY ts, trade_id LIMIT %s"
+    "AND (received_at, ts, trade_id) > (%s::timestamptz, %s::timestamptz, %s) "
+    "ORDER BY received_at, ts, trade_id LIMIT %s"
 )
 
 _LIFECYCLE_LINE = _sql_json_object([
@@ -212,36 +214,23 @@ def _trade_source(ticker, start, end, batch_size) -> _Source:
 
 
 def _trades_in_receive_order(ticker, start, end, batch_size, at: slice):
-    """A market's trades in (received_at, ts, trade_id) order, in batches.
+    """A market's trades in (received_at, ts, trade_id) order, in keyset batches.
 
-    Sorting by receive time in SQL would sort the whole range again for every
-    batch: trades are keyed by exchange time. So they are read in key order
-    (ts, trade_id), an index range scan, and put in receive order here. A
-    trade is received no earlier than CLOCK_SKEW before its exchange time, so
-    once the scan has passed time T, no trade still to come was received
-    before T - CLOCK_SKEW, and every held trade received before that is
-    released. Only trades in flight are held.
+    Trades are partitioned on exchange time (ts) but replayed in receive
+    order; the index on (market_ticker, received_at, ts, trade_id) serves
+    that order directly, so a trade received long after its exchange time
+    (a REST backfill) costs no more memory than any other: one batch is
+    held, however late the trades.
     """
     # "ts" follows "received_at" in a trade's line and is never null
     ts_at = slice(at.stop + len('","ts":"'), at.stop + len('","ts":"') + _ISO_WIDTH)
-    held: list[tuple] = []  # heap of (received_at_iso, ts_iso, trade_id, row)
-    for batch in keyset_batches(
+    return keyset_batches(
         _TRADE_SQL,
         [_dumps(ticker), ticker, start - TRADE_LATENESS, end + CLOCK_SKEW, start, end],
-        ("-infinity", ""),
-        lambda row: (row[0][ts_at], row[1]),
+        (iso_utc(start), "-infinity", ""),
+        lambda row: (row[0][at], row[0][ts_at], row[1]),
         batch_size,
-    ):
-        for row in batch:
-            heapq.heappush(held, (row[0][at], row[0][ts_at], row[1], row))
-        frontier = iso_utc(datetime.fromisoformat(batch[-1][0][ts_at]) - CLOCK_SKEW)
-        ready = []
-        while held and held[0][0] < frontier:
-            ready.append(heapq.heappop(held)[3])
-        if ready:
-            yield ready
-    if held:
-        yield [item[3] for item in sorted(held, key=lambda item: item[:3])]
+    )
 
 
 def _lifecycle_source(ticker, where, where_params, start, end, batch_size) -> _Source:

@@ -11,6 +11,7 @@ partitions. Writes live in ingest.py; the book at an instant in replay.py.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -18,6 +19,7 @@ from decimal import Decimal
 from typing import Sequence
 
 import psycopg
+from django.core.cache import cache
 from django.db import connection
 from django.db.models import Count, IntegerField, OuterRef, Q, Subquery, Value
 from django.db.models.functions import Coalesce
@@ -31,7 +33,7 @@ from .models import (
     Settlement,
     SnapshotSource,
 )
-from .replay import BookAt, book_at
+from .replay import BookAt, WorkMeter, book_at
 
 
 def fetchall_binary(sql: str, params: Sequence) -> list[tuple]:
@@ -170,17 +172,35 @@ def coverage_for(market_tickers: Sequence[str]) -> dict[str, Coverage]:
     return result
 
 
+# market_known answers are cached (the shared cache in production): a known
+# market stays known; an unknown one may gain data, so it is asked again soon.
+KNOWN_MARKET_TTL = 3600
+UNKNOWN_MARKET_TTL = 30
+
+
 def market_known(ticker: str) -> bool:
-    """Whether the ticker is a market we know of or hold any record for."""
-    if Market.objects.filter(ticker=ticker).exists():
-        return True
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT EXISTS (SELECT 1 FROM orderbook_snapshots WHERE market_ticker = %s)"
-            " OR EXISTS (SELECT 1 FROM trades WHERE market_ticker = %s)",
-            [ticker, ticker],
-        )
-        return cursor.fetchone()[0]
+    """Whether the ticker is a market we know of or hold any record for.
+
+    The market table answers first, with one index probe. Only a ticker it
+    does not hold is looked for in the record, which probes every partition
+    (about 160 ms with 1,250 of them): that answer is cached, so repeating
+    an unknown ticker costs a cache read.
+    """
+    key = "market-known:" + hashlib.sha256(ticker.encode()).hexdigest()
+    known = cache.get(key)
+    if known is not None:
+        return known
+    known = Market.objects.filter(ticker=ticker).exists()
+    if not known:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT EXISTS (SELECT 1 FROM orderbook_snapshots WHERE market_ticker = %s)"
+                " OR EXISTS (SELECT 1 FROM trades WHERE market_ticker = %s)",
+                [ticker, ticker],
+            )
+            known = cursor.fetchone()[0]
+    cache.set(key, known, KNOWN_MARKET_TTL if known else UNKNOWN_MARKET_TTL)
+    return known
 
 
 def first_snapshot_after(market_ticker: str, at: datetime) -> datetime | None:
@@ -444,9 +464,11 @@ def _carry_forward(candles, market_ticker, interval, start, end) -> list[Candle]
 # --- Order book at an instant --------------------------------------------------------
 
 
-def orderbook_at(*, market_ticker: str, at: datetime) -> tuple[BookAt, datetime | None]:
+def orderbook_at(
+    *, market_ticker: str, at: datetime, meter: WorkMeter | None = None
+) -> tuple[BookAt, datetime | None]:
     """The book at `at` (replay.book_at) and, if there is no data yet, when it starts."""
-    result = book_at(market_ticker, at)
+    result = book_at(market_ticker, at, meter)
     starts = (
         first_snapshot_after(market_ticker, at) if result.snapshot is None else None
     )

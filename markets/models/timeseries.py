@@ -66,7 +66,16 @@ class Trade(PostgresPartitionedModel):
 
     class Meta:
         db_table = "trades"
-        indexes = [models.Index(fields=["trade_id"], name="trades_trade_id_idx")]
+        indexes = [
+            models.Index(fields=["trade_id"], name="trades_trade_id_idx"),
+            # The replay stream reads a market's trades in receive order
+            # (markets/replay_stream.py): late ones (a backfill) too, in
+            # constant memory.
+            models.Index(
+                fields=["market_ticker", "received_at", "ts", "trade_id"],
+                name="trades_received_idx",
+            ),
+        ]
 
 
 class OrderbookDelta(PostgresPartitionedModel):
