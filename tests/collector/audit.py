@@ -37,6 +37,8 @@ from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Iterable, Iterator
 
+from django.db.models import Min
+
 from markets.book import OrderBook
 from markets.models import OrderbookSnapshot, SequenceGap, SnapshotSource, Trade
 from markets.replay import book_at
@@ -297,6 +299,23 @@ def _audit_trades(truth, result, start_ms, end_ms, chosen) -> None:
             _example(result, f"{trade_id} ({true.market_ticker} at {_dt(true.ts_ms).isoformat()}) missing")
 
 
+def time_to_record_all(tickers: Iterable[str], since: datetime) -> float | None:
+    """Seconds from `since` until every ticker had a fresh replayable snapshot (None: some never did).
+
+    After an outage or a restart, this is how long the record stayed blind.
+    """
+    tickers = list(tickers)
+    if not tickers:
+        return 0.0
+    rows = dict(
+        OrderbookSnapshot.objects.filter(market_ticker__in=tickers, received_at__gte=since)
+        .exclude(source=SnapshotSource.REST).values_list("market_ticker").annotate(first=Min("received_at"))
+    )
+    if len(rows) < len(tickers):
+        return None
+    return (max(rows.values()) - since).total_seconds()
+
+
 def _example(result: AuditResult, text: str) -> None:
     if len(result.trade_examples) < EXAMPLES:
         result.trade_examples.append(text)
@@ -334,4 +353,4 @@ def _dt(ms: int) -> datetime:
     return EPOCH + ms * ONE_MS
 
 
-__all__ = ["AuditResult", "Truth", "TrueMarket", "TrueTrade", "audit"]
+__all__ = ["AuditResult", "Truth", "TrueMarket", "TrueTrade", "audit", "time_to_record_all"]
