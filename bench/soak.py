@@ -210,13 +210,29 @@ def _recorded_since(tickers: list[str], since: datetime) -> set[str]:
     )
 
 
-async def time_to_record_all(sim, since: datetime, limit: float) -> float | None:
-    """Seconds from `since` until every market then open has a fresh snapshot (None: not within limit)."""
+def _recorded_before(since: datetime) -> set[str]:
+    from markets.models import OrderbookSnapshot, SnapshotSource
+
+    return set(
+        OrderbookSnapshot.objects.filter(received_at__lt=since).exclude(source=SnapshotSource.REST)
+        .values_list("market_ticker", flat=True).distinct()
+    )
+
+
+async def time_to_record_all(sim, since: datetime, limit: float, *, again: bool = False) -> float | None:
+    """Seconds from `since` until every open market has a fresh snapshot (None: not within limit).
+
+    With `again`, only the markets recorded before `since` count: how long a
+    restart or an outage leaves the record blind. (Markets never recorded at
+    all are the audit's business.)
+    """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + limit
+    before = await run_db(_recorded_before, since) if again else None
     while loop.time() < deadline:
         active = [t for t, m in sim.markets().items()
-                  if m.status == "active" and not getattr(m, "mve_collection_ticker", None)]
+                  if m.status == "active" and not getattr(m, "mve_collection_ticker", None)
+                  and (before is None or t in before)]
         if set(active) <= await run_db(_recorded_since, active, since):
             return round((datetime.now(timezone.utc) - since).total_seconds(), 1)
         await asyncio.sleep(POLL_S)
@@ -294,7 +310,11 @@ async def soak(args, url: str) -> None:
         measuring: list[asyncio.Task] = []
 
         async def measure(what: str, since: datetime, at: float, limit: float):
-            recoveries.append((what, at, await time_to_record_all(sim, since, limit)))
+            seconds = None
+            try:
+                seconds = await time_to_record_all(sim, since, limit, again=True)
+            finally:  # cancelled at the end of the run: not within the run
+                recoveries.append((what, at, seconds))
 
         for at, what in events:
             await asyncio.sleep(max(0.0, at - (time.monotonic() - began)))
@@ -349,8 +369,9 @@ def report(args, collector, ran, rows, gaps, recoveries, result, audit_s, trades
           f"up to {STATS_EVERY_S:.0f} s short per killed life); max receive lag {collector.lag_max} s")
     print(f"rows: {rows}")
     print(f"gaps by channel/reason: {gaps}")
-    for what, at, seconds in recoveries:
-        print(f"every market recorded again after {what} at {at:.0f} s: "
+    for what, at, seconds in sorted(recoveries, key=lambda r: r[1]):
+        whom = "every market" if what == "start" else "every market recorded before it"
+        print(f"{what} at {at:.0f} s: {whom} recorded after "
               + (f"{seconds} s" if seconds is not None else "NEVER (within the run)"))
     points = collector.rss
     step = max(1, len(points) // 12)
