@@ -47,7 +47,7 @@ BOOK_CHANNEL = "orderbook_delta"
 ONE_MICROSECOND = timedelta(microseconds=1)
 ONE_MS = timedelta(milliseconds=1)
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-EXAMPLES = 5  # examples kept per kind of failure
+EXAMPLES = 5  # examples kept of each kind of failure
 
 
 # -- the truth -------------------------------------------------------------------
@@ -218,7 +218,7 @@ def audit(
             edges = rng.sample(edges, edges_per_market)
         _audit_books(truth, market, edges, result, start_ms, end_ms,
                      samples_per_market, lag_ms, list(instants), rng)
-    _audit_markets(existing, gaps, result)
+    _audit_markets(existing, result)
     _audit_trades(truth, result, start_ms, end_ms, chosen)
     return result
 
@@ -253,11 +253,11 @@ def _audit_books(truth, market, gaps, result, start_ms, end_ms, samples, lag_ms,
         result.silent_holes += 1
         result.silent_holes_by_kind[kind] += 1
         result.silent_hole_markets.add(market.ticker)
-        if len(result.silent_hole_examples) < EXAMPLES:
+        if sum(f": {kind}: " in e for e in result.silent_hole_examples) < EXAMPLES:  # a few of each kind
             result.silent_hole_examples.append(f"{market.ticker} at {instant.isoformat()}: {kind}: {detail}")
 
 
-def _audit_markets(existing, gaps, result) -> None:
+def _audit_markets(existing, result) -> None:
     tickers = [m.ticker for m in existing]
     recorded = set(
         OrderbookSnapshot.objects.filter(market_ticker__in=tickers).exclude(source=SnapshotSource.REST)
