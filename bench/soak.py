@@ -182,6 +182,7 @@ class Collector:
         try:
             code = await asyncio.wait_for(self.proc.wait(), timeout)
         except asyncio.TimeoutError:
+            print(f"soak: the collector did not stop within {timeout:.0f} s of SIGTERM: killed")
             self.proc.kill()
             code = await self.proc.wait()
         await self._reader
@@ -294,12 +295,6 @@ async def soak(args, url: str) -> None:
         start = datetime.now(timezone.utc)
         await collector.start()
         recoveries: list[tuple[str, float, float | None]] = []  # (what, at s, seconds to record all)
-        first = await time_to_record_all(sim, start, limit=total)
-        recoveries.append(("start", 0.0, first))
-        print(f"soak: every market recorded {first} s after the start")
-        # A first start owes nothing from before it had subscribed: the audit
-        # judges the record from the moment every market was in.
-        audit_start = start + timedelta(seconds=first or 0.0)
 
         async def sample_memory():
             while True:
@@ -307,15 +302,18 @@ async def soak(args, url: str) -> None:
                 await asyncio.sleep(RSS_EVERY_S)
 
         memory = asyncio.create_task(sample_memory())
-        measuring: list[asyncio.Task] = []
 
         async def measure(what: str, since: datetime, at: float, limit: float):
             seconds = None
             try:
-                seconds = await time_to_record_all(sim, since, limit, again=True)
+                seconds = await time_to_record_all(sim, since, limit, again=what != "start")
             finally:  # cancelled at the end of the run: not within the run
                 recoveries.append((what, at, seconds))
+                print(f"soak: {what} at {at:.0f} s: recorded again after {seconds} s")
 
+        # Not awaited: the kills and outages keep their schedule even when
+        # the collector never manages to record every market.
+        measuring: list[asyncio.Task] = [asyncio.create_task(measure("start", start, 0.0, total))]
         for at, what in events:
             await asyncio.sleep(max(0.0, at - (time.monotonic() - began)))
             now = time.monotonic() - began
@@ -344,6 +342,13 @@ async def soak(args, url: str) -> None:
         await asyncio.gather(*measuring, return_exceptions=True)
         memory.cancel()
         ran = time.monotonic() - began
+        # A first start owes nothing from before it had subscribed: the audit
+        # judges the record from the moment every market was in (or from the
+        # start, when that moment never came).
+        first = next(seconds for what, _, seconds in recoveries if what == "start")
+        audit_start = start + timedelta(seconds=first or 0.0)
+        if first is None:
+            print("soak: the collector never recorded every market: auditing from its start")
         await collector.stop()
         print(f"soak: collector exit codes {collector.exits}")
 
