@@ -21,6 +21,18 @@ A gap on the trade channel records one channel-wide row and asks for a REST
 backfill of the window; on the lifecycle channel it records a channel-wide
 row. Terminal errors 10/25 and a lost connection are gaps too.
 
+Sequence discipline. Only data frames are sequenced; a reply's seq is
+remembered by the sequencer (see collector/sequencer.py for the two
+conventions). A numbered frame that fails to parse still uses up its seq, and
+when its ticker is a book we keep it opens a `malformed` gap for that ticker.
+A delta that would drive a level below zero, or that crosses the book (best
+yes bid + best no bid > 1), proves a lost message: an `invalid_book` gap and a
+fresh snapshot. Every gap begins at the last frame received on the connection
+before the one that revealed it (a half-open socket noticed late is a hole
+from its last sign of life, not from the moment we noticed). At most one
+snapshot request per market is outstanding; `tick()` asks again for those
+unanswered after `snapshot_retry_seconds`.
+
 Book prices are stored in no-leg pricing, as Kalshi sends them with
 use_yes_price=false (the I/O layer sends the flag from
 CollectorConfig.use_yes_price). Should the flag be set, NO-side prices arrive
@@ -30,6 +42,7 @@ stored record never mixes the two.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections import Counter
 from dataclasses import dataclass
@@ -91,6 +104,10 @@ CHECKPOINT = SnapshotSource.CHECKPOINT.value
 SEQ_GAP = GapReason.SEQ_GAP.value
 DISCONNECT = GapReason.DISCONNECT.value
 TERMINAL_ERROR = GapReason.TERMINAL_ERROR.value
+MALFORMED = GapReason.MALFORMED.value
+INVALID_BOOK = GapReason.INVALID_BOOK.value
+# Replies: their seq is remembered, never judged (collector/sequencer.py).
+_REPLY_KINDS = frozenset({OkMsg, ErrorMsg, UnsubscribedMsg})
 
 
 def _utcnow() -> datetime:
@@ -131,6 +148,13 @@ class Pipeline:
         # trade sid -> the earliest time of the last in-order trade frame.
         self._trade_last: dict[int, datetime] = {}
         self._session_started: datetime | None = None
+        # received_at of the previous / latest frame of this session: where a
+        # gap revealed by the next frame (or by the connection dropping) begins.
+        self._prev_frame_at: datetime | None = None
+        self._last_frame_at: datetime | None = None
+        # ticker -> when its outstanding snapshot request was made.
+        self._snapshot_asked: dict[str, datetime] = {}
+        self._snapshot_retry = timedelta(seconds=self.config.snapshot_retry_seconds)
         # Sids of this session that Kalshi ended or we unsubscribed: late
         # frames on them are ignored (the new subscription re-baselines).
         self._dead_sids: set[int] = set()
@@ -139,6 +163,9 @@ class Pipeline:
         self._margin = timedelta(seconds=self.config.backfill_margin_seconds)
         self._yes_scale = self.config.use_yes_price
         self.counters: Counter = Counter()
+        # Called (no arguments) when the lifecycle stream loses messages: the
+        # catalog then lists markets again over REST.
+        self.on_lifecycle_gap = None
         self._by_type: Counter = Counter()
         self._frames = 0
         self._deltas = 0
@@ -153,6 +180,7 @@ class Pipeline:
             self.end_session()
         self.session_id = session_id
         self._session_started = self._stamp(None)
+        self._last_frame_at = self._session_started
         self._expected.clear()
         self._dead_sids.clear()
         self.counters["sessions"] += 1
@@ -166,7 +194,11 @@ class Pipeline:
         """
         if self.session_id is None:
             return
-        at = self._stamp(at)
+        if at is None and self._last_frame_at is not None:
+            # The hole begins at the last frame this connection delivered.
+            at = self._last_frame_at
+        else:
+            at = self._stamp(at)
         session = self.session_id
         sids = self.sequencer.forget_session(session)
         book_tickers = set(self.books)
@@ -184,6 +216,7 @@ class Pipeline:
         self.books.clear()
         self._trade_last.clear()
         self._expected.clear()
+        self._snapshot_asked.clear()  # the next session's subscribe brings them
         self.session_id = None
 
     def expect_subscription(self, command_id: int, channel: str, market_tickers) -> None:
@@ -199,11 +232,13 @@ class Pipeline:
         if self.session_id is None:
             # Frames without start_session (archives, tests): one session.
             self.start_session(int(at.timestamp() * 1_000_000))
+        self._prev_frame_at = self._last_frame_at
+        self._last_frame_at = at
         try:
             msg = parse_frame(raw)
         except MalformedFrame as exc:
             self._malformed(exc.reason, raw)
-            return []
+            return self._malformed_numbered(raw, at)
         kind = type(msg)
         self._by_type[msg.type] += 1
         if self._dead_sids and msg.sid in self._dead_sids and kind is not SubscribedMsg:
@@ -212,6 +247,9 @@ class Pipeline:
         try:
             commands: list[Command] = []
             if msg.seq is not None and msg.sid is not None:
+                if kind in _REPLY_KINDS:
+                    self.sequencer.reply(self.session_id, msg.sid, msg.seq)
+                    return self._on_reply(msg, at, commands)
                 outcome = self.sequencer.check(self.session_id, msg.sid, msg.seq)
                 verdict = outcome.verdict
                 if verdict is not Verdict.IN_ORDER:
@@ -226,14 +264,86 @@ class Pipeline:
             elif kind is OrderbookSnapshotMsg:
                 self._on_snapshot(msg, at)
             else:
-                handler = _HANDLERS.get(kind)
-                if handler is not None:
-                    handler(self, msg, at, commands)
+                return self._on_reply(msg, at, commands)
             return commands
         except Exception as exc:  # noqa: BLE001 - a frame must never stop the collector
             log.exception("pipeline: failed on a %s frame", msg.type)
             self._malformed(f"{type(exc).__name__}: {exc}", raw)
             return []
+
+    def _on_reply(self, msg, at: datetime, commands: list) -> list[Command]:
+        handler = _HANDLERS.get(type(msg))
+        if handler is not None:
+            handler(self, msg, at, commands)
+        return commands
+
+    def _malformed_numbered(self, raw, at: datetime) -> list[Command]:
+        """A frame that failed to parse still used up its seq (if it had one).
+
+        Its ticker, when it names a book we keep, lost a message: a
+        `malformed` gap and a fresh snapshot. Replies are told apart by type.
+        """
+        sid, seq, kind, ticker = _salvage(raw)
+        commands: list[Command] = []
+        if sid is None or seq is None or self.session_id is None:
+            return commands
+        if kind in ("ok", "error", "unsubscribed", "subscribed"):
+            self.sequencer.reply(self.session_id, sid, seq)
+            return commands
+        outcome = self.sequencer.check(self.session_id, sid, seq)
+        if outcome.verdict is Verdict.DUPLICATE:
+            return commands
+        if outcome.verdict is Verdict.GAP:
+            self._sid_gap(sid, None, None, outcome.expected, outcome.received, at, commands, None)
+        state = self.sequencer.get(self.session_id, sid)
+        channel = state.channel if state is not None else None
+        if channel == TRADE or kind == "trade":
+            # The trade it carried is lost: the window is fetched from REST.
+            since = self._trade_last.get(sid, self._session_started or at)
+            self._open_gap("", TRADE, MALFORMED, sid, seq, seq, self._gap_start(at), (),
+                           recovered_at=at)
+            commands.append(BackfillTrades(since - self._margin, at + self._margin))
+            return commands
+        live = self.books.get(ticker) if ticker else None
+        if live is not None and live.reliable:
+            live.reliable = False
+            self._open_gap(ticker, ORDERBOOK, MALFORMED, sid, seq, seq, self._gap_start(at), ())
+            self._ask_snapshots(live.sid, (ticker,), at, commands)
+        return commands
+
+    def _gap_start(self, at: datetime) -> datetime:
+        """Where a gap revealed by the frame received at `at` begins."""
+        prev = self._prev_frame_at
+        return prev if prev is not None and prev < at else at
+
+    def _ask_snapshots(self, sid: int, tickers, at: datetime, commands: list) -> None:
+        """RequestSnapshots for those of `tickers` with no request outstanding."""
+        asked = self._snapshot_asked
+        retry = self._snapshot_retry
+        wanted = tuple(t for t in tickers if t not in asked or at - asked[t] >= retry)
+        if not wanted:
+            return
+        for ticker in wanted:
+            asked[ticker] = at
+        commands.append(RequestSnapshots(sid, wanted))
+
+    def tick(self, now: datetime | None = None) -> list[Command]:
+        """Ask again for snapshots whose request went unanswered too long.
+
+        The I/O layer calls this every few seconds; frames alone cannot tell
+        that an answer was lost when the stream is otherwise quiet.
+        """
+        now = now or self._clock()
+        commands: list[Command] = []
+        by_sid: dict[int, list[str]] = {}
+        for ticker, live in self.books.items():
+            if not live.reliable:
+                asked = self._snapshot_asked.get(ticker)
+                if asked is None or now - asked >= self._snapshot_retry:
+                    by_sid.setdefault(live.sid, []).append(ticker)
+        for sid, tickers in by_sid.items():
+            self._ask_snapshots(sid, sorted(tickers), now, commands)
+        return commands
 
     # -- order books ----------------------------------------------------------------
 
@@ -248,16 +358,29 @@ class Pipeline:
                 self._sid_state(msg.sid, ORDERBOOK).tickers.add(ticker)
                 self.books[ticker] = LiveBook(msg.sid, None, False)
                 self._open_gap(
-                    ticker, ORDERBOOK, SEQ_GAP, msg.sid, None, msg.seq, at, ()
+                    ticker, ORDERBOOK, SEQ_GAP, msg.sid, None, msg.seq, self._gap_start(at), ()
                 )
-                commands.append(RequestSnapshots(msg.sid, (ticker,)))
+                self._ask_snapshots(msg.sid, (ticker,), at, commands)
             else:
                 self.counters["deltas_dropped"] += 1
             return
         price = msg.price
         if self._yes_scale and msg.side == "no":
             price = _ONE_DOLLAR - price
-        live.book.apply_delta(msg.side, price, msg.delta)
+        book = live.book
+        change = msg.delta
+        if change < 0:
+            negative = book.negative_levels
+            book.apply_delta(msg.side, price, change)
+            if book.negative_levels != negative:
+                self._invalid_book(live, msg, at, commands, "a level below zero")
+                return
+        else:
+            book.apply_delta(msg.side, price, change)
+            other = book.no if msg.side == "yes" else book.yes
+            if other and price + max(other) > _ONE_DOLLAR:
+                self._invalid_book(live, msg, at, commands, "a crossed book")
+                return
         # Frames from archives may lack sid/seq; the key columns cannot be NULL.
         seq = msg.seq if msg.seq is not None else 0
         sid = msg.sid if msg.sid is not None else 0
@@ -282,8 +405,19 @@ class Pipeline:
             live.snapshot_at = at
             self.counters["checkpoints"] += 1
 
+    def _invalid_book(self, live: LiveBook, msg, at: datetime, commands: list, why: str) -> None:
+        """A delta that cannot be true: a message was lost. Gap and re-baseline."""
+        ticker = msg.market_ticker
+        self.counters["invalid_book"] += 1
+        log.warning("pipeline: %s on %s after seq %s; asking for a snapshot", why, ticker, msg.seq)
+        live.reliable = False
+        self._open_gap(ticker, ORDERBOOK, INVALID_BOOK, live.sid, None, msg.seq,
+                       self._gap_start(at), ())
+        self._ask_snapshots(live.sid, (ticker,), at, commands)
+
     def _on_snapshot(self, msg: OrderbookSnapshotMsg, at: datetime) -> None:
         ticker = msg.market_ticker
+        self._snapshot_asked.pop(ticker, None)
         sid = msg.sid if msg.sid is not None else 0
         if msg.sid is not None:
             self._sid_state(sid, ORDERBOOK).tickers.add(ticker)
@@ -422,58 +556,70 @@ class Pipeline:
         self.sequencer.forget(self.session_id, sid)
         for ticker in [t for t, b in self.books.items() if b.sid == sid]:
             del self.books[ticker]
+            self._snapshot_asked.pop(ticker, None)
         self._trade_last.pop(sid, None)
 
     # -- gaps ------------------------------------------------------------------------
 
     def _on_gap(self, msg, expected: int, received: int, at: datetime, commands: list) -> None:
-        self.counters["gaps"] += 1
         hint = _CHANNEL_OF.get(type(msg))
         if type(msg) is MarketLifecycleMsg:
             hint = msg.type  # market_lifecycle_v2 or multivariate_market_lifecycle
-        state = self._sid_state(msg.sid, hint)
+        ticker = msg.market_ticker if type(msg) in (OrderbookDeltaMsg, OrderbookSnapshotMsg) else None
+        self._sid_gap(msg.sid, hint, msg, expected, received, at, commands, ticker)
+
+    def _sid_gap(self, sid, hint, msg, expected, received, at, commands, ticker) -> None:
+        """Numbers `expected`..`received - 1` of `sid` are lost; `msg` (if
+        parsed) is the frame that revealed it, carrying `ticker` (if a book)."""
+        self.counters["gaps"] += 1
+        state = self._sid_state(sid, hint)
         channel = state.channel
+        start = self._gap_start(at)
         log.warning(
             "pipeline: gap on sid %s (%s): expected seq %s, got %s; %d tickers",
-            msg.sid, channel, expected, received, len(state.tickers),
+            sid, channel, expected, received, len(state.tickers),
         )
         if channel == ORDERBOOK:
-            if type(msg) in (OrderbookDeltaMsg, OrderbookSnapshotMsg):
-                state.tickers.add(msg.market_ticker)
+            if ticker is not None:
+                state.tickers.add(ticker)
             tickers = set(state.tickers)
-            tickers.update(t for t, b in self.books.items() if b.sid == msg.sid)
+            tickers.update(t for t, b in self.books.items() if b.sid == sid)
             ticker_list = sorted(tickers)
             for ticker in ticker_list:
                 live = self.books.get(ticker)
                 if live is not None and not live.reliable:
                     continue  # already in an open gap, snapshot already asked for
                 if live is None:
-                    self.books[ticker] = LiveBook(msg.sid, None, False)
+                    self.books[ticker] = LiveBook(sid, None, False)
                 else:
                     live.reliable = False
                 self._open_gap(
-                    ticker, ORDERBOOK, SEQ_GAP, msg.sid, expected, received, at,
+                    ticker, ORDERBOOK, SEQ_GAP, sid, expected, received, start,
                     ticker_list,
                 )
-            # Ask again for every unreliable ticker of the sid: an earlier
-            # request's answer may be what this gap swallowed. A snapshot in
-            # this very frame re-baselines its ticker without asking.
-            own = msg.market_ticker if type(msg) is OrderbookSnapshotMsg else None
+            # Every unreliable ticker of the sid needs a snapshot; one request
+            # per market is outstanding at a time (tick() asks again for the
+            # unanswered). A snapshot in this very frame re-baselines its
+            # ticker without asking.
+            own = ticker if type(msg) is OrderbookSnapshotMsg else None
             wanted = tuple(
                 t for t in ticker_list if t != own and not self.books[t].reliable
             )
             if wanted:
-                commands.append(RequestSnapshots(msg.sid, wanted))
+                self._ask_snapshots(sid, wanted, at, commands)
         elif channel == TRADE:
-            since = self._trade_last.get(msg.sid, self._session_started or at)
-            self._open_gap("", TRADE, SEQ_GAP, msg.sid, expected, received, at, (),
+            since = self._trade_last.get(sid, self._session_started or at)
+            self._open_gap("", TRADE, SEQ_GAP, sid, expected, received, start, (),
                            recovered_at=at)
             until = max(at, msg.ts) if type(msg) is TradeMsg else at
             commands.append(BackfillTrades(since - self._margin, until + self._margin))
         else:
             # Lifecycle (or an unknown channel): recorded; the stream goes on.
-            self._open_gap("", channel or "", SEQ_GAP, msg.sid, expected, received, at,
+            # The catalog is listed again over REST (collector/catalog.py).
+            self._open_gap("", channel or "", SEQ_GAP, sid, expected, received, start,
                            (), recovered_at=at)
+            if self.on_lifecycle_gap is not None:
+                self.on_lifecycle_gap()
 
     def _break_channel(self, channel, sid, at, reason, expected, received) -> None:
         """A channel-wide break (trade / lifecycle) open until it is resubscribed."""
@@ -546,6 +692,25 @@ class Pipeline:
         if writer_stats is not None:
             result["writer"] = writer_stats()
         return result
+
+
+def _salvage(raw) -> tuple[int | None, int | None, str | None, str | None]:
+    """(sid, seq, type, market_ticker) of an unparseable frame, when readable."""
+    try:
+        frame = json.loads(raw)
+    except (ValueError, TypeError):
+        return None, None, None, None
+    if not isinstance(frame, dict):
+        return None, None, None, None
+    sid, seq, kind = frame.get("sid"), frame.get("seq"), frame.get("type")
+    msg = frame.get("msg")
+    ticker = msg.get("market_ticker") if isinstance(msg, dict) else None
+    return (
+        sid if type(sid) is int else None,
+        seq if type(seq) is int else None,
+        kind if isinstance(kind, str) else None,
+        ticker if isinstance(ticker, str) else None,
+    )
 
 
 _HANDLERS = {
