@@ -50,14 +50,14 @@ class CollectorConfig:
     max_markets_per_subscription: int = 1000
     max_subscriptions_per_connection: int = 50
     # WS commands per second on one connection (Kalshi answers 27 beyond).
-    command_rate_per_s: float = 5.0
+    command_rate_per_s: float = 8.0
     # A command unanswered this long is given up (and retried).
     command_timeout_seconds: float = 15.0
     # A market Kalshi refused is tried again after this (doubling to the max).
     refused_retry_initial: float = 5.0
     refused_retry_max: float = 300.0
     # A snapshot asked for and not received this long is asked for again.
-    snapshot_retry_seconds: float = 10.0
+    snapshot_retry_seconds: float = 2.0
     # The catalog (GET /markets) is listed again this often, besides after
     # every reconnect and every lifecycle gap.
     reconcile_every_s: float = 180.0

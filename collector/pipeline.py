@@ -27,8 +27,8 @@ conventions). A numbered frame that fails to parse still uses up its seq, and
 when its ticker is a book we keep it opens a `malformed` gap for that ticker.
 A delta that would drive a level below zero, or that crosses the book (best
 yes bid + best no bid > 1), proves a lost message: an `invalid_book` gap and a
-fresh snapshot. Every gap begins at the last frame received on the connection
-before the one that revealed it (a half-open socket noticed late is a hole
+fresh snapshot. Every gap begins just after the last frame received on the
+connection before the one that revealed it (a half-open socket noticed late is a hole
 from its last sign of life, not from the moment we noticed). At most one
 snapshot request per market is outstanding; `tick()` asks again for those
 unanswered after `snapshot_retry_seconds`.
@@ -105,6 +105,8 @@ SEQ_GAP = GapReason.SEQ_GAP.value
 DISCONNECT = GapReason.DISCONNECT.value
 TERMINAL_ERROR = GapReason.TERMINAL_ERROR.value
 MALFORMED = GapReason.MALFORMED.value
+SUBSCRIBE_REFUSED = GapReason.SUBSCRIBE_REFUSED.value
+NOT_SUBSCRIBED = GapReason.NOT_SUBSCRIBED.value
 INVALID_BOOK = GapReason.INVALID_BOOK.value
 # Replies: their seq is remembered, never judged (collector/sequencer.py).
 _REPLY_KINDS = frozenset({OkMsg, ErrorMsg, UnsubscribedMsg})
@@ -195,8 +197,8 @@ class Pipeline:
         if self.session_id is None:
             return
         if at is None and self._last_frame_at is not None:
-            # The hole begins at the last frame this connection delivered.
-            at = self._last_frame_at
+            # The hole begins just after the last frame this connection delivered.
+            at = self._last_frame_at + _ONE_MICROSECOND
         else:
             at = self._stamp(at)
         session = self.session_id
@@ -314,7 +316,8 @@ class Pipeline:
     def _gap_start(self, at: datetime) -> datetime:
         """Where a gap revealed by the frame received at `at` begins."""
         prev = self._prev_frame_at
-        return prev if prev is not None and prev < at else at
+        # Just after it: the book as of the previous frame itself was whole.
+        return prev + _ONE_MICROSECOND if prev is not None and prev < at else at
 
     def _ask_snapshots(self, sid: int, tickers, at: datetime, commands: list) -> None:
         """RequestSnapshots for those of `tickers` with no request outstanding."""
@@ -504,6 +507,26 @@ class Pipeline:
             self.writer.close_gap("", msg.channel, at)
             if msg.channel == TRADE:
                 commands.append(BackfillTrades(since - self._margin, at + self._margin))
+
+    def subscribe_refused(self, refused: dict[str, str]) -> None:
+        """Kalshi refused these books ({ticker: why}): each is a hole from the
+        last frame received until its first snapshot (the I/O layer retries)."""
+        at = self._last_frame_at or self._stamp(None)
+        for ticker, why in sorted(refused.items()):
+            if ticker in self._gapped:
+                continue  # already in an open hole; its snapshot closes it
+            log.warning("pipeline: book of %s not subscribed: %s", ticker, why)
+            self._open_gap(ticker, ORDERBOOK, SUBSCRIBE_REFUSED, 0, None, None, at, ())
+        self.counters["subscribe_refused"] += len(refused)
+
+    def market_opened(self, ticker: str, opened_at: datetime | None = None) -> None:
+        """A market we will record has (or had, at `opened_at`) opened but its
+        book is not subscribed yet: a `not_subscribed` hole until its first
+        snapshot, so the time in between is never presented as complete."""
+        if ticker in self._gapped or ticker in self.books:
+            return
+        at = opened_at if opened_at is not None else (self._last_frame_at or self._stamp(None))
+        self._open_gap(ticker, ORDERBOOK, NOT_SUBSCRIBED, 0, None, None, at, ())
 
     def _on_ok(self, msg: OkMsg, at, commands) -> None:
         if msg.subscriptions is not None:  # list_subscriptions

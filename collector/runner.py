@@ -24,6 +24,7 @@ from markets.models import SequenceGap
 
 from .actions import Actions
 from .backfill import trades_backfill
+from .catalog import Catalog
 from .config import CollectorConfig
 from .db import run_db
 from .discovery import Selection, hierarchy_discover, markets_discover
@@ -80,6 +81,7 @@ async def collect(
     ws_url: str | None = None,
     stats_every: float = STATS_EVERY_S,
     on_start=None,
+    shard=None,
 ) -> dict:
     """Record the selection until `stop` (or `duration` seconds); return final stats.
 
@@ -98,7 +100,8 @@ async def collect(
     writer_task = asyncio.create_task(writer.run(writer_stop), name="writer")
     async with rest_client(config, creds=creds, base_url=rest_url) as rest:
         try:
-            found = await markets_discover(rest, selection)
+            listed_at = time.time()
+            found = await markets_discover(rest, selection, shard=shard, combos=config.combos)
             actions = Actions(rest=rest, selection=selection, writer=writer, config=config)
             feed = KalshiFeed(
                 url=ws_url or settings.KALSHI_WS_URL,
@@ -109,10 +112,16 @@ async def collect(
                 selection=selection,
                 key_id=creds.key_id,
                 private_key=creds.private_key,
+                shard=shard,
             )
+            catalog = feed.catalog = Catalog(rest=rest, feed=feed, pipeline=pipeline, actions=actions,
+                                             selection=selection, config=config, shard=shard)
+            catalog.listed_at = listed_at
+            pipeline.on_lifecycle_gap = catalog.lifecycle_gap
             collector = Collector(pipeline, writer, feed, actions)
             side_tasks = [
                 asyncio.create_task(actions.run(), name="actions"),
+                asyncio.create_task(catalog.run(), name="catalog"),
                 asyncio.create_task(_stats_loop(collector, stats_every), name="stats"),
                 asyncio.create_task(
                     _quietly(hierarchy_discover(rest, {m.get("event_ticker", "") for m in found} - {""})),

@@ -140,8 +140,8 @@ def test_a_gap_marks_every_ticker_of_the_sid_until_its_snapshot(make):
     # seq 4 and 5 are lost.
     last_frame_at = pipeline._last_received
     commands = feed(pipeline, f.delta(2, 6, "A", "yes", "0.4000", "100.00"))
-    # The gap begins at the last frame received before the one revealing it.
-    detected_at = last_frame_at
+    # The gap begins just after the last frame received before the one revealing it.
+    detected_at = last_frame_at + timedelta(microseconds=1)
     assert commands == [RequestSnapshots(2, ("A", "B"))]
     commands = feed(
         pipeline,

