@@ -57,7 +57,7 @@ class CollectorConfig:
     refused_retry_initial: float = 5.0
     refused_retry_max: float = 300.0
     # A snapshot asked for and not received this long is asked for again.
-    snapshot_retry_seconds: float = 2.0
+    snapshot_retry_seconds: float = 1.0
     # The catalog (GET /markets) is listed again this often, besides after
     # every reconnect and every lifecycle gap.
     reconcile_every_s: float = 180.0

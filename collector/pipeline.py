@@ -306,6 +306,10 @@ class Pipeline:
                            recovered_at=at)
             commands.append(BackfillTrades(since - self._margin, at + self._margin))
             return commands
+        if ticker is None and channel == ORDERBOOK and outcome.verdict is Verdict.IN_ORDER:
+            # Its ticker cannot be read: any book of the sid may have lost it.
+            self._sid_gap(sid, ORDERBOOK, None, seq, seq, at, commands, None)
+            return commands
         live = self.books.get(ticker) if ticker else None
         if live is not None and live.reliable:
             live.reliable = False
@@ -518,6 +522,10 @@ class Pipeline:
             log.warning("pipeline: book of %s not subscribed: %s", ticker, why)
             self._open_gap(ticker, ORDERBOOK, SUBSCRIBE_REFUSED, 0, None, None, at, ())
         self.counters["subscribe_refused"] += len(refused)
+
+    def in_gap(self, ticker: str) -> bool:
+        """Whether the ticker's book has an open hole (waiting for a snapshot)."""
+        return ticker in self._gapped
 
     def market_opened(self, ticker: str, opened_at: datetime | None = None) -> None:
         """A market we will record has (or had, at `opened_at`) opened but its

@@ -57,7 +57,7 @@ RETIRE_WAIT_S = 30.0
 RETIRE_POLL_S = 0.1
 RETRYABLE_HTTP_STATUSES = frozenset({429, 500, 502, 503, 504})
 AUTH_HTTP_STATUSES = frozenset({401, 403})
-HOUSEKEEPING_EVERY_S = 1.0
+HOUSEKEEPING_EVERY_S = 0.5
 MULTIVARIATE_LIFECYCLE_CHANNEL = "multivariate_market_lifecycle"
 
 
@@ -301,15 +301,19 @@ class KalshiFeed:
         fresh snapshot is on the way: unsubscribing now would leave the gap
         open forever, so wait for it (at most RETIRE_WAIT_S).
         """
-        self.markets.discard(ticker)
         self.refused.pop(ticker, None)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + RETIRE_WAIT_S
         while loop.time() < deadline:
+            # Still in self.markets meanwhile: a resubscribe after a terminal
+            # error includes it, so its open hole can still be closed.
             live = self.pipeline.books.get(ticker)
-            if live is None or live.reliable:
+            if live is not None and live.reliable:
+                break
+            if live is None and not self.pipeline.in_gap(ticker):
                 break
             await asyncio.sleep(RETIRE_POLL_S)
+        self.markets.discard(ticker)
         if self.session is not None:
             logger.info("ws unsubscribe settled market=%s", ticker)
             await self.session.subs.unsubscribe_books([ticker])

@@ -121,3 +121,13 @@ def test_a_dropped_connection_is_a_gap_from_its_last_frame(make):
     pipeline.end_session()
     writer.flush_sync()
     assert SequenceGap.objects.get().detected_at == last + timedelta(microseconds=1)
+
+
+def test_a_malformed_frame_whose_ticker_cannot_be_read_is_a_gap_of_its_sid(make):
+    pipeline, writer = make()
+    subscribe_books(pipeline, tickers=("A", "B"))
+    feed(pipeline, f.snapshot(2, 1, "A"), f.snapshot(2, 2, "B"))
+    commands = feed(pipeline, '{"type":"orderbook_delta","sid":2,"seq":3,"msg":"garbage"}')
+    assert commands == [RequestSnapshots(2, ("A", "B"))]
+    writer.flush_sync()
+    assert sorted(SequenceGap.objects.values_list("market_ticker", flat=True)) == ["A", "B"]
