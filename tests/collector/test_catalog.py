@@ -125,3 +125,10 @@ async def test_discovery_keeps_only_the_shards_markets():
     for i in range(3):
         found += [m["ticker"] for m in await markets_discover(FakeRest(listed), Selection(), shard=Shard(i, 3))]
     assert sorted(found) == sorted(m["ticker"] for m in listed)
+
+
+def test_collect_refuses_a_bad_shard_naming_the_option():
+    from django.core.management import CommandError, call_command
+
+    with pytest.raises(CommandError, match="--shard"):
+        call_command("collect", "--shard", "3/3")
