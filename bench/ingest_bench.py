@@ -73,12 +73,19 @@ def generate(path: Path, frames: int, markets: int, trade_share: float, seed: in
         emit({"id": 1, "type": "subscribed", "msg": {"channel": "orderbook_delta", "sid": BOOK_SID}})
         emit({"id": 1, "type": "subscribed", "msg": {"channel": "trade", "sid": TRADE_SID}})
         book_seq = trade_seq = 0
+        # A valid book (the collector treats a level below zero or a crossed
+        # book as a lost message): yes bids below mid, no bids below 100 - mid,
+        # and a negative delta never takes more than the level holds.
+        mids: dict[str, int] = {}
+        held: dict[tuple, int] = {}
         for t in tickers:
             book_seq += 1
-            mid = rng.randint(20, 80)
-            yes = [[f"0.{p:02d}00", f"{rng.randint(1, 50000) / 100:.2f}"] for p in range(mid - 10, mid)]
-            no = [[f"0.{p:02d}00", f"{rng.randint(1, 50000) / 100:.2f}"]
-                  for p in range(100 - mid - 10, 100 - mid)]
+            mid = mids[t] = rng.randint(20, 80)
+            yes, no = [], []
+            for side, levels, top in (("yes", yes, mid), ("no", no, 100 - mid)):
+                for p in range(top - 10, top):
+                    size = held[(t, side, p)] = rng.randint(1, 50000)
+                    levels.append([f"0.{p:02d}00", f"{size / 100:.2f}"])
             emit({"type": "orderbook_snapshot", "sid": BOOK_SID, "seq": book_seq,
                   "msg": {"market_ticker": t, "market_id": ids[t],
                           "yes_dollars_fp": yes, "no_dollars_fp": no}})
@@ -99,11 +106,18 @@ def generate(path: Path, frames: int, markets: int, trade_share: float, seed: in
                               "is_block_trade": False, "ts": now_ms // 1000, "ts_ms": now_ms}})
             else:
                 book_seq += 1
+                side = rng.choice(("yes", "no"))
+                price = rng.randint(1, (mids[t] if side == "yes" else 100 - mids[t]) - 1)
+                key = (t, side, price)
+                change = rng.randint(1, 20000)
+                if held.get(key) and rng.random() < 0.5:
+                    change = -min(change, held[key])
+                held[key] = held.get(key, 0) + change
                 emit({"type": "orderbook_delta", "sid": BOOK_SID, "seq": book_seq,
                       "msg": {"market_ticker": t, "market_id": ids[t],
-                              "price_dollars": f"0.{rng.randint(1, 99):02d}00",
-                              "delta_fp": f"{rng.choice((-1, 1)) * rng.randint(1, 20000) / 100:.2f}",
-                              "side": rng.choice(("yes", "no")), "ts_ms": now_ms}})
+                              "price_dollars": f"0.{price:02d}00",
+                              "delta_fp": f"{change / 100:.2f}",
+                              "side": side, "ts_ms": now_ms}})
     return count
 
 

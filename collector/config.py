@@ -55,12 +55,36 @@ class CollectorConfig:
     # Kalshi has announced that the default will flip.
     use_yes_price: bool = False
     subscribe_batch: int = 500
+    # At most this many markets on one orderbook subscription (Kalshi caps
+    # it: error 26; a smaller cap learnt from Kalshi replaces this one), and
+    # this many subscriptions on one connection before another is opened.
+    max_markets_per_subscription: int = 1000
+    max_subscriptions_per_connection: int = 50
+    # WS commands per second on one connection (Kalshi answers 27 beyond).
+    command_rate_per_s: float = 8.0
+    # A command unanswered this long is given up (and retried).
+    command_timeout_seconds: float = 15.0
+    # A market Kalshi refused is tried again after this (doubling to the max).
+    refused_retry_initial: float = 5.0
+    refused_retry_max: float = 300.0
+    # A snapshot asked for and not received this long is asked for again.
+    snapshot_retry_seconds: float = 1.0
+    # The catalog (GET /markets) is listed again this often, besides after
+    # every reconnect and every lifecycle gap.
+    reconcile_every_s: float = 180.0
+    # multivariate ("combo") markets: "exclude" (mve_filter=exclude) or "include".
+    combos: str = "exclude"
 
     # --- reconnects (exponential backoff with jitter) and REST pacing.
     backoff_initial: float = 1.0
     backoff_max: float = 60.0
     backoff_factor: float = 2.0
     rest_rate_per_s: float = 10.0
+    # After a connection drops, try again at least this often (an outage ends
+    # without notice: probe it instead of sleeping out a grown backoff).
+    reconnect_probe_s: float = 2.0
+    # A 401/403 on the handshake (key or clock wrong): retried this slowly.
+    auth_retry_s: float = 60.0
 
     # --- trade backfill after a break on the trade channel: the window asked
     # for is widened by this much on both sides (our clock vs the exchange's).

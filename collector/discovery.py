@@ -62,9 +62,17 @@ class Selection:
         return self.everything or market_ticker in self.markets or series_ticker in self.series
 
 
-async def markets_discover(rest: KalshiRest, selection: Selection) -> list[dict]:
-    """Every market of the selection that can still trade or settle, upserted."""
+async def markets_discover(
+    rest: KalshiRest, selection: Selection, *, shard=None, combos: str = "exclude"
+) -> list[dict]:
+    """Every market of the selection that can still trade or settle, upserted.
+
+    With a `shard` (collector/catalog.py), only the markets of its events are
+    returned (all are upserted). Combo markets are listed only with
+    `combos="include"` (else `mve_filter=exclude`).
+    """
     found: list[dict] = []
+    extra = {"mve_filter": "exclude"} if combos != "include" else {}
     if selection.markets:
         tickers = sorted(selection.markets)
         for i in range(0, len(tickers), TICKERS_PER_REQUEST):
@@ -76,20 +84,23 @@ async def markets_discover(rest: KalshiRest, selection: Selection) -> list[dict]
     if selection.series or selection.everything:
         for series_ticker in sorted(selection.series) or [None]:
             for status in LIVE_STATUS_FILTERS:
-                async for market in rest.markets(status=status, series_ticker=series_ticker):
+                async for market in rest.markets(status=status, series_ticker=series_ticker, **extra):
                     found.append(market)
 
     # A market that changed status between two listings shows up twice.
     found = list({m["ticker"]: m for m in found}.values())
     recordable = [m for m in found if m.get("status", "active") in RECORDABLE_STATUSES]
-    await run_db(_markets_upsert, found)
+    if shard is not None:
+        recordable = [m for m in recordable if shard.owns(m.get("event_ticker") or "", m["ticker"])]
+    await run_db(markets_upsert, found)
     logger.info(
-        "discovery selection=%r markets=%d recordable=%d", str(selection), len(found), len(recordable)
+        "discovery selection=%r shard=%s markets=%d recordable=%d",
+        str(selection), shard or "-", len(found), len(recordable),
     )
     return recordable
 
 
-def _markets_upsert(markets: list[dict]) -> None:
+def markets_upsert(markets: list[dict]) -> None:
     for market in markets:
         market_upsert(data=market)
 

@@ -22,6 +22,18 @@ backfill of the window; the row stays open until that backfill has
 succeeded (collector/backfill.py closes it). On the lifecycle channel it
 records a channel-wide row. Terminal errors 10/25 and a lost connection are gaps too.
 
+Sequence discipline. Only data frames are sequenced; a reply's seq is
+remembered by the sequencer (see collector/sequencer.py for the two
+conventions). A numbered frame that fails to parse still uses up its seq, and
+when its ticker is a book we keep it opens a `malformed` gap for that ticker.
+A delta that would drive a level below zero, or that crosses the book (best
+yes bid + best no bid > 1), proves a lost message: an `invalid_book` gap and a
+fresh snapshot. Every gap begins just after the last frame received on the
+connection before the one that revealed it (a half-open socket noticed late is a hole
+from its last sign of life, not from the moment we noticed). At most one
+snapshot request per market is outstanding; `tick()` asks again for those
+unanswered after `snapshot_retry_seconds`.
+
 Book prices are stored in no-leg pricing, as Kalshi sends them with
 use_yes_price=false (the I/O layer sends the flag from
 CollectorConfig.use_yes_price). Should the flag be set, NO-side prices arrive
@@ -31,6 +43,7 @@ stored record never mixes the two.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections import Counter
 from dataclasses import dataclass
@@ -92,6 +105,12 @@ CHECKPOINT = SnapshotSource.CHECKPOINT.value
 SEQ_GAP = GapReason.SEQ_GAP.value
 DISCONNECT = GapReason.DISCONNECT.value
 TERMINAL_ERROR = GapReason.TERMINAL_ERROR.value
+MALFORMED = GapReason.MALFORMED.value
+SUBSCRIBE_REFUSED = GapReason.SUBSCRIBE_REFUSED.value
+NOT_SUBSCRIBED = GapReason.NOT_SUBSCRIBED.value
+INVALID_BOOK = GapReason.INVALID_BOOK.value
+# Replies: their seq is remembered, never judged (collector/sequencer.py).
+_REPLY_KINDS = frozenset({OkMsg, ErrorMsg, UnsubscribedMsg})
 
 
 def _utcnow() -> datetime:
@@ -138,6 +157,13 @@ class Pipeline:
         # end of the window a crash or a stop left unrecorded.
         self.trade_live_at: datetime | None = None
         self._session_started: datetime | None = None
+        # received_at of the previous / latest frame of this session: where a
+        # gap revealed by the next frame (or by the connection dropping) begins.
+        self._prev_frame_at: datetime | None = None
+        self._last_frame_at: datetime | None = None
+        # ticker -> when its outstanding snapshot request was made.
+        self._snapshot_asked: dict[str, datetime] = {}
+        self._snapshot_retry = timedelta(seconds=self.config.snapshot_retry_seconds)
         # Sids of this session that Kalshi ended or we unsubscribed: late
         # frames on them are ignored (the new subscription re-baselines).
         self._dead_sids: set[int] = set()
@@ -146,6 +172,9 @@ class Pipeline:
         self._margin = timedelta(seconds=self.config.backfill_margin_seconds)
         self._yes_scale = self.config.use_yes_price
         self.counters: Counter = Counter()
+        # Called (no arguments) when the lifecycle stream loses messages: the
+        # catalog then lists markets again over REST.
+        self.on_lifecycle_gap = None
         self._by_type: Counter = Counter()
         self._frames = 0
         self._deltas = 0
@@ -160,6 +189,7 @@ class Pipeline:
             self.end_session()
         self.session_id = session_id
         self._session_started = self._stamp(None)
+        self._last_frame_at = self._session_started
         self._expected.clear()
         self._dead_sids.clear()
         self.counters["sessions"] += 1
@@ -173,7 +203,11 @@ class Pipeline:
         """
         if self.session_id is None:
             return
-        at = self._stamp(at)
+        if at is None and self._last_frame_at is not None:
+            # The hole begins just after the last frame this connection delivered.
+            at = self._last_frame_at + _ONE_MICROSECOND
+        else:
+            at = self._stamp(at)
         session = self.session_id
         sids = self.sequencer.forget_session(session)
         book_tickers = set(self.books)
@@ -191,6 +225,7 @@ class Pipeline:
         self.books.clear()
         self._trade_last.clear()
         self._expected.clear()
+        self._snapshot_asked.clear()  # the next session's subscribe brings them
         self.session_id = None
 
     def expect_subscription(self, command_id: int, channel: str, market_tickers) -> None:
@@ -206,11 +241,13 @@ class Pipeline:
         if self.session_id is None:
             # Frames without start_session (archives, tests): one session.
             self.start_session(int(at.timestamp() * 1_000_000))
+        self._prev_frame_at = self._last_frame_at
+        self._last_frame_at = at
         try:
             msg = parse_frame(raw)
         except MalformedFrame as exc:
             self._malformed(exc.reason, raw)
-            return []
+            return self._malformed_numbered(raw, at)
         kind = type(msg)
         self._by_type[msg.type] += 1
         if self._dead_sids and msg.sid in self._dead_sids and kind is not SubscribedMsg:
@@ -219,6 +256,9 @@ class Pipeline:
         try:
             commands: list[Command] = []
             if msg.seq is not None and msg.sid is not None:
+                if kind in _REPLY_KINDS:
+                    self.sequencer.reply(self.session_id, msg.sid, msg.seq)
+                    return self._on_reply(msg, at, commands)
                 outcome = self.sequencer.check(self.session_id, msg.sid, msg.seq)
                 verdict = outcome.verdict
                 if verdict is not Verdict.IN_ORDER:
@@ -233,14 +273,91 @@ class Pipeline:
             elif kind is OrderbookSnapshotMsg:
                 self._on_snapshot(msg, at)
             else:
-                handler = _HANDLERS.get(kind)
-                if handler is not None:
-                    handler(self, msg, at, commands)
+                return self._on_reply(msg, at, commands)
             return commands
         except Exception as exc:  # noqa: BLE001 - a frame must never stop the collector
             log.exception("pipeline: failed on a %s frame", msg.type)
             self._malformed(f"{type(exc).__name__}: {exc}", raw)
             return []
+
+    def _on_reply(self, msg, at: datetime, commands: list) -> list[Command]:
+        handler = _HANDLERS.get(type(msg))
+        if handler is not None:
+            handler(self, msg, at, commands)
+        return commands
+
+    def _malformed_numbered(self, raw, at: datetime) -> list[Command]:
+        """A frame that failed to parse still used up its seq (if it had one).
+
+        Its ticker, when it names a book we keep, lost a message: a
+        `malformed` gap and a fresh snapshot. Replies are told apart by type.
+        """
+        sid, seq, kind, ticker = _salvage(raw)
+        commands: list[Command] = []
+        if sid is None or seq is None or self.session_id is None:
+            return commands
+        if kind in ("ok", "error", "unsubscribed", "subscribed"):
+            self.sequencer.reply(self.session_id, sid, seq)
+            return commands
+        outcome = self.sequencer.check(self.session_id, sid, seq)
+        if outcome.verdict is Verdict.DUPLICATE:
+            return commands
+        if outcome.verdict is Verdict.GAP:
+            self._sid_gap(sid, None, None, outcome.expected, outcome.received, at, commands, None)
+        state = self.sequencer.get(self.session_id, sid)
+        channel = state.channel if state is not None else None
+        if channel == TRADE or kind == "trade":
+            # The trade it carried is lost: the window is fetched from REST.
+            since = self._trade_last.get(sid, self._session_started or at)
+            # Open until its backfill has succeeded, as every trade hole.
+            key = self._open_gap("", TRADE, MALFORMED, sid, seq, seq, self._gap_start(at), ())
+            commands.append(BackfillTrades(since - self._margin, at + self._margin, gaps=(key,)))
+            return commands
+        if ticker is None and channel == ORDERBOOK and outcome.verdict is Verdict.IN_ORDER:
+            # Its ticker cannot be read: any book of the sid may have lost it.
+            self._sid_gap(sid, ORDERBOOK, None, seq, seq, at, commands, None)
+            return commands
+        live = self.books.get(ticker) if ticker else None
+        if live is not None and live.reliable:
+            live.reliable = False
+            self._open_gap(ticker, ORDERBOOK, MALFORMED, sid, seq, seq, self._gap_start(at), ())
+            self._ask_snapshots(live.sid, (ticker,), at, commands)
+        return commands
+
+    def _gap_start(self, at: datetime) -> datetime:
+        """Where a gap revealed by the frame received at `at` begins."""
+        prev = self._prev_frame_at
+        # Just after it: the book as of the previous frame itself was whole.
+        return prev + _ONE_MICROSECOND if prev is not None and prev < at else at
+
+    def _ask_snapshots(self, sid: int, tickers, at: datetime, commands: list) -> None:
+        """RequestSnapshots for those of `tickers` with no request outstanding."""
+        asked = self._snapshot_asked
+        retry = self._snapshot_retry
+        wanted = tuple(t for t in tickers if t not in asked or at - asked[t] >= retry)
+        if not wanted:
+            return
+        for ticker in wanted:
+            asked[ticker] = at
+        commands.append(RequestSnapshots(sid, wanted))
+
+    def tick(self, now: datetime | None = None) -> list[Command]:
+        """Ask again for snapshots whose request went unanswered too long.
+
+        The I/O layer calls this every few seconds; frames alone cannot tell
+        that an answer was lost when the stream is otherwise quiet.
+        """
+        now = now or self._clock()
+        commands: list[Command] = []
+        by_sid: dict[int, list[str]] = {}
+        for ticker, live in self.books.items():
+            if not live.reliable:
+                asked = self._snapshot_asked.get(ticker)
+                if asked is None or now - asked >= self._snapshot_retry:
+                    by_sid.setdefault(live.sid, []).append(ticker)
+        for sid, tickers in by_sid.items():
+            self._ask_snapshots(sid, sorted(tickers), now, commands)
+        return commands
 
     # -- order books ----------------------------------------------------------------
 
@@ -255,16 +372,29 @@ class Pipeline:
                 self._sid_state(msg.sid, ORDERBOOK).tickers.add(ticker)
                 self.books[ticker] = LiveBook(msg.sid, None, False)
                 self._open_gap(
-                    ticker, ORDERBOOK, SEQ_GAP, msg.sid, None, msg.seq, at, ()
+                    ticker, ORDERBOOK, SEQ_GAP, msg.sid, None, msg.seq, self._gap_start(at), ()
                 )
-                commands.append(RequestSnapshots(msg.sid, (ticker,)))
+                self._ask_snapshots(msg.sid, (ticker,), at, commands)
             else:
                 self.counters["deltas_dropped"] += 1
             return
         price = msg.price
         if self._yes_scale and msg.side == "no":
             price = _ONE_DOLLAR - price
-        live.book.apply_delta(msg.side, price, msg.delta)
+        book = live.book
+        change = msg.delta
+        if change < 0:
+            negative = book.negative_levels
+            book.apply_delta(msg.side, price, change)
+            if book.negative_levels != negative:
+                self._invalid_book(live, msg, at, commands, "a level below zero")
+                return
+        else:
+            book.apply_delta(msg.side, price, change)
+            other = book.no if msg.side == "yes" else book.yes
+            if other and price + max(other) > _ONE_DOLLAR:
+                self._invalid_book(live, msg, at, commands, "a crossed book")
+                return
         # Frames from archives may lack sid/seq; the key columns cannot be NULL.
         seq = msg.seq if msg.seq is not None else 0
         sid = msg.sid if msg.sid is not None else 0
@@ -289,8 +419,19 @@ class Pipeline:
             live.snapshot_at = at
             self.counters["checkpoints"] += 1
 
+    def _invalid_book(self, live: LiveBook, msg, at: datetime, commands: list, why: str) -> None:
+        """A delta that cannot be true: a message was lost. Gap and re-baseline."""
+        ticker = msg.market_ticker
+        self.counters["invalid_book"] += 1
+        log.warning("pipeline: %s on %s after seq %s; asking for a snapshot", why, ticker, msg.seq)
+        live.reliable = False
+        self._open_gap(ticker, ORDERBOOK, INVALID_BOOK, live.sid, None, msg.seq,
+                       self._gap_start(at), ())
+        self._ask_snapshots(live.sid, (ticker,), at, commands)
+
     def _on_snapshot(self, msg: OrderbookSnapshotMsg, at: datetime) -> None:
         ticker = msg.market_ticker
+        self._snapshot_asked.pop(ticker, None)
         sid = msg.sid if msg.sid is not None else 0
         if msg.sid is not None:
             self._sid_state(sid, ORDERBOOK).tickers.add(ticker)
@@ -383,6 +524,30 @@ class Pipeline:
                 # The channel is live again: the break ends now.
                 self.writer.close_gap("", msg.channel, at)
 
+    def subscribe_refused(self, refused: dict[str, str]) -> None:
+        """Kalshi refused these books ({ticker: why}): each is a hole from the
+        last frame received until its first snapshot (the I/O layer retries)."""
+        at = self._last_frame_at or self._stamp(None)
+        for ticker, why in sorted(refused.items()):
+            if ticker in self._gapped:
+                continue  # already in an open hole; its snapshot closes it
+            log.warning("pipeline: book of %s not subscribed: %s", ticker, why)
+            self._open_gap(ticker, ORDERBOOK, SUBSCRIBE_REFUSED, 0, None, None, at, ())
+        self.counters["subscribe_refused"] += len(refused)
+
+    def in_gap(self, ticker: str) -> bool:
+        """Whether the ticker's book has an open hole (waiting for a snapshot)."""
+        return ticker in self._gapped
+
+    def market_opened(self, ticker: str, opened_at: datetime | None = None) -> None:
+        """A market we will record has (or had, at `opened_at`) opened but its
+        book is not subscribed yet: a `not_subscribed` hole until its first
+        snapshot, so the time in between is never presented as complete."""
+        if ticker in self._gapped or ticker in self.books:
+            return
+        at = opened_at if opened_at is not None else (self._last_frame_at or self._stamp(None))
+        self._open_gap(ticker, ORDERBOOK, NOT_SUBSCRIBED, 0, None, None, at, ())
+
     def _on_ok(self, msg: OkMsg, at, commands) -> None:
         if msg.subscriptions is not None:  # list_subscriptions
             for channel, sid in msg.subscriptions:
@@ -434,58 +599,70 @@ class Pipeline:
         self.sequencer.forget(self.session_id, sid)
         for ticker in [t for t, b in self.books.items() if b.sid == sid]:
             del self.books[ticker]
+            self._snapshot_asked.pop(ticker, None)
         self._trade_last.pop(sid, None)
 
     # -- gaps ------------------------------------------------------------------------
 
     def _on_gap(self, msg, expected: int, received: int, at: datetime, commands: list) -> None:
-        self.counters["gaps"] += 1
         hint = _CHANNEL_OF.get(type(msg))
         if type(msg) is MarketLifecycleMsg:
             hint = msg.type  # market_lifecycle_v2 or multivariate_market_lifecycle
-        state = self._sid_state(msg.sid, hint)
+        ticker = msg.market_ticker if type(msg) in (OrderbookDeltaMsg, OrderbookSnapshotMsg) else None
+        self._sid_gap(msg.sid, hint, msg, expected, received, at, commands, ticker)
+
+    def _sid_gap(self, sid, hint, msg, expected, received, at, commands, ticker) -> None:
+        """Numbers `expected`..`received - 1` of `sid` are lost; `msg` (if
+        parsed) is the frame that revealed it, carrying `ticker` (if a book)."""
+        self.counters["gaps"] += 1
+        state = self._sid_state(sid, hint)
         channel = state.channel
+        start = self._gap_start(at)
         log.warning(
             "pipeline: gap on sid %s (%s): expected seq %s, got %s; %d tickers",
-            msg.sid, channel, expected, received, len(state.tickers),
+            sid, channel, expected, received, len(state.tickers),
         )
         if channel == ORDERBOOK:
-            if type(msg) in (OrderbookDeltaMsg, OrderbookSnapshotMsg):
-                state.tickers.add(msg.market_ticker)
+            if ticker is not None:
+                state.tickers.add(ticker)
             tickers = set(state.tickers)
-            tickers.update(t for t, b in self.books.items() if b.sid == msg.sid)
+            tickers.update(t for t, b in self.books.items() if b.sid == sid)
             ticker_list = sorted(tickers)
             for ticker in ticker_list:
                 live = self.books.get(ticker)
                 if live is not None and not live.reliable:
                     continue  # already in an open gap, snapshot already asked for
                 if live is None:
-                    self.books[ticker] = LiveBook(msg.sid, None, False)
+                    self.books[ticker] = LiveBook(sid, None, False)
                 else:
                     live.reliable = False
                 self._open_gap(
-                    ticker, ORDERBOOK, SEQ_GAP, msg.sid, expected, received, at,
+                    ticker, ORDERBOOK, SEQ_GAP, sid, expected, received, start,
                     ticker_list,
                 )
-            # Ask again for every unreliable ticker of the sid: an earlier
-            # request's answer may be what this gap swallowed. A snapshot in
-            # this very frame re-baselines its ticker without asking.
-            own = msg.market_ticker if type(msg) is OrderbookSnapshotMsg else None
+            # Every unreliable ticker of the sid needs a snapshot; one request
+            # per market is outstanding at a time (tick() asks again for the
+            # unanswered). A snapshot in this very frame re-baselines its
+            # ticker without asking.
+            own = ticker if type(msg) is OrderbookSnapshotMsg else None
             wanted = tuple(
                 t for t in ticker_list if t != own and not self.books[t].reliable
             )
             if wanted:
-                commands.append(RequestSnapshots(msg.sid, wanted))
+                self._ask_snapshots(sid, wanted, at, commands)
         elif channel == TRADE:
-            since = self._trade_last.get(msg.sid, self._session_started or at)
+            since = self._trade_last.get(sid, self._session_started or at)
             # Open until its backfill has succeeded.
-            key = self._open_gap("", TRADE, SEQ_GAP, msg.sid, expected, received, at, ())
+            key = self._open_gap("", TRADE, SEQ_GAP, sid, expected, received, start, ())
             until = max(at, msg.ts) if type(msg) is TradeMsg else at
             commands.append(BackfillTrades(since - self._margin, until + self._margin, gaps=(key,)))
         else:
             # Lifecycle (or an unknown channel): recorded; the stream goes on.
-            self._open_gap("", channel or "", SEQ_GAP, msg.sid, expected, received, at,
+            # The catalog is listed again over REST (collector/catalog.py).
+            self._open_gap("", channel or "", SEQ_GAP, sid, expected, received, start,
                            (), recovered_at=at)
+            if self.on_lifecycle_gap is not None:
+                self.on_lifecycle_gap()
 
     def _break_channel(self, channel, sid, at, reason, expected, received) -> None:
         """A channel-wide break (trade / lifecycle) open until it is resubscribed."""
@@ -562,6 +739,25 @@ class Pipeline:
         if writer_stats is not None:
             result["writer"] = writer_stats()
         return result
+
+
+def _salvage(raw) -> tuple[int | None, int | None, str | None, str | None]:
+    """(sid, seq, type, market_ticker) of an unparseable frame, when readable."""
+    try:
+        frame = json.loads(raw)
+    except (ValueError, TypeError):
+        return None, None, None, None
+    if not isinstance(frame, dict):
+        return None, None, None, None
+    sid, seq, kind = frame.get("sid"), frame.get("seq"), frame.get("type")
+    msg = frame.get("msg")
+    ticker = msg.get("market_ticker") if isinstance(msg, dict) else None
+    return (
+        sid if type(sid) is int else None,
+        seq if type(seq) is int else None,
+        kind if isinstance(kind, str) else None,
+        ticker if isinstance(ticker, str) else None,
+    )
 
 
 _HANDLERS = {

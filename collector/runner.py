@@ -30,6 +30,7 @@ from django.conf import settings
 from . import runs
 from .actions import Actions
 from .backfill import BackfillQueue
+from .catalog import Catalog
 from .config import CollectorConfig
 from .discovery import Selection, hierarchy_discover, markets_discover
 from .client import Credentials, credentials, rest_client
@@ -87,6 +88,7 @@ async def collect(
     ws_url: str | None = None,
     stats_every: float = STATS_EVERY_S,
     on_start=None,
+    shard=None,
 ) -> dict:
     """Record the selection until `stop` (or `duration` seconds); return final stats.
 
@@ -110,7 +112,8 @@ async def collect(
     clean = False
     async with rest_client(config, creds=creds, base_url=rest_url) as rest:
         try:
-            found = await markets_discover(rest, selection)
+            listed_at = time.time()
+            found = await markets_discover(rest, selection, shard=shard, combos=config.combos)
             backfills = BackfillQueue(rest=rest, writer=writer, config=config)
             actions = Actions(rest=rest, selection=selection, writer=writer, config=config,
                               backfills=backfills)
@@ -123,11 +126,17 @@ async def collect(
                 selection=selection,
                 key_id=creds.key_id,
                 private_key=creds.private_key,
+                shard=shard,
             )
+            catalog = feed.catalog = Catalog(rest=rest, feed=feed, pipeline=pipeline, actions=actions,
+                                             selection=selection, config=config, shard=shard)
+            catalog.listed_at = listed_at
+            pipeline.on_lifecycle_gap = catalog.lifecycle_gap
             collector = Collector(pipeline, writer, feed, actions, backfills, run)
             side_tasks = [
                 asyncio.create_task(actions.run(), name="actions"),
                 asyncio.create_task(backfills.run(), name="backfills"),
+                asyncio.create_task(catalog.run(), name="catalog"),
                 asyncio.create_task(_stats_loop(collector, stats_every), name="stats"),
                 asyncio.create_task(_heartbeat(run, writer, feed, config), name="heartbeat"),
                 asyncio.create_task(

@@ -10,6 +10,17 @@ ticker. A new WebSocket session brings new sids and new counters.
 * seq > last + 1: a gap. Every ticker of the sid is affected; the counter
   moves on to `seq` so that one hole is reported once.
 
+Replies (`ok`, `error`, `unsubscribed`) never go through this rule: whether
+a reply's seq uses up a number is not settled by Kalshi's docs (PROTOCOL.md
+§5), so `reply()` only remembers the number it carried. A data frame that
+skips exactly remembered reply numbers is in order ("consume": the reply took
+that number); a data frame that carries a remembered reply number proves the
+"peek" convention (the reply announced the next data frame's number) for the
+whole session, and from then on a skipped reply number is a real gap. Either
+way a reply can never make a data frame look like a duplicate. The one case
+this cannot tell apart: on a "peek" connection, the very data frame that the
+first reply of the session announced is lost; it is then taken for "consume".
+
 The sequencer also remembers what each sid is (its channel and tickers), as
 learned by the pipeline, so that a gap can name the tickers it affects.
 """
@@ -40,6 +51,8 @@ class SidState:
     # None: no numbered frame yet. 0: subscription confirmed, so the first
     # frame must be seq 1.
     last_seq: int | None = None
+    # Numbers carried by replies on this sid, not yet passed by data frames.
+    reply_seqs: set[int] = field(default_factory=set)
 
 
 _IN_ORDER = Outcome(Verdict.IN_ORDER)
@@ -50,6 +63,8 @@ class Sequencer:
 
     def __init__(self) -> None:
         self._sids: dict[tuple[int, int], SidState] = {}
+        # Sessions whose replies are proven to carry the next data seq ("peek").
+        self._peek_sessions: set[int] = set()
 
     # -- bookkeeping ---------------------------------------------------------
 
@@ -84,7 +99,22 @@ class Sequencer:
         gone = [(sid, st) for (sess, sid), st in self._sids.items() if sess == session_id]
         for sid, _ in gone:
             del self._sids[(session_id, sid)]
+        self._peek_sessions.discard(session_id)
         return gone
+
+    def reply_convention(self, session_id: int) -> str:
+        """"peek" once proven on this session, else "consume" (the assumption)."""
+        return "peek" if session_id in self._peek_sessions else "consume"
+
+    def reply(self, session_id: int, sid: int, seq: int) -> None:
+        """A reply on `sid` carried `seq`: remember it, advance nothing."""
+        state = self.state(session_id, sid)
+        if seq in state.reply_seqs:
+            # Two replies with one number and no data between: "peek".
+            self._peek_sessions.add(session_id)
+        last = state.last_seq
+        if last is None or seq > last:
+            state.reply_seqs.add(seq)
 
     def sids(self, session_id: int) -> list[tuple[int, SidState]]:
         return [(sid, st) for (sess, sid), st in self._sids.items() if sess == session_id]
@@ -99,8 +129,26 @@ class Sequencer:
         last = state.last_seq
         if last is None or seq == last + 1:
             state.last_seq = seq
+            if state.reply_seqs:
+                self._passed_replies(session_id, state, seq)
             return _IN_ORDER
         if seq <= last:
             return Outcome(Verdict.DUPLICATE, last + 1, seq)
         state.last_seq = seq
+        replies = state.reply_seqs
+        if replies:
+            skipped_only_replies = (
+                session_id not in self._peek_sessions
+                and seq - last - 1 <= len(replies)
+                and all(n in replies for n in range(last + 1, seq))
+            )
+            self._passed_replies(session_id, state, seq)
+            if skipped_only_replies:
+                return _IN_ORDER
         return Outcome(Verdict.GAP, last + 1, seq)
+
+    def _passed_replies(self, session_id: int, state: SidState, seq: int) -> None:
+        """Data reached `seq`: reply numbers up to it are settled."""
+        if seq in state.reply_seqs:
+            self._peek_sessions.add(session_id)  # a data frame used a reply's number
+        state.reply_seqs = {n for n in state.reply_seqs if n > seq}

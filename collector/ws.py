@@ -1,36 +1,41 @@
 """The WebSocket side of the collector: connect, subscribe, feed the pipeline.
 
 `KalshiFeed.run()` keeps one signed connection to Kalshi's market-data
-WebSocket alive until told to stop: on every connect it starts a pipeline
-session and subscribes `market_lifecycle_v2`, `trade` (all markets) and
-`orderbook_delta` for the chosen markets (first batch by `subscribe`, the
-rest by `update_subscription add_markets` on that sid, `use_yes_price`
-always sent explicitly); it hands every frame to `Pipeline.handle()` and
-carries out the commands that come back. WebSocket-bound commands (fresh
-snapshots, resubscribes, adding and removing markets) are sent at once;
-those that need REST or the database go to the `Actions` worker so the
-reader never waits on them. When the connection drops, `Pipeline.end_session()`
-records the hole, and the loop reconnects with exponential backoff and
-jitter (reset after a connection that worked) unless the error is fatal
-(`is_retryable`).
+WebSocket alive until told to stop. On every connect it starts a pipeline
+session, subscribes the lifecycle channels and `trade` first, lets the
+catalog list markets again (collector/catalog.py: what was created while we
+were away is found), then subscribes the books through the subscription
+manager (collector/subscriptions.py: commands tracked by id until Kalshi
+answers, paced, spread over subscriptions under the cap, refused markets
+returned). A refused market gets a `subscribe_refused` hole and is tried
+again with backoff. Every frame goes to `Pipeline.handle()`; the commands
+that come back are carried out (WebSocket ones at once, REST/database ones by
+the `Actions` worker). Once a second the session also asks the pipeline for
+overdue snapshot requests and retries refused markets that are due.
+
+When the connection drops, `Pipeline.end_session()` records the hole (from
+the last frame received) and the loop reconnects. An outage ends without
+notice, so the wait between attempts never exceeds `reconnect_probe_s` for
+network errors, closes and 5xx (each attempt is the probe); only 429 follows
+the full exponential backoff. A 401/403 on the upgrade (key, signature or
+clock) is logged as an error and retried every `auth_retry_s`: it is often a
+transient problem on Kalshi's side and a collector that exits records nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
-import itertools
-import json
 import logging
 import time
-from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidMessage, InvalidStatus
 
 from collector import commands as cmd
-from kalshi import auth
 from collector.backoff import backoff_delays
+from collector.subscriptions import Subscriptions
+from kalshi import auth
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +49,6 @@ PING_TIMEOUT_S = 20.0
 OPEN_TIMEOUT_S = 15.0
 MAX_FRAME_BYTES = 64 * 1024 * 1024  # a snapshot of a deep book is large
 MAX_QUEUED_FRAMES = 4096  # frames websockets buffers before it stops reading
-SID_REPLY_TIMEOUT_S = 30.0  # how long a subscribe may wait for its `subscribed`
 # A connection that stayed up this long "worked": the next failure starts
 # the backoff from the beginning again.
 GOOD_CONNECTION_S = 30.0
@@ -52,6 +56,9 @@ GOOD_CONNECTION_S = 30.0
 RETIRE_WAIT_S = 30.0
 RETIRE_POLL_S = 0.1
 RETRYABLE_HTTP_STATUSES = frozenset({429, 500, 502, 503, 504})
+AUTH_HTTP_STATUSES = frozenset({401, 403})
+HOUSEKEEPING_EVERY_S = 0.5
+MULTIVARIATE_LIFECYCLE_CHANNEL = "multivariate_market_lifecycle"
 
 
 def is_retryable(exc: BaseException) -> bool:
@@ -62,189 +69,31 @@ def is_retryable(exc: BaseException) -> bool:
     reset, unreachable, DNS); timeouts (opening handshake, pings); a handshake
     that broke off (`InvalidMessage`, e.g. EOF); and HTTP 429/500/502/503/504
     on the upgrade request.
-    Fatal: any other HTTP status on the upgrade (401/403: bad key or
-    signature, 404: wrong URL), any other handshake error (the URL points at
+    401/403 are retried too, slowly and loudly (see the module docstring).
+    Fatal: any other HTTP status on the upgrade (404: wrong URL), any other
+    handshake error (the URL points at
     something that is not a WebSocket server), a malformed URL, and everything
     else (bugs must surface, not loop).
     """
     if isinstance(exc, InvalidStatus):
-        return exc.response.status_code in RETRYABLE_HTTP_STATUSES
+        code = exc.response.status_code
+        return code in RETRYABLE_HTTP_STATUSES or code in AUTH_HTTP_STATUSES
     return isinstance(exc, (ConnectionClosed, OSError, TimeoutError, InvalidMessage))
 
 
-# A control reply has one of these types; a cheap test before parsing.
-_CONTROL_MARKERS = ('"subscribed"', '"ok"', '"error"', '"unsubscribed"')
-_CONTROL_MARKERS_BYTES = tuple(m.encode() for m in _CONTROL_MARKERS)
-
-
-@dataclass
-class _Subscriptions:
-    """What this connection subscribed: sids by channel, tickers by book sid.
-
-    Learnt from our own commands and the server's `subscribed`/`ok` replies,
-    which are cheap to pick out of the stream.
-    """
-
-    pending: dict[int, tuple[str, tuple[str, ...]]] = field(default_factory=dict)
-    waiting: dict[int, asyncio.Future] = field(default_factory=dict)
-    channel_of_sid: dict[int, str] = field(default_factory=dict)
-    book_tickers: dict[int, set[str]] = field(default_factory=dict)
-
-    def book_sid_of(self, ticker: str) -> int | None:
-        for sid, tickers in self.book_tickers.items():
-            if ticker in tickers:
-                return sid
-        return None
-
-    def book_sid(self) -> int | None:
-        """The orderbook sid with the fewest markets (where new ones go)."""
-        if not self.book_tickers:
-            return None
-        return min(self.book_tickers, key=lambda sid: len(self.book_tickers[sid]))
-
-    def observe(self, raw: str | bytes) -> None:
-        """Learn from control replies; every other frame passes untouched."""
-        markers = _CONTROL_MARKERS_BYTES if isinstance(raw, bytes) else _CONTROL_MARKERS
-        if not any(marker in raw for marker in markers):
-            return
-        try:
-            frame = json.loads(raw)
-        except ValueError:
-            return  # the pipeline logs and counts malformed frames
-        if not isinstance(frame, dict):
-            return
-        kind, msg, command_id = frame.get("type"), frame.get("msg"), frame.get("id")
-        if kind == "subscribed" and isinstance(msg, dict):
-            sid, channel = msg.get("sid"), msg.get("channel")
-            if not isinstance(sid, int):
-                return
-            self.channel_of_sid[sid] = channel
-            _, tickers = self.pending.pop(command_id, (channel, ()))
-            if channel == BOOK_CHANNEL:
-                self.book_tickers.setdefault(sid, set()).update(tickers)
-            future = self.waiting.pop(command_id, None)
-            if future is not None and not future.done():
-                future.set_result(sid)
-        elif kind == "ok" and isinstance(msg, dict):
-            sid = frame.get("sid")
-            if sid in self.book_tickers and isinstance(msg.get("market_tickers"), list):
-                # An update's `ok` lists the sid's complete set after the change.
-                self.book_tickers[sid] = set(msg["market_tickers"])
-        elif kind == "unsubscribed":
-            self.book_tickers.pop(frame.get("sid"), None)
-            self.channel_of_sid.pop(frame.get("sid"), None)
-        elif kind == "error":
-            pending = self.pending.pop(command_id, None)
-            future = self.waiting.pop(command_id, None)
-            if future is not None and not future.done():
-                future.set_exception(RuntimeError(f"subscribe refused: {msg}"))
-            if pending is not None:  # the pipeline logs every error; this one refused a subscribe
-                logger.warning("ws subscribe refused id=%s msg=%s command=%s", command_id, msg, pending)
-            sid = frame.get("sid")
-            if isinstance(msg, dict) and msg.get("code") in (10, 25) and sid is not None:
-                self.book_tickers.pop(sid, None)  # the subscription is gone
-
-
 class Session:
-    """One live connection: numbered commands and its subscriptions."""
+    """One live connection and its subscription manager."""
 
     def __init__(self, ws: ClientConnection, pipeline, config):
         self.ws = ws
-        self.pipeline = pipeline
-        self.config = config
-        self.subs = _Subscriptions()
-        self._ids = itertools.count(1)
-        self._book_lock = asyncio.Lock()
-        self.commands_sent = 0
-
-    async def send(self, command: str, params: dict | None = None) -> int:
-        return await self._send(next(self._ids), command, params)
-
-    async def _send(self, command_id: int, command: str, params: dict | None) -> int:
-        frame = {"id": command_id, "cmd": command}
-        if params is not None:
-            frame["params"] = params
-        await self.ws.send(json.dumps(frame))
-        self.commands_sent += 1
-        return command_id
-
-    async def subscribe(self, channels: list[str], tickers: list[str] | None = None) -> asyncio.Future | None:
-        """Send one `subscribe` (after telling the pipeline what it asks for).
-
-        For the book channel, returns a future that resolves to the new sid.
-        """
-        command_id = next(self._ids)
-        params: dict = {"channels": channels}
-        if tickers:
-            params["market_tickers"] = tickers
-        if BOOK_CHANNEL in channels:
-            params["use_yes_price"] = self.config.use_yes_price
-        for channel in channels:
-            self.pipeline.expect_subscription(command_id, channel, list(tickers or ()))
-        future = None
-        if BOOK_CHANNEL in channels:
-            self.subs.pending[command_id] = (BOOK_CHANNEL, tuple(tickers or ()))
-            future = self.subs.waiting[command_id] = asyncio.get_running_loop().create_future()
-            # Nobody may wait for it (a resubscribe): never warn about that.
-            future.add_done_callback(lambda f: f.cancelled() or f.exception())
-        await self._send(command_id, "subscribe", params)
-        return future
-
-    async def subscribe_books(self, tickers: list[str]) -> None:
-        """Subscribe `tickers`' books: add them to a book sid, or open one first.
-
-        One sid carries them all (Kalshi merges a second subscribe of a
-        channel into the first anyway); batches keep each command small.
-        """
-        batch = self.config.subscribe_batch
-        async with self._book_lock:
-            tickers = [t for t in tickers if self.subs.book_sid_of(t) is None]
-            if not tickers:
-                return
-            for i in range(0, len(tickers), batch):
-                chunk = tickers[i : i + batch]
-                sid = self.subs.book_sid()
-                if sid is None:
-                    # No book subscription (yet, or Kalshi ended it): open one
-                    # and wait for its sid, which the next batches join.
-                    future = await self.subscribe([BOOK_CHANNEL], chunk)
-                    await asyncio.wait_for(asyncio.shield(future), SID_REPLY_TIMEOUT_S)
-                    continue
-                self.subs.book_tickers[sid].update(chunk)
-                await self.send("update_subscription", {
-                    "sid": sid, "market_tickers": chunk, "action": "add_markets",
-                })
-
-    async def unsubscribe_books(self, tickers: list[str]) -> None:
-        """Stop the books of `tickers` (settled markets) with `delete_markets`."""
-        by_sid: dict[int, list[str]] = {}
-        for ticker in tickers:
-            sid = self.subs.book_sid_of(ticker)
-            if sid is not None:
-                by_sid.setdefault(sid, []).append(ticker)
-        for sid, chunk in by_sid.items():
-            self.subs.book_tickers[sid].difference_update(chunk)
-            await self.send("update_subscription", {
-                "sids": [sid], "market_tickers": chunk, "action": "delete_markets",
-            })
-
-    async def request_snapshots(self, sid: int, tickers: list[str]) -> None:
-        if sid not in self.subs.book_tickers:
-            # Kalshi ended that sid (error 10/25): the resubscribe that
-            # follows brings fresh snapshots; asking it would get error 7.
-            return
-        batch = self.config.subscribe_batch
-        for start in range(0, len(tickers), batch):
-            await self.send("update_subscription", {
-                "sid": sid, "market_tickers": tickers[start : start + batch], "action": "get_snapshot",
-            })
+        self.subs = Subscriptions(ws.send, config, pipeline)
 
 
 class KalshiFeed:
     """The reconnecting WebSocket reader. See the module docstring."""
 
     def __init__(self, *, url: str, pipeline, config, actions, markets: set[str], selection,
-                 key_id: str = "", private_key=None):
+                 key_id: str = "", private_key=None, shard=None, catalog=None):
         self.url = url
         self.pipeline = pipeline
         self.config = config
@@ -258,6 +107,11 @@ class KalshiFeed:
         self.connects = 0
         self.reconnects = 0
         self.frames = 0
+        self.auth_refusals = 0
+        self.shard = shard  # collector.catalog.Shard or None
+        self.catalog = catalog  # collector.catalog.Catalog or None (tests)
+        # Markets Kalshi refused: ticker -> (monotonic time of the next try, delay).
+        self.refused: dict[str, tuple[float, float]] = {}
         # Side tasks (subscribing, retiring markets): asyncio keeps only weak
         # references to tasks, so one nobody holds may vanish mid-way.
         self._background: set[asyncio.Task] = set()
@@ -274,6 +128,7 @@ class KalshiFeed:
         while not stop.is_set():
             started = time.monotonic()
             reason = "closed"
+            status = None
             try:
                 async with connect(
                     self.url,
@@ -290,6 +145,8 @@ class KalshiFeed:
                     logger.error("ws fatal error=%r url=%s", exc, self.url)
                     raise
                 reason = f"{type(exc).__name__}: {exc}"
+                if isinstance(exc, InvalidStatus):
+                    status = exc.response.status_code
             if stop.is_set():
                 return
             if delays is None or time.monotonic() - started >= GOOD_CONNECTION_S:
@@ -299,6 +156,15 @@ class KalshiFeed:
                     maximum=self.config.backoff_max,
                 )
             delay = next(delays)
+            if status in AUTH_HTTP_STATUSES:
+                self.auth_refusals += 1
+                delay = self.config.auth_retry_s
+                logger.error("ws handshake REFUSED status=%s (key, signature or clock?) url=%s; "
+                             "nothing is recorded until it is accepted; again in %.0fs",
+                             status, self.url, delay)
+            elif status != 429:
+                # The exchange may be back any moment: probe, do not sleep it out.
+                delay = min(delay, self.config.reconnect_probe_s)
             self.reconnects += 1
             logger.info("ws reconnect reason=%r wait_s=%.2f reconnects=%d", reason, delay, self.reconnects)
             try:
@@ -314,6 +180,7 @@ class KalshiFeed:
         logger.info("ws connected url=%s session=%d markets=%d", self.url, session_id, len(self.markets))
         closer = asyncio.create_task(self._close_on(stop, ws))
         subscriber = asyncio.create_task(self._subscribe_all(session))
+        housekeeper = asyncio.create_task(self._housekeeping(session))
         try:
             async for raw in ws:
                 self.frames += 1
@@ -322,8 +189,9 @@ class KalshiFeed:
                     await self._execute(command, session)
         finally:
             self.session = None
-            closer.cancel()
-            subscriber.cancel()
+            session.subs.close()
+            for task in (closer, subscriber, housekeeper):
+                task.cancel()
             self.pipeline.end_session()
             logger.info("ws session_ended session=%d", session_id)
 
@@ -332,33 +200,81 @@ class KalshiFeed:
         await stop.wait()
         await ws.close()
 
+    def _lifecycle_channels(self) -> list[str]:
+        channels = [LIFECYCLE_CHANNEL]
+        if getattr(self.config, "combos", "exclude") == "include":
+            channels.append(MULTIVARIATE_LIFECYCLE_CHANNEL)
+        return channels
+
     async def _subscribe_all(self, session: Session) -> None:
+        """Lifecycle first (nothing created from now on is missed), then list, then books."""
         try:
-            await session.subscribe([LIFECYCLE_CHANNEL, TRADE_CHANNEL])
-            await session.subscribe_books(sorted(self.markets))
+            await session.subs.call(
+                "subscribe", {"channels": [*self._lifecycle_channels(), TRADE_CHANNEL]},
+                channels=[*self._lifecycle_channels(), TRADE_CHANNEL],
+            )
+            # The books we know first (the sooner their hole closes), then the
+            # listing finds what was created meanwhile and subscribes it too.
+            await self._subscribe_books(session, sorted(self.markets))
+            if self.catalog is not None:
+                await self.catalog.reconcile("connect")
         except (ConnectionClosed, asyncio.CancelledError):
             raise
         except Exception as exc:  # noqa: BLE001 - a connection we cannot subscribe on is useless
             logger.error("ws subscribe failed error=%r; reconnecting", exc)
             await session.ws.close(code=1011, reason="subscribe failed")
 
+    async def _subscribe_books(self, session: Session, tickers: list[str]) -> None:
+        """Subscribe books; record and schedule a retry for those Kalshi refused."""
+        tickers = [t for t in tickers if t in self.markets]
+        if not tickers:
+            return
+        refused = await session.subs.subscribe_books(tickers, self.config.use_yes_price)
+        now = time.monotonic()
+        for ticker in tickers:
+            if ticker not in refused:
+                self.refused.pop(ticker, None)
+        if refused:
+            self.pipeline.subscribe_refused(refused)
+            for ticker in refused:
+                _, delay = self.refused.get(ticker, (0.0, self.config.refused_retry_initial / 2))
+                delay = min(delay * 2, self.config.refused_retry_max)
+                self.refused[ticker] = (now + delay, delay)
+
+    async def _housekeeping(self, session: Session) -> None:
+        """Overdue snapshot requests; refused markets due for another try."""
+        while True:
+            await asyncio.sleep(HOUSEKEEPING_EVERY_S)
+            for command in self.pipeline.tick():
+                await self._execute(command, session)
+            now = time.monotonic()
+            due = sorted(t for t, (at, _) in self.refused.items() if at <= now and t in self.markets)
+            if due:
+                self._spawn(self._subscribe_books(session, due))
+            for ticker in [t for t in self.refused if t not in self.markets]:
+                del self.refused[ticker]
+
     # -- commands from the pipeline ------------------------------------------
 
     async def _execute(self, command, session: Session) -> None:
         if isinstance(command, cmd.RequestSnapshots):
-            await session.request_snapshots(command.sid, list(command.market_tickers))
+            self._spawn(session.subs.request_snapshots(
+                command.sid, list(command.market_tickers), self.config.subscribe_batch))
         elif isinstance(command, cmd.Resubscribe):
             if command.channel == BOOK_CHANNEL:
                 # The old sid is gone; the books go to a live sid or a new
-                # one. In a task: opening a sid waits for a reply this loop reads.
-                tickers = [t for t in command.market_tickers if t in self.markets]
-                self._spawn(session.subscribe_books(tickers))
+                # one. In a task: it waits for replies this loop reads.
+                self._spawn(self._subscribe_books(session, list(command.market_tickers)))
             else:
-                await session.subscribe([command.channel])
+                self._spawn(session.subs.call("subscribe", {"channels": [command.channel]},
+                                              channels=[command.channel]))
         elif isinstance(command, cmd.MarketCreated):
             # Subscribe at once when the ticker alone decides; otherwise the
             # market's series decides, which Actions looks up first.
-            if self.selection.everything or command.market_ticker in self.selection.markets:
+            if self.wanted(command.market_ticker, command.event_ticker) and (
+                self.selection.everything or command.market_ticker in self.selection.markets
+            ):
+                self.pipeline.market_opened(command.market_ticker)
                 await self.add_markets([command.market_ticker])
             self.actions.submit(command)
         elif isinstance(command, cmd.MarketSettled):
@@ -367,12 +283,16 @@ class KalshiFeed:
         else:
             self.actions.submit(command)
 
+    def wanted(self, market_ticker: str, event_ticker: str | None) -> bool:
+        """This process's share (`--shard`); everything without a shard."""
+        return self.shard is None or self.shard.owns(event_ticker or "", market_ticker)
+
     async def add_markets(self, tickers: list[str]) -> None:
         """Record these markets' books from now on (and after every reconnect)."""
         new = [t for t in tickers if t not in self.markets]
         self.markets.update(new)
         if new and self.session is not None:
-            self._spawn(self.session.subscribe_books(new))
+            self._spawn(self._subscribe_books(self.session, new))
 
     async def retire_market(self, ticker: str) -> None:
         """Stop recording a settled market's book, once that book is whole.
@@ -381,17 +301,22 @@ class KalshiFeed:
         fresh snapshot is on the way: unsubscribing now would leave the gap
         open forever, so wait for it (at most RETIRE_WAIT_S).
         """
-        self.markets.discard(ticker)
+        self.refused.pop(ticker, None)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + RETIRE_WAIT_S
         while loop.time() < deadline:
+            # Still in self.markets meanwhile: a resubscribe after a terminal
+            # error includes it, so its open hole can still be closed.
             live = self.pipeline.books.get(ticker)
-            if live is None or live.reliable:
+            if live is not None and live.reliable:
+                break
+            if live is None and not self.pipeline.in_gap(ticker):
                 break
             await asyncio.sleep(RETIRE_POLL_S)
+        self.markets.discard(ticker)
         if self.session is not None:
             logger.info("ws unsubscribe settled market=%s", ticker)
-            await self.session.unsubscribe_books([ticker])
+            await self.session.subs.unsubscribe_books([ticker])
 
     def _spawn(self, coro) -> None:
         """Run `coro` beside the reader (guarded), holding its task until it ends."""
@@ -406,4 +331,4 @@ class KalshiFeed:
         except (ConnectionClosed, asyncio.CancelledError):
             pass  # the next connection subscribes everything again
         except Exception:  # noqa: BLE001 - logged, the feed goes on
-            logger.exception("ws subscribe failed")
+            logger.exception("ws command failed")

@@ -138,8 +138,10 @@ def test_a_gap_marks_every_ticker_of_the_sid_until_its_snapshot(make):
         f.delta(2, 3, "A", "yes", "0.4000", "1.00"),
     )
     # seq 4 and 5 are lost.
+    last_frame_at = pipeline._last_received
     commands = feed(pipeline, f.delta(2, 6, "A", "yes", "0.4000", "100.00"))
-    detected_at = pipeline._last_received
+    # The gap begins just after the last frame received before the one revealing it.
+    detected_at = last_frame_at + timedelta(microseconds=1)
     assert commands == [RequestSnapshots(2, ("A", "B"))]
     commands = feed(
         pipeline,
@@ -170,10 +172,14 @@ def test_a_gap_marks_every_ticker_of_the_sid_until_its_snapshot(make):
     assert not book_at("A", detected_at).complete
     assert_replay_matches_live(pipeline)
 
-    # A second gap asks again for B (its answer may have been lost) but does
-    # not record a second open gap for it.
+    # A second gap asks for A; B's request is still outstanding (one per
+    # market), and no second open gap is recorded for B.
     commands = feed(pipeline, f.delta(2, 15, "A", "yes", "0.4000", "1.00"))
-    assert commands == [RequestSnapshots(2, ("A", "B"))]
+    assert commands == [RequestSnapshots(2, ("A",))]
+    # Unanswered for snapshot_retry_seconds: tick() asks for both again.
+    later = pipeline._last_received + timedelta(seconds=pipeline.config.snapshot_retry_seconds)
+    assert pipeline.tick(later) == [RequestSnapshots(2, ("A", "B"))]
+    assert pipeline.tick(later) == []
     writer.flush_sync()
     assert SequenceGap.objects.filter(market_ticker="B").count() == 1
     assert SequenceGap.objects.filter(market_ticker="A").count() == 2
@@ -377,9 +383,14 @@ def test_replayed_book_equals_live_book_at_every_instant(make):
         seq += 1
         t = rng.choice(tickers)
         side = rng.choice(["yes", "no"])
-        price = f"0.{rng.randint(1, 99):02d}00"
-        size = f"{rng.choice([-1, 1]) * rng.randint(1, 500) / 100:.2f}"
-        feed(pipeline, f.delta(2, seq, t, side, price, size))
+        # A valid book: yes bids up to 0.39 and no bids up to 0.60 never
+        # cross, and a level never goes below zero.
+        price = D(f"0.{rng.randint(1, 39 if side == 'yes' else 60):02d}00")
+        held = (pipeline.books[t].book.yes if side == "yes" else pipeline.books[t].book.no).get(price, D(0))
+        size = D(rng.randint(1, 500)) / 100
+        if held and rng.random() < 0.5:
+            size = -min(held, size)
+        feed(pipeline, f.delta(2, seq, t, side, f"{price:.4f}", f"{size:.2f}"))
         if rng.random() < 0.1:
             checks.append((pipeline._last_received, t, pipeline.books[t].book.copy()))
     writer.flush_sync()

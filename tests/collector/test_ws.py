@@ -30,17 +30,18 @@ def status(code: int) -> InvalidStatus:
     TimeoutError(),
     InvalidMessage("did not receive a valid HTTP response"),
     status(429), status(500), status(502), status(503), status(504),
+    status(401), status(403),  # retried slowly and loudly: see collector/ws.py
 ])
 def test_network_trouble_and_overload_are_retried(exc):
     assert is_retryable(exc)
 
 
 @pytest.mark.parametrize("exc", [
-    status(401), status(403), status(404), status(400),
+    status(404), status(400),
     InvalidURI("wss//x", "no scheme"), InvalidUpgrade("Upgrade", "h2c"),
     ValueError("a bug"), KeyError("a bug"),
 ])
-def test_bad_credentials_wrong_urls_and_bugs_are_fatal(exc):
+def test_wrong_urls_and_bugs_are_fatal(exc):
     assert not is_retryable(exc)
 
 

@@ -8,6 +8,8 @@ import signal
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError
 
+from collector.catalog import Shard
+from collector.config import CollectorConfig
 from collector.discovery import Selection
 from collector.rest import KalshiRestError
 from collector.runner import STATS_EVERY_S, collect
@@ -32,6 +34,13 @@ class Command(BaseCommand):
                             help="Record these markets (repeat or comma-separate); with --series, both.")
         parser.add_argument("--duration", type=float, default=None, metavar="SECONDS",
                             help="Stop cleanly after this many seconds (default: run until stopped).")
+        parser.add_argument("--shard", default=None, metavar="i/N",
+                            help="Record only share i of N (0 <= i < N) of the markets, chosen by event "
+                                 "ticker with a stable hash: N processes (or hosts) writing to one database "
+                                 "record every market exactly once.")
+        parser.add_argument("--combos", choices=("exclude", "include"), default=None,
+                            help="Multivariate (combo) markets: exclude (default; sends mve_filter=exclude) "
+                                 "or include (and follow multivariate_market_lifecycle).")
         parser.add_argument("--stats-every", type=float, default=STATS_EVERY_S, metavar="SECONDS",
                             help="Log a stats line (rates, rows, lag, gaps, reconnects) this often.")
 
@@ -40,7 +49,13 @@ class Command(BaseCommand):
         if options["duration"] is not None and options["duration"] <= 0:
             raise CommandError("--duration must be positive")
         try:
-            asyncio.run(self._run(selection, options["duration"], options["stats_every"]))
+            shard = Shard.parse(options["shard"]) if options["shard"] else None
+        except ValueError as exc:
+            raise CommandError(str(exc))
+        overrides = {"combos": options["combos"]} if options["combos"] else {}
+        try:
+            config = CollectorConfig.from_settings(**overrides)
+            asyncio.run(self._run(selection, options["duration"], options["stats_every"], shard, config))
         except (ImproperlyConfigured, KalshiRestError) as exc:
             raise CommandError(str(exc))
         except (WriterFailure, OSError) as exc:
@@ -48,9 +63,10 @@ class Command(BaseCommand):
             # non-zero so that a supervisor restarts the collector.
             raise CommandError(f"collector cannot store what it records: {exc}")
 
-    async def _run(self, selection, duration, stats_every):
+    async def _run(self, selection, duration, stats_every, shard, config):
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await collect(selection=selection, stop=stop, duration=duration, stats_every=stats_every)
+        await collect(selection=selection, stop=stop, duration=duration, stats_every=stats_every,
+                      shard=shard, config=config)

@@ -1,0 +1,134 @@
+"""Sharding and catalog reconciliation."""
+
+import asyncio
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from collector import commands as cmd
+from collector.catalog import Catalog, Shard, market_filters
+from collector.config import CollectorConfig
+from collector.discovery import Selection, markets_discover
+from markets.models import Market
+
+
+def test_three_shards_cover_every_market_exactly_once():
+    markets = [(f"EV{e}", f"EV{e}-M{m}") for e in range(300) for m in range(4)]
+    shards = [Shard.parse(f"{i}/3") for i in range(3)]
+    owners = {ticker: [s.index for s in shards if s.owns(event, ticker)] for event, ticker in markets}
+    assert all(len(o) == 1 for o in owners.values())
+    # All markets of an event go together, and every shard gets a real share.
+    by_event = {}
+    for event, ticker in markets:
+        by_event.setdefault(event, set()).add(owners[ticker][0])
+    assert all(len(s) == 1 for s in by_event.values())
+    counts = [sum(1 for o in owners.values() if o == [i]) for i in range(3)]
+    assert min(counts) > 300
+    # Stable: the same answer in any process (crc32, not the salted hash()).
+    assert Shard(1, 3).owns("EV7") == Shard(1, 3).owns("EV7")
+
+
+@pytest.mark.parametrize("text", ["3/3", "-1/3", "1", "a/b", "1/0"])
+def test_a_bad_shard_is_refused_with_its_name(text):
+    with pytest.raises(ValueError, match="shard"):
+        Shard.parse(text)
+
+
+def test_combos_are_excluded_unless_asked_for():
+    assert market_filters("exclude") == {"mve_filter": "exclude"}
+    assert market_filters("include") == {}
+
+
+class FakeRest:
+    def __init__(self, markets):
+        self.listed = markets
+        self.calls = []
+
+    def markets(self, **params):
+        self.calls.append(params)
+
+        async def pages():
+            for m in self.listed:
+                if params.get("status") in (None, "open"):
+                    yield m
+        return pages()
+
+
+class FakeFeed:
+    def __init__(self, markets):
+        self.markets = set(markets)
+        self.added = []
+        self.retired = []
+
+    async def add_markets(self, tickers):
+        self.added += tickers
+        self.markets.update(tickers)
+
+    async def retire_market(self, ticker):
+        self.retired.append(ticker)
+
+    def _spawn(self, coro):
+        asyncio.get_running_loop().create_task(coro)
+
+
+class FakePipeline:
+    def __init__(self):
+        self.opened = []
+
+    def market_opened(self, ticker, at=None):
+        self.opened.append((ticker, at))
+
+
+class FakeActions:
+    def __init__(self):
+        self.submitted = []
+
+    def submit(self, command):
+        self.submitted.append(command)
+
+
+def market(ticker, status, event="EV", **extra):
+    opened = (datetime.now(timezone.utc) - timedelta(minutes=5)).isoformat()
+    return {"ticker": ticker, "event_ticker": event, "status": status, "open_time": opened, **extra}
+
+
+@pytest.mark.asyncio
+@pytest.mark.django_db(transaction=True)
+async def test_a_relisting_subscribes_what_is_new_and_settles_what_was_decided():
+    listed = [
+        market("OLD", "active"),
+        market("NEW", "active"),  # created while we were away
+        market("GONE", "settled", result="yes", settlement_value_dollars="1.0000"),
+        market("DONE", "finalized"),  # never recorded: nothing to do
+    ]
+    rest, feed, pipeline, actions = FakeRest(listed), FakeFeed({"OLD", "GONE"}), FakePipeline(), FakeActions()
+    catalog = Catalog(rest=rest, feed=feed, pipeline=pipeline, actions=actions, selection=Selection(),
+                      config=CollectorConfig())
+    catalog.listed_at = 1_000_000.0
+    assert await catalog.reconcile("test") == 1
+    await asyncio.sleep(0)
+    assert feed.added == ["NEW"]
+    assert [t for t, _ in pipeline.opened] == ["NEW"]  # a not_subscribed hole from its open time
+    assert pipeline.opened[0][1] is not None
+    kinds = [(type(c), c.market_ticker) for c in actions.submitted]
+    assert kinds == [(cmd.MarketDetermined, "GONE"), (cmd.MarketSettled, "GONE")]
+    assert feed.retired == ["GONE"]
+    assert rest.calls == [{"mve_filter": "exclude", "min_updated_ts": 1_000_000 - 60}]
+    assert await asyncio.to_thread(lambda: set(Market.objects.values_list("ticker", flat=True))) >= {"NEW", "OLD"}
+
+
+@pytest.mark.asyncio
+@pytest.mark.django_db(transaction=True)
+async def test_discovery_keeps_only_the_shards_markets():
+    listed = [market(f"E{e}-M{m}", "active", event=f"E{e}") for e in range(30) for m in range(2)]
+    found = []
+    for i in range(3):
+        found += [m["ticker"] for m in await markets_discover(FakeRest(listed), Selection(), shard=Shard(i, 3))]
+    assert sorted(found) == sorted(m["ticker"] for m in listed)
+
+
+def test_collect_refuses_a_bad_shard_naming_the_option():
+    from django.core.management import CommandError, call_command
+
+    with pytest.raises(CommandError, match="--shard"):
+        call_command("collect", "--shard", "3/3")
