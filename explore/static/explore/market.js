@@ -227,7 +227,8 @@
 
   // Each point is /orderbook at a boundary, which costs a few milliseconds
   // on a busy day (markets/book_snapshots.py): a few hundred points, asked
-  // for in parallel slices and drawn as they arrive.
+  // for in slices, one after the other (a heavy endpoint, see above), and
+  // drawn as they arrive.
   async function loadSpread() {
     const spanS = Math.max(1, Math.ceil((endUs - startUs) / 1e6));
     const step = Math.min(86400, Math.max(1, Math.ceil(spanS / SPREAD_POINTS)));
@@ -235,15 +236,21 @@
     const last = Math.floor(endUs / 1e6 / step) * step + step;
     const perSlice = Math.ceil((last - first) / step / SPREAD_SLICES) * step;
     const points = [];
-    const slices = [];
     for (let from = first; from < last; from += perSlice) {
-      slices.push(api(cfg.api.book_snapshots, {
+      const params = {
         market_ticker: cfg.ticker, interval: step + "s", depth: 1, limit: SPREAD_PAGE,
         start_time: new Date(from * 1000).toISOString(),
         end_time: new Date(Math.min(last, from + perSlice) * 1000).toISOString(),
-      }).then((body) => { points.push(...body.data); drawSpread(points); }));
+      };
+      for (;;) {
+        // A page may end early at the API's work budget: follow its cursor.
+        const body = await api(cfg.api.book_snapshots, params);
+        points.push(...body.data);
+        drawSpread(points);
+        if (!body.has_more) break;
+        params.cursor = body.next_cursor;
+      }
     }
-    await Promise.all(slices);
     $("spread-note").textContent = `every ${step} s; shaded: no complete book (gap or before the first snapshot)`;
     $("spread").dataset.loaded = String(points.length);
     performance.mark("explore:spread");
@@ -603,9 +610,11 @@
   setInstant(initial);
   // The book and the candles first; the calendar and the bid/ask chart (the
   // slowest requests) after them, so that they do not hold them up.
-  loadCandles(currentInterval).catch(fail).then(() => {
-    if (cfg.calendar) loadCalendar().catch(fail);
-    loadSpread().catch(fail);
+  // Coverage and book snapshots are heavy endpoints, of which the API runs
+  // only a few at once per key (backtest_api/limits.py): ask one at a time.
+  loadCandles(currentInterval).catch(fail).then(async () => {
+    if (cfg.calendar) await loadCalendar().catch(fail);
+    await loadSpread().catch(fail);
   });
   window.addEventListener("resize", () => { if (book.data) drawDepth(book.data); });
 })();
