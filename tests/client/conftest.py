@@ -4,7 +4,7 @@ The server is Django's own threaded WSGI server on an ephemeral port of
 127.0.0.1 (what `runserver` runs). pytest-django's `live_server` would flush
 the database after every test; here the day is written once per module and
 committed (the server's threads have their own connections, so they see
-only committed rows), and the database is flushed at the end of the module,
+only committed rows), and the database is flushed at the end,
 as a transactional test leaves it.
 """
 
@@ -34,7 +34,7 @@ class _QuietHandler(WSGIRequestHandler):
         pass
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def live_url():
     server = ThreadedWSGIServer(("127.0.0.1", 0), _QuietHandler, allow_reuse_address=False)
     server.set_app(WSGIHandler())
@@ -46,7 +46,7 @@ def live_url():
     thread.join()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def served(django_db_setup, django_db_blocker, live_url, tmp_path_factory):
     """(record, base_url, api key), with the day's files exported under EXPORT_DIR."""
     export_dir = tmp_path_factory.mktemp("export")
