@@ -96,4 +96,4 @@ class Batch(list[dict[str, Any]]):
         """A Polars DataFrame: `pl.Decimal` prices and sizes, `Datetime(us, UTC)` times."""
         import polars
 
-        return polars.from_arrow(self.to_arrow())  # type: ignore[return-value]
+        return polars.from_arrow(self.to_arrow())
