@@ -18,7 +18,7 @@ from markets.export import FORMATS, TABLE_NAMES, export_dataset, series_tickers
 from markets.models import Market
 
 # Backtesting engines' own formats, per market and day (docs/engines.md).
-ENGINE_FORMATS = ("hftbacktest",)
+ENGINE_FORMATS = ("hftbacktest", "nautilus")
 
 
 def _day(value: str) -> date:
@@ -51,7 +51,8 @@ class Command(BaseCommand):
                             help=f"Comma-separated tables (default: {','.join(TABLE_NAMES)}).")
         parser.add_argument("--format", choices=FORMATS + ENGINE_FORMATS, default="parquet",
                             help="parquet (zstd, exact decimals), csv (gzip), or an "
-                                 "engine's own: hftbacktest (.npz per market and day).")
+                                 "engine's own: hftbacktest (.npz per market and day) or "
+                                 "nautilus (a NautilusTrader ParquetDataCatalog).")
         parser.add_argument("--out", default=None,
                             help="Dataset folder (default: the EXPORT_DIR setting).")
 
@@ -92,10 +93,10 @@ class Command(BaseCommand):
         )
 
     def _engine(self, fmt, start, end, tickers, out):
-        try:
-            from markets.export_hftbacktest import export_hftbacktest_day
-        except ImportError as exc:  # pragma: no cover - depends on the install
-            raise CommandError(f"{fmt} is not installed: {exc}") from exc
+        if fmt == "hftbacktest":
+            from markets.export_hftbacktest import export_hftbacktest_day as export_day
+        else:
+            from markets.export_nautilus import export_nautilus_day as export_day
         if tickers is None:
             tickers = list(Market.objects.order_by("ticker").values_list("ticker", flat=True))
         days = [start + timedelta(days=n) for n in range((end - start).days + 1)]
@@ -105,11 +106,10 @@ class Command(BaseCommand):
             for day in days:
                 for ticker in tickers:
                     try:
-                        files = export_hftbacktest_day(market_ticker=ticker, day=day,
-                                                       out_dir=out)
-                    except ImportError as exc:
+                        export_day(market_ticker=ticker, day=day, out_dir=out)
+                    except ImportError as exc:  # the engine is an optional install
                         raise CommandError(f"{fmt} is not installed: {exc}") from exc
                     written += 1
-                    bar.set_postfix_str(f"{ticker} {day} {files.events} events")
+                    bar.set_postfix_str(f"{ticker} {day}")
                     bar.update()
         self.stdout.write(f"wrote {written} {fmt} days under {out / fmt}")
