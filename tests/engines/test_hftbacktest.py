@@ -2,7 +2,7 @@
 
 import math
 import random
-from datetime import date, timedelta
+from datetime import date
 
 import pytest
 from django.core.management import call_command
