@@ -145,8 +145,13 @@ def _array(rows: list[tuple], *, split: bool):
     return data
 
 
-def export_hftbacktest_day(*, market_ticker: str, day: date, out_dir: Path) -> HftbacktestFiles:
-    """Write one market's day (00:00 to 24:00 UTC) as hftbacktest's data and snapshot files."""
+def export_hftbacktest_day(*, market_ticker: str, day: date,
+                           out_dir: Path) -> HftbacktestFiles | None:
+    """Write one market's day (00:00 to 24:00 UTC) as hftbacktest's data and snapshot files.
+
+    None, and no file, for a day without a book or an event (most markets,
+    most days, when every market is exported).
+    """
     import numpy as np
     from hftbacktest.types import LOCAL_EVENT, TRADE_EVENT
 
@@ -154,6 +159,8 @@ def export_hftbacktest_day(*, market_ticker: str, day: date, out_dir: Path) -> H
     events = replay_events(market_tickers=[market_ticker], start_time=start,
                            end_time=start + timedelta(days=1), types=("deltas", "trades"))
     initial, rows = hftbacktest_rows(events)
+    if not initial and not rows:
+        return None
     folder = Path(out_dir) / "hftbacktest" / market_ticker
     folder.mkdir(parents=True, exist_ok=True)
     data = _array(rows, split=True)

@@ -154,8 +154,12 @@ def nautilus_records(instrument_id, events: Iterable[dict]) -> tuple[list, list]
     return deltas, trades
 
 
-def export_nautilus_day(*, market_ticker: str, day: date, out_dir: Path) -> NautilusDay:
-    """Write one market's day (00:00 to 24:00 UTC) into the catalog at `<out_dir>/nautilus`."""
+def export_nautilus_day(*, market_ticker: str, day: date, out_dir: Path) -> NautilusDay | None:
+    """Write one market's day (00:00 to 24:00 UTC) into the catalog at `<out_dir>/nautilus`.
+
+    None, and nothing written, for a day without a book, a trade or a close
+    (then the only delta is the opening snapshot's CLEAR).
+    """
     from nautilus_trader.model.data import InstrumentClose
     from nautilus_trader.model.enums import InstrumentCloseType
     from nautilus_trader.model.objects import Price
@@ -176,6 +180,8 @@ def export_nautilus_day(*, market_ticker: str, day: date, out_dir: Path) -> Naut
         closes.append(InstrumentClose(instrument.id,
                                       Price(settlement.settlement_value, PRICE_PRECISION),
                                       InstrumentCloseType.CONTRACT_EXPIRED, stamp, stamp))
+    if len(deltas) <= 1 and not trades and not closes:
+        return None
     catalog = ParquetDataCatalog(str(Path(out_dir) / "nautilus"))
     catalog.write_data([instrument])
     for records in (deltas, trades, closes):

@@ -39,6 +39,10 @@ def test_hftbacktest_replays_a_day_as_the_orderbook_says(api, tmp_path):
     call_command("export", "--start-date", str(DAY), "--end-date", str(DAY),
                  "--markets", MARKET, "--format", "hftbacktest", "--out", str(tmp_path))
     folder = tmp_path / "hftbacktest" / MARKET
+    # A day before the record starts writes nothing.
+    call_command("export", "--start-date", "2026-11-19", "--end-date", "2026-11-19",
+                 "--format", "hftbacktest", "--out", str(tmp_path))
+    assert sorted(p.name for p in folder.iterdir()) == [f"{DAY}.npz", f"{DAY}.snapshot.npz"]
     data = np.load(folder / f"{DAY}.npz")["data"]
     validate_event_order(data)
     kinds = data["ev"] & 0xFF

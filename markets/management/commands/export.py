@@ -106,10 +106,11 @@ class Command(BaseCommand):
             for day in days:
                 for ticker in tickers:
                     try:
-                        export_day(market_ticker=ticker, day=day, out_dir=out)
+                        done = export_day(market_ticker=ticker, day=day, out_dir=out)
                     except ImportError as exc:  # the engine is an optional install
                         raise CommandError(f"{fmt} is not installed: {exc}") from exc
-                    written += 1
+                    written += done is not None
                     bar.set_postfix_str(f"{ticker} {day}")
                     bar.update()
-        self.stdout.write(f"wrote {written} {fmt} days under {out / fmt}")
+        self.stdout.write(f"wrote {written} {fmt} market-days under {out / fmt} "
+                          "(days without data are skipped)")
