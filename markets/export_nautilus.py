@@ -16,8 +16,10 @@ strategy backtested on this catalog runs live unchanged:
   the taker bought YES);
 * `ts_event` the exchange's time (our receive time when Kalshi sent none),
   `ts_init` our receive time, in nanoseconds;
-* the resolution as an `InstrumentClose` (CONTRACT_EXPIRED, at the
-  settlement value: 1 for yes, 0 for no) when the market settled that day.
+* the market's close (its `close_time`, when trading stops) as an
+  `InstrumentStatus` CLOSE, and its resolution as an `InstrumentClose`
+  (CONTRACT_EXPIRED, at the settlement value: 1 for yes, 0 for no), in the
+  export of the day each happened.
 
 Events come from the record's own replay stream (markets/replay_stream.py),
 so the tables can change underneath.
@@ -160,8 +162,8 @@ def export_nautilus_day(*, market_ticker: str, day: date, out_dir: Path) -> Naut
     None, and nothing written, for a day without a book, a trade or a close
     (then the only delta is the opening snapshot's CLEAR).
     """
-    from nautilus_trader.model.data import InstrumentClose
-    from nautilus_trader.model.enums import InstrumentCloseType
+    from nautilus_trader.model.data import InstrumentClose, InstrumentStatus
+    from nautilus_trader.model.enums import InstrumentCloseType, MarketStatusAction
     from nautilus_trader.model.objects import Price
     from nautilus_trader.persistence.catalog import ParquetDataCatalog
 
@@ -172,20 +174,23 @@ def export_nautilus_day(*, market_ticker: str, day: date, out_dir: Path) -> Naut
     events = replay_events(market_tickers=[market_ticker], start_time=start, end_time=end,
                            types=("deltas", "trades"))
     deltas, trades = nautilus_records(instrument.id, events)
-    closes = []
+    statuses, resolutions = [], []  # the market's close, its resolution
     settlement = settlement_get(market_ticker)
     if (settlement is not None and settlement.settled_at is not None
             and start <= settlement.settled_at < end and settlement.settlement_value is not None):
         stamp = _ns(settlement.settled_at)
-        closes.append(InstrumentClose(instrument.id,
-                                      Price(settlement.settlement_value, PRICE_PRECISION),
-                                      InstrumentCloseType.CONTRACT_EXPIRED, stamp, stamp))
-    if len(deltas) <= 1 and not trades and not closes:
+        resolutions.append(InstrumentClose(
+            instrument.id, Price(settlement.settlement_value, PRICE_PRECISION),
+            InstrumentCloseType.CONTRACT_EXPIRED, stamp, stamp))
+    if market.close_time is not None and start <= market.close_time < end:
+        stamp = _ns(market.close_time)
+        statuses.append(InstrumentStatus(instrument.id, MarketStatusAction.CLOSE, stamp, stamp))
+    if len(deltas) <= 1 and not trades and not statuses and not resolutions:
         return None
     catalog = ParquetDataCatalog(str(Path(out_dir) / "nautilus"))
     catalog.write_data([instrument])
-    for records in (deltas, trades, closes):
+    for records in (deltas, trades, statuses, resolutions):
         if records:
             catalog.write_data(records)
     return NautilusDay(market_ticker, day, str(instrument.id), len(deltas), len(trades),
-                       len(closes))
+                       len(statuses) + len(resolutions))

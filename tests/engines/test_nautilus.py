@@ -10,7 +10,7 @@ from django.core.management import call_command
 
 from tests.backtest_api.conftest import data_of
 
-from markets.models import Settlement
+from markets.models import Market, Settlement
 
 from .uncrossed import MARKET, record_engine_day
 
@@ -22,6 +22,7 @@ from nautilus_trader.model.enums import (  # noqa: E402
     AccountType,
     BookType,
     InstrumentCloseType,
+    MarketStatusAction,
     OmsType,
 )
 from nautilus_trader.model.identifiers import InstrumentId, TraderId, Venue  # noqa: E402
@@ -72,6 +73,7 @@ def test_a_backtest_engine_sees_the_books_and_trades_of_the_record(api, tmp_path
     day = record_engine_day(DAY)
     Settlement.objects.create(market_ticker=MARKET, result="yes", settlement_value=Decimal(1),
                               settled_at=day.instants[-1] + timedelta(hours=2))
+    Market.objects.filter(ticker=MARKET).update(close_time=day.instants[-1] + timedelta(hours=1))
     call_command("export", "--start-date", str(DAY), "--end-date", str(DAY),
                  "--markets", MARKET, "--format", "nautilus", "--out", str(tmp_path))
     catalog = ParquetDataCatalog(str(tmp_path / "nautilus"))
@@ -80,6 +82,9 @@ def test_a_backtest_engine_sees_the_books_and_trades_of_the_record(api, tmp_path
     assert str(instrument.id) == f"{MARKET}.KALSHI"
     assert (instrument.price_precision, instrument.size_precision) == (4, 2)
     assert instrument.quote_currency == USD
+    (status,) = catalog.instrument_status(instrument_ids=[str(instrument.id)])
+    assert status.action == MarketStatusAction.CLOSE
+    assert status.ts_event == _ns(day.instants[-1] + timedelta(hours=1))
     (close,) = catalog.instrument_closes()
     assert close.close_price.as_decimal() == 1
     assert close.close_type == InstrumentCloseType.CONTRACT_EXPIRED
