@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import zlib
 from contextlib import contextmanager
 from itertools import islice
@@ -332,7 +333,11 @@ class ExportListView(HeavyEndpointMixin, APIView):
 
 
 class ExportFileView(HeavyEndpointMixin, APIView):
-    """Download one day file; `path` as listed (type=T/date=D/part-0.parquet)."""
+    """Download one day file; `path` as listed (type=T/date=D/part-0.parquet).
+
+    A single `Range` (with `If-Range` equal to `Last-Modified`) answers 206
+    with those bytes, so an interrupted download resumes where it stopped.
+    """
 
     schema = RawBodySchema()
     heavy_name = "exports"
@@ -350,8 +355,74 @@ class ExportFileView(HeavyEndpointMixin, APIView):
             raise NotFound(f"No export file at {path}.")
         kind = ("application/vnd.apache.parquet" if found.suffix == ".parquet"
                 else "application/gzip")
-        response = FileResponse(found.open("rb"), as_attachment=True,
-                                filename=path.replace('/', '_'), content_type=kind)
-        response["Last-Modified"] = http_date(found.stat().st_mtime)
+        handle = found.open("rb")
+        size = os.fstat(handle.fileno()).st_size
+        last_modified = http_date(os.fstat(handle.fileno()).st_mtime)
+        wanted = byte_range(request.headers.get("Range"), size)
+        if_range = request.headers.get("If-Range")
+        if wanted is not None and if_range is not None and if_range != last_modified:
+            wanted = None  # the client holds part of another version: send it whole
+        if wanted == UNSATISFIABLE:
+            handle.close()
+            response = HttpResponse(status=416)
+            response["Content-Range"] = f"bytes */{size}"
+        elif wanted is None:
+            response = FileResponse(handle, as_attachment=True,
+                                    filename=path.replace('/', '_'), content_type=kind)
+        else:
+            first, last = wanted
+            handle.seek(first)
+            response = FileResponse(_file_slice(handle, last - first + 1), status=206,
+                                    as_attachment=True, filename=path.replace('/', '_'),
+                                    content_type=kind)
+            response["Content-Length"] = str(last - first + 1)
+            response["Content-Range"] = f"bytes {first}-{last}/{size}"
+        response["Accept-Ranges"] = "bytes"
+        response["Last-Modified"] = last_modified
         set_send_timeout(request, settings.API_STREAM_SEND_TIMEOUT)
         return response
+
+
+UNSATISFIABLE = (-1, -1)
+
+
+def byte_range(header: str | None, size: int) -> tuple[int, int] | None:
+    """The one byte range a Range header asks for, as (first, last) inclusive.
+
+    None means "send the whole file" (no header, a malformed one, or several
+    ranges, which RFC 9110 lets a server ignore); UNSATISFIABLE a range that
+    starts past the end. Suffix ranges (`bytes=-500`) are the last bytes.
+    """
+    if not header or not header.startswith("bytes=") or "," in header:
+        return None
+    first_text, dash, last_text = header[len("bytes="):].strip().partition("-")
+    if not dash:
+        return None
+    try:
+        if not first_text:
+            suffix = int(last_text)
+            if suffix <= 0:
+                return UNSATISFIABLE
+            return max(0, size - suffix), size - 1
+        first = int(first_text)
+        last = int(last_text) if last_text else size - 1
+    except ValueError:
+        return None
+    if first >= size:
+        return UNSATISFIABLE
+    if last < first:
+        return None
+    return first, min(last, size - 1)
+
+
+def _file_slice(handle, length: int, block: int = 1 << 16):
+    """`length` bytes from the file's current position, then close it."""
+    try:
+        while length > 0:
+            chunk = handle.read(min(block, length))
+            if not chunk:
+                return
+            length -= len(chunk)
+            yield chunk
+    finally:
+        handle.close()

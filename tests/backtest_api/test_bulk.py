@@ -211,6 +211,37 @@ def test_export_files_are_listed_paged_and_downloadable(client, record, tmp_path
                  "type")
 
 
+def test_export_file_download_resumes_with_a_byte_range(client, record, tmp_path):
+    export_dataset(start_date=DAY, end_date=DAY, out_dir=tmp_path, tables=["deltas"])
+    path = f"type=deltas/date={DAY}/part-0.parquet"
+    whole = (tmp_path / path).read_bytes()
+    with override_settings(EXPORT_DIR=tmp_path):
+        url = f"/api/v1/exports/{path}"
+        full = client.get(url)
+        assert full["Accept-Ranges"] == "bytes"
+        modified = full["Last-Modified"]
+
+        def body(response):
+            return b"".join(response.streaming_content)
+
+        tail = client.get(url, HTTP_RANGE="bytes=100-", HTTP_IF_RANGE=modified)
+        assert tail.status_code == 206
+        assert tail["Content-Range"] == f"bytes 100-{len(whole) - 1}/{len(whole)}"
+        assert body(tail) == whole[100:]
+        middle = client.get(url, HTTP_RANGE="bytes=10-19")
+        assert (middle.status_code, body(middle), middle["Content-Length"]) == (
+            206, whole[10:20], "10")
+        assert body(client.get(url, HTTP_RANGE="bytes=-7")) == whole[-7:]
+        # Another version of the file than the one the client holds part of: all of it.
+        stale = client.get(url, HTTP_RANGE="bytes=100-",
+                           HTTP_IF_RANGE="Mon, 02 Jan 2006 15:04:05 GMT")
+        assert (stale.status_code, body(stale)) == (200, whole)
+        past = client.get(url, HTTP_RANGE=f"bytes={len(whole)}-")
+        assert (past.status_code, past["Content-Range"]) == (416, f"bytes */{len(whole)}")
+        several = client.get(url, HTTP_RANGE="bytes=0-1,5-6")
+        assert (several.status_code, body(several)) == (200, whole)
+
+
 @pytest.mark.parametrize("header, accepted", [
     ("gzip", True), ("br, gzip", True), ("gzip;q=0.5", True), ("GZIP ; q=1", True),
     ("gzip;q=0", False), ("gzip; q=0.0", False), ("identity", False), ("", False),

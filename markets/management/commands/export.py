@@ -7,7 +7,7 @@
 See markets/export.py for the layout and docs/bulk.md for reading it.
 """
 
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 from django.conf import settings
@@ -15,6 +15,10 @@ from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
 from markets.export import FORMATS, TABLE_NAMES, export_dataset, series_tickers
+from markets.models import Market
+
+# Backtesting engines' own formats, per market and day (docs/engines.md).
+ENGINE_FORMATS = ("hftbacktest", "nautilus")
 
 
 def _day(value: str) -> date:
@@ -45,8 +49,10 @@ class Command(BaseCommand):
         which.add_argument("--series", help="A series ticker: all of its markets.")
         parser.add_argument("--types", default=",".join(TABLE_NAMES),
                             help=f"Comma-separated tables (default: {','.join(TABLE_NAMES)}).")
-        parser.add_argument("--format", choices=FORMATS, default="parquet",
-                            help="parquet (zstd, exact decimals) or csv (gzip).")
+        parser.add_argument("--format", choices=FORMATS + ENGINE_FORMATS, default="parquet",
+                            help="parquet (zstd, exact decimals), csv (gzip), or an "
+                                 "engine's own: hftbacktest (.npz per market and day) or "
+                                 "nautilus (a NautilusTrader ParquetDataCatalog).")
         parser.add_argument("--out", default=None,
                             help="Dataset folder (default: the EXPORT_DIR setting).")
 
@@ -65,6 +71,8 @@ class Command(BaseCommand):
             if not tickers:
                 raise CommandError(f"no markets known for series {options['series']!r}")
         out = Path(options["out"] or settings.EXPORT_DIR)
+        if options["format"] in ENGINE_FORMATS:
+            return self._engine(options["format"], start, end, tickers, out)
 
         files = ((end - start).days + 1) * len(tables)
         with tqdm(total=files, unit="file", desc="export", file=self.stderr._out) as bar:
@@ -83,3 +91,26 @@ class Command(BaseCommand):
             f"wrote {len(written)} files, {totals['rows']} rows, "
             f"{totals['bytes'] / 1e6:.1f} MB under {out}"
         )
+
+    def _engine(self, fmt, start, end, tickers, out):
+        if fmt == "hftbacktest":
+            from markets.export_hftbacktest import export_hftbacktest_day as export_day
+        else:
+            from markets.export_nautilus import export_nautilus_day as export_day
+        if tickers is None:
+            tickers = list(Market.objects.order_by("ticker").values_list("ticker", flat=True))
+        days = [start + timedelta(days=n) for n in range((end - start).days + 1)]
+        written = 0
+        with tqdm(total=len(days) * len(tickers), unit="file", desc=fmt,
+                  file=self.stderr._out) as bar:
+            for day in days:
+                for ticker in tickers:
+                    try:
+                        done = export_day(market_ticker=ticker, day=day, out_dir=out)
+                    except ImportError as exc:  # the engine is an optional install
+                        raise CommandError(f"{fmt} is not installed: {exc}") from exc
+                    written += done is not None
+                    bar.set_postfix_str(f"{ticker} {day}")
+                    bar.update()
+        self.stdout.write(f"wrote {written} {fmt} market-days under {out / fmt} "
+                          "(days without data are skipped)")
