@@ -174,9 +174,12 @@ class Catalog:
                 continue
             if ticker in recording or status not in RECORDABLE_STATUSES or not self.wants(market):
                 continue
-            opened = _when(market.get("open_time"))
-            if opened is not None and opened < now:
-                self.pipeline.market_opened(ticker, opened)
+            # A hole from the moment the market existed (or opened) until its
+            # first snapshot; a market listed before it opens gets one too, from
+            # its creation, so no instant of its life is presented as complete.
+            known = [t for t in (_when(market.get("open_time")), _when(market.get("created_time")))
+                     if t is not None]
+            self.pipeline.market_opened(ticker, min([*known, now]))
             new.append(ticker)
         if markets:
             await run_db(markets_upsert, markets)

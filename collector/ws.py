@@ -229,7 +229,13 @@ class KalshiFeed:
         tickers = [t for t in tickers if t in self.markets]
         if not tickers:
             return
-        refused = await session.subs.subscribe_books(tickers, self.config.use_yes_price)
+        try:
+            refused = await session.subs.subscribe_books(tickers, self.config.use_yes_price)
+        except (ConnectionClosed, asyncio.CancelledError):
+            raise  # the next connection subscribes every market again
+        except Exception as exc:  # noqa: BLE001 - never a market left unsubscribed with no hole
+            logger.exception("ws subscribe failed markets=%s", ",".join(tickers[:5]))
+            refused = {ticker: f"subscribe failed: {exc!r}" for ticker in tickers}
         now = time.monotonic()
         for ticker in tickers:
             if ticker not in refused:

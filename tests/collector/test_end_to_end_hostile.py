@@ -39,7 +39,7 @@ FAULTS = FaultConfig(
 )
 ENGINE = EngineConfig(markets=MARKETS, lifecycle_probability=0.05, determine_after_steps=40, settle_after_steps=80)
 # Realistic-mode knobs (simulator branch `sim`); only those the simulator knows are passed.
-REALISTIC = dict(market_cap_per_subscription=5, add_markets_refuse_rate=0.05, add_markets_delay_s=0.2,
+REALISTIC = dict(add_markets_refuse_rate=0.05, add_markets_delay_s=0.2,
                  new_market_rest_delay_s=1.0)
 COLLECTOR_REALISTIC = dict(max_markets_per_subscription=5, reconcile_every_s=5.0)
 
@@ -92,7 +92,8 @@ async def settle(run) -> bool:
     caught_up = False
     while loop.time() < deadline:
         run.alive()
-        if run.books_match_truth() and run.collector.actions.idle and not run.pipeline._channel_break:
+        if (run.books_match_truth() and run.collector.actions.idle and run.collector.backfills.idle
+                and not run.pipeline._channel_break):
             caught_up = True
             break
         await asyncio.sleep(POLL_S)
