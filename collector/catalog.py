@@ -29,6 +29,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from decimal import Decimal, InvalidOperation
 
+from markets.models import OrderbookSnapshot
+
 from . import commands as cmd
 from .db import run_db
 from .discovery import RECORDABLE_STATUSES
@@ -90,6 +92,11 @@ def _decimal(value) -> Decimal | None:
         return None
 
 
+def _recorded(ticker: str) -> bool:
+    """Whether any book of the market was ever stored (by this or another run)."""
+    return OrderbookSnapshot.objects.filter(market_ticker=ticker).exists()
+
+
 class Catalog:
     """Lists markets again and acts on what changed. See the module docstring."""
 
@@ -106,6 +113,8 @@ class Catalog:
         self.relists = 0
         self.found_new = 0
         self.found_settled = 0
+        self.found_missed = 0
+        self._missed: set[str] = set()  # markets that ended unrecorded, already given their hole
         self._lock = asyncio.Lock()
 
     def wants(self, market: dict) -> bool:
@@ -163,6 +172,20 @@ class Catalog:
             if not ticker:
                 continue
             status = market.get("status", "active")
+            known = [t for t in (_when(market.get("open_time")), _when(market.get("created_time")))
+                     if t is not None]
+            existed_from = min([*known, now])
+            if status in SETTLED_STATUSES and ticker not in recording:
+                if self.wants(market) and ticker not in self._missed and not await run_db(_recorded, ticker):
+                    # It lived and ended unseen: a hole says so, and its settlement is fetched.
+                    self._missed.add(ticker)
+                    self.found_missed += 1
+                    logger.warning("catalog market=%s ended before it was recorded status=%s", ticker, status)
+                    self.pipeline.market_missed(ticker, existed_from)
+                    self.actions.submit(cmd.MarketDetermined(
+                        ticker, market.get("result") or None,
+                        _decimal(market.get("settlement_value_dollars")), None))
+                continue
             if status in SETTLED_STATUSES and ticker in recording:
                 self.found_settled += 1
                 self.actions.submit(cmd.MarketDetermined(
@@ -177,9 +200,7 @@ class Catalog:
             # A hole from the moment the market existed (or opened) until its
             # first snapshot; a market listed before it opens gets one too, from
             # its creation, so no instant of its life is presented as complete.
-            known = [t for t in (_when(market.get("open_time")), _when(market.get("created_time")))
-                     if t is not None]
-            self.pipeline.market_opened(ticker, min([*known, now]))
+            self.pipeline.market_opened(ticker, existed_from)
             new.append(ticker)
         if markets:
             await run_db(markets_upsert, markets)

@@ -548,6 +548,17 @@ class Pipeline:
         at = opened_at if opened_at is not None else (self._last_frame_at or self._stamp(None))
         self._open_gap(ticker, ORDERBOOK, NOT_SUBSCRIBED, 0, None, None, at, ())
 
+    def market_missed(self, ticker: str, existed_from: datetime) -> None:
+        """A market we would have recorded lived and ended while we were not
+        looking (its `created` lost, its whole life inside a disconnect): a
+        `not_subscribed` hole from when it existed, left open, since its book
+        was never recorded. Session 0, so that listing it again (here or after
+        a restart) writes the same row, which the writer stores once."""
+        self.writer.open_gap(
+            (ticker, ORDERBOOK, NOT_SUBSCRIBED, 0, None, None, None, existed_from, None, [])
+        )
+        self.counters["gap_rows"] += 1
+
     def _on_ok(self, msg: OkMsg, at, commands) -> None:
         if msg.subscriptions is not None:  # list_subscriptions
             for channel, sid in msg.subscriptions:
