@@ -89,6 +89,13 @@ async def settle(run) -> bool:
     await sim.drain()
     loop = asyncio.get_running_loop()
     deadline = loop.time() + SETTLE_S
+    # A market created (its `created` lost) after the last listing is found
+    # by the next one, at most reconcile_every_s later: have it now.
+    catalog = run.collector.feed.catalog
+    relists = catalog.relists
+    catalog.wake.set()
+    while catalog.relists == relists and loop.time() < deadline:
+        await asyncio.sleep(POLL_S)
     caught_up = False
     while loop.time() < deadline:
         run.alive()
