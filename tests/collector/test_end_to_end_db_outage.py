@@ -68,9 +68,9 @@ class Postgres:
             return conn.execute(sql).fetchall()
 
 
-async def wait_for(condition, what: str) -> None:
+async def wait_for(condition, what: str, timeout: float = WAIT_S) -> None:
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + WAIT_S
+    deadline = loop.time() + timeout
     while not await condition():
         if loop.time() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
@@ -166,7 +166,9 @@ async def test_postgresql_stopped_mid_run_and_restarted_loses_no_message(tmp_pat
                 pg.query, "SELECT count(*) FROM sequence_gaps WHERE channel = 'trade' AND recovered_at IS NULL")
             return rows[0][0] >= len(truth) and holes[0][0] == 0
 
-        await wait_for(caught_up, "the journal to be loaded")
+        # Backfills failed all through the outage, so the next try may be a
+        # whole capped backoff (backfill_retry_max) after it ends.
+        await wait_for(caught_up, "the journal to be loaded and the trades fetched back", 3 * WAIT_S)
         collector.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(collector.wait(), WAIT_S) == 0
         await reader
