@@ -74,9 +74,13 @@ class FakeFeed:
 class FakePipeline:
     def __init__(self):
         self.opened = []
+        self.missed = []
 
     def market_opened(self, ticker, at=None):
         self.opened.append((ticker, at))
+
+    def market_missed(self, ticker, existed_from):
+        self.missed.append((ticker, existed_from))
 
 
 class FakeActions:
@@ -99,7 +103,7 @@ async def test_a_relisting_subscribes_what_is_new_and_settles_what_was_decided()
         market("OLD", "active"),
         market("NEW", "active"),  # created while we were away
         market("GONE", "settled", result="yes", settlement_value_dollars="1.0000"),
-        market("DONE", "finalized"),  # never recorded: nothing to do
+        market("DONE", "finalized", result="no"),  # lived and ended unseen
     ]
     rest, feed, pipeline, actions = FakeRest(listed), FakeFeed({"OLD", "GONE"}), FakePipeline(), FakeActions()
     catalog = Catalog(rest=rest, feed=feed, pipeline=pipeline, actions=actions, selection=Selection(),
@@ -111,9 +115,15 @@ async def test_a_relisting_subscribes_what_is_new_and_settles_what_was_decided()
     assert [t for t, _ in pipeline.opened] == ["NEW"]  # a not_subscribed hole from its open time
     assert pipeline.opened[0][1] is not None
     kinds = [(type(c), c.market_ticker) for c in actions.submitted]
-    assert kinds == [(cmd.MarketDetermined, "GONE"), (cmd.MarketSettled, "GONE")]
+    assert kinds == [(cmd.MarketDetermined, "GONE"), (cmd.MarketSettled, "GONE"), (cmd.MarketDetermined, "DONE")]
     assert feed.retired == ["GONE"]
+    # A market that ended before we ever recorded it: a hole says so, from its open time.
+    assert [t for t, _ in pipeline.missed] == ["DONE"] and pipeline.missed[0][1] is not None
     assert rest.calls == [{"mve_filter": "exclude", "min_updated_ts": 1_000_000 - 60}]
+    # Listed again (the listings overlap): no second hole, no second settlement.
+    await catalog.reconcile("test")
+    assert [t for t, _ in pipeline.missed] == ["DONE"]
+    assert [c.market_ticker for c in actions.submitted].count("DONE") == 1
     assert await asyncio.to_thread(lambda: set(Market.objects.values_list("ticker", flat=True))) >= {"NEW", "OLD"}
 
 
