@@ -168,7 +168,16 @@ async def test_postgresql_stopped_mid_run_and_restarted_loses_no_message(tmp_pat
 
         # Backfills failed all through the outage, so the next try may be a
         # whole capped backoff (backfill_retry_max) after it ends.
-        await wait_for(caught_up, "the journal to be loaded and the trades fetched back", 3 * WAIT_S)
+        try:
+            await wait_for(caught_up, "the journal to be loaded and the trades fetched back", 3 * WAIT_S)
+        except AssertionError as exc:
+            # Say which half failed, with what the collector said.
+            stored = await asyncio.to_thread(pg.query, "SELECT count(*) FROM trades")
+            holes = await asyncio.to_thread(pg.query, "SELECT reason, session_id, detected_at, recovered_at"
+                                            " FROM sequence_gaps WHERE channel = 'trade'")
+            queue = await asyncio.to_thread(pg.query, "SELECT * FROM trade_backfills")
+            raise AssertionError(f"{exc}: trades {stored[0][0]} of {len(truth)}; trade holes {holes}; "
+                                 f"backfill queue {queue}\n" + "".join(output)[-6000:]) from None
         collector.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(collector.wait(), WAIT_S) == 0
         await reader
