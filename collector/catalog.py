@@ -92,6 +92,13 @@ def _decimal(value) -> Decimal | None:
         return None
 
 
+def existed_from(market: dict, now: datetime) -> datetime:
+    """From when a listed market may have had a book: its creation or opening,
+    whichever is earlier (never later than now)."""
+    known = [t for t in (_when(market.get("open_time")), _when(market.get("created_time"))) if t is not None]
+    return min([*known, now])
+
+
 def _recorded(ticker: str) -> bool:
     """Whether any book of the market was ever stored (by this or another run)."""
     return OrderbookSnapshot.objects.filter(market_ticker=ticker).exists()
@@ -172,16 +179,14 @@ class Catalog:
             if not ticker:
                 continue
             status = market.get("status", "active")
-            known = [t for t in (_when(market.get("open_time")), _when(market.get("created_time")))
-                     if t is not None]
-            existed_from = min([*known, now])
+            since = existed_from(market, now)
             if status in SETTLED_STATUSES and ticker not in recording:
                 if self.wants(market) and ticker not in self._missed and not await run_db(_recorded, ticker):
                     # It lived and ended unseen: a hole says so, and its settlement is fetched.
                     self._missed.add(ticker)
                     self.found_missed += 1
                     logger.warning("catalog market=%s ended before it was recorded status=%s", ticker, status)
-                    self.pipeline.market_missed(ticker, existed_from)
+                    self.pipeline.market_missed(ticker, since)
                     self.actions.submit(cmd.MarketDetermined(
                         ticker, market.get("result") or None,
                         _decimal(market.get("settlement_value_dollars")), None))
@@ -200,7 +205,7 @@ class Catalog:
             # A hole from the moment the market existed (or opened) until its
             # first snapshot; a market listed before it opens gets one too, from
             # its creation, so no instant of its life is presented as complete.
-            self.pipeline.market_opened(ticker, existed_from)
+            self.pipeline.market_opened(ticker, since)
             new.append(ticker)
         if markets:
             await run_db(markets_upsert, markets)

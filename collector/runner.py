@@ -30,7 +30,7 @@ from django.conf import settings
 from . import runs
 from .actions import Actions
 from .backfill import BackfillQueue
-from .catalog import Catalog
+from .catalog import Catalog, existed_from
 from .config import CollectorConfig
 from .discovery import Selection, hierarchy_discover, markets_discover
 from .client import Credentials, credentials, rest_client
@@ -114,6 +114,7 @@ async def collect(
         try:
             listed_at = time.time()
             found = await markets_discover(rest, selection, shard=shard, combos=config.combos)
+            _holes_until_first_snapshot(pipeline, run, found)
             backfills = BackfillQueue(rest=rest, writer=writer, config=config)
             actions = Actions(rest=rest, selection=selection, writer=writer, config=config,
                               backfills=backfills)
@@ -192,6 +193,19 @@ def _markets(collector: Collector | None) -> set[str]:
 
 def _error_of(task: asyncio.Task):
     return task.exception() if not task.cancelled() else "cancelled"
+
+
+def _holes_until_first_snapshot(pipeline: Pipeline, run: runs.Run, found: list[dict]) -> None:
+    """Each market to record is a `not_subscribed` hole until its first snapshot,
+    from when it existed, or from the end of the last run's record when it is
+    later: a market first recorded minutes after the start (or created while
+    the collector was down) is never presented as complete before that."""
+    now = datetime.now(timezone.utc)
+    for market in found:
+        since = existed_from(market, now)
+        if run.previous_until is not None:
+            since = max(since, run.previous_until)
+        pipeline.market_opened(market["ticker"], since)
 
 
 async def _heartbeat(run: runs.Run, writer: Writer, feed: KalshiFeed, config: CollectorConfig) -> None:
