@@ -196,16 +196,15 @@ def _error_of(task: asyncio.Task):
 
 
 def _holes_until_first_snapshot(pipeline: Pipeline, run: runs.Run, found: list[dict]) -> None:
-    """Each market to record is a `not_subscribed` hole until its first snapshot,
-    from when it existed, or from the end of the last run's record when it is
-    later: a market first recorded minutes after the start (or created while
-    the collector was down) is never presented as complete before that."""
+    """Each market to record is a `not_subscribed` hole from when it existed
+    until its first snapshot, so that a market first recorded after the start
+    (or created while the collector was down) is never presented as complete
+    before that. The markets the last run was recording are left out: its
+    crash or disconnect holes cover them from where their record ends."""
     now = datetime.now(timezone.utc)
     for market in found:
-        since = existed_from(market, now)
-        if run.previous_until is not None:
-            since = max(since, run.previous_until)
-        pipeline.market_opened(market["ticker"], since)
+        if market["ticker"] not in run.previous_markets:
+            pipeline.market_opened(market["ticker"], existed_from(market, now))
 
 
 async def _heartbeat(run: runs.Run, writer: Writer, feed: KalshiFeed, config: CollectorConfig) -> None:

@@ -196,9 +196,9 @@ class Run:
     journal_dir: Path
     markets: frozenset = frozenset()
     state_failing: bool = False
-    # Until when the last run's record is durable (None: no run before this
-    # one in this journal directory): nothing after it is recorded yet.
-    previous_until: datetime | None = None
+    # The markets the last run in this journal directory was recording: their
+    # crash or disconnect holes already cover the time since it stopped.
+    previous_markets: frozenset = frozenset()
 
     def state(self, writer, markets, *, clean: bool = False, failure: str = "") -> RunState:
         durable = writer.durable_at
@@ -225,7 +225,7 @@ def run_begin(config, writer, now: datetime | None = None) -> Run:
     crash = crash_of(previous)
     run = Run(int(now.timestamp() * 1_000_000), instance, now, crash, [], journal_dir)
     if previous is not None:
-        run.previous_until = datetime.fromisoformat(previous.durable_at)
+        run.previous_markets = frozenset(previous.markets)
     try:
         state_write(journal_dir, run.state(writer, ()))
     except OSError as exc:
