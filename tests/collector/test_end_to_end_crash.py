@@ -10,7 +10,6 @@ in memory), close the trade hole only then, and store nothing twice.
 
 import asyncio
 import json
-import os
 import shutil
 import signal
 import sys
@@ -21,11 +20,10 @@ from pathlib import Path
 
 import pytest
 
-from kalshi import auth
 from simulator import Simulator
 
 from .e2e import WAIT_S
-from .test_end_to_end_db_outage import ROOT, Postgres, run, wait_for
+from .test_end_to_end_db_outage import ROOT, Postgres, collector_env, run, wait_for
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.slow]
 
@@ -69,26 +67,9 @@ async def test_kill_9_mid_stream_then_restart_records_the_hole_and_fetches_the_t
     sim = Simulator(seed=43, markets=MARKETS, rate=200)
     procs: list[Collect] = []
     try:
-        key_path = tmp_path / "key.pem"
         urls = await sim.start(host="127.0.0.1", port=0)
         sim.pause()
-        key_path.write_bytes(auth.private_key_pem(sim.private_key))
-        env = {
-            **os.environ,
-            "DEBUG": "1",
-            "DATABASE_URL": pg.url,
-            "KALSHI_REST_URL": urls.rest,
-            "KALSHI_WS_URL": urls.ws,
-            "KALSHI_API_KEY_ID": sim.key_id,
-            "KALSHI_PRIVATE_KEY_PATH": str(key_path),
-            "COLLECTOR_JOURNAL_DIR": str(tmp_path / "journal"),
-            "COLLECTOR_FLUSH_SECONDS": "0.1",
-            "COLLECTOR_HEARTBEAT_SECONDS": "0.2",
-            "COLLECTOR_BACKOFF_INITIAL": "0.05",
-            "COLLECTOR_REST_RATE_PER_S": "200",
-            "COLLECTOR_BACKFILL_MARGIN_SECONDS": "2",
-            "COLLECTOR_BACKFILL_RETRY_INITIAL": "0.2",
-        }
+        env = collector_env(pg, sim, urls, tmp_path, heartbeat_seconds="0.2")
         await run("manage.py", "migrate", "--no-input", env=env)
         await run("manage.py", "pgpartition", "--yes", env=env)
 

@@ -70,6 +70,29 @@ class Postgres:
             return conn.execute(sql).fetchall()
 
 
+def collector_env(pg: Postgres, sim, urls, tmp_path: Path, **settings: str) -> dict:
+    """The environment of a `manage.py collect` subprocess recording `sim` into `pg`
+    (quick flushes and backoffs for a test), plus COLLECTOR_* `settings`."""
+    key_path = tmp_path / "key.pem"
+    key_path.write_bytes(auth.private_key_pem(sim.private_key))
+    return {
+        **os.environ,
+        "DEBUG": "1",
+        "DATABASE_URL": pg.url,
+        "KALSHI_REST_URL": urls.rest,
+        "KALSHI_WS_URL": urls.ws,
+        "KALSHI_API_KEY_ID": sim.key_id,
+        "KALSHI_PRIVATE_KEY_PATH": str(key_path),
+        "COLLECTOR_JOURNAL_DIR": str(tmp_path / "journal"),
+        "COLLECTOR_FLUSH_SECONDS": "0.1",
+        "COLLECTOR_BACKOFF_INITIAL": "0.05",
+        "COLLECTOR_REST_RATE_PER_S": "200",
+        "COLLECTOR_BACKFILL_MARGIN_SECONDS": "2",
+        "COLLECTOR_BACKFILL_RETRY_INITIAL": "0.2",
+        **{f"COLLECTOR_{name.upper()}": value for name, value in settings.items()},
+    }
+
+
 async def wait_for(condition, what: str, timeout: float = WAIT_S) -> None:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
@@ -97,28 +120,10 @@ async def test_postgresql_stopped_mid_run_and_restarted_loses_no_message(tmp_pat
     sim = Simulator(seed=31, markets=MARKETS, rate=200)
     collector = None
     try:
-        key_path = tmp_path / "key.pem"
         urls = await sim.start(host="127.0.0.1", port=0)
         sim.pause()
-        key_path.write_bytes(auth.private_key_pem(sim.private_key))
-        env = {
-            **os.environ,
-            "DEBUG": "1",
-            "DATABASE_URL": pg.url,
-            "KALSHI_REST_URL": urls.rest,
-            "KALSHI_WS_URL": urls.ws,
-            "KALSHI_API_KEY_ID": sim.key_id,
-            "KALSHI_PRIVATE_KEY_PATH": str(key_path),
-            "COLLECTOR_JOURNAL_DIR": str(tmp_path / "journal"),
-            "COLLECTOR_FLUSH_SECONDS": "0.1",
-            "COLLECTOR_DB_RETRY_INITIAL": "0.1",
-            "COLLECTOR_DB_RETRY_MAX": "0.5",
-            "COLLECTOR_BACKOFF_INITIAL": "0.05",
-            "COLLECTOR_REST_RATE_PER_S": "200",
-            "COLLECTOR_BACKFILL_MARGIN_SECONDS": "2",
-            "COLLECTOR_BACKFILL_RETRY_INITIAL": "0.2",
-            "COLLECTOR_BACKFILL_RETRY_MAX": "2",
-        }
+        env = collector_env(pg, sim, urls, tmp_path, db_retry_initial="0.1", db_retry_max="0.5",
+                            backfill_retry_max="2")
         await run("manage.py", "migrate", "--no-input", env=env)
         await run("manage.py", "pgpartition", "--yes", env=env)
 
