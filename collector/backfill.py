@@ -23,6 +23,8 @@ from datetime import datetime, timedelta, timezone
 from typing import Callable, Iterable
 
 from django.db import InterfaceError, OperationalError, transaction
+from django.db.models import F, Value
+from django.db.models.functions import Greatest
 
 from markets.fixedpoint import parse_count, parse_price, price_from_cents
 from markets.ingest import trades_ingest_new_ids
@@ -184,15 +186,36 @@ def _pending_count() -> int:
     return TradeBackfill.objects.filter(status=BackfillStatus.PENDING).count()
 
 
-def _done(backfill_id: int, stored: int, now: datetime) -> None:
-    TradeBackfill.objects.filter(id=backfill_id).update(
-        status=BackfillStatus.DONE, stored=stored, done_at=now, last_error="",
-    )
+def _done(item: TradeBackfill, stored: int, now: datetime) -> bool:
+    """`item`'s window was fetched: done, unless the row grew meanwhile (then False).
+
+    `item` is the row as read before its trades were fetched, which takes a
+    while; meanwhile `_enqueue` may have merged another hole into the same
+    pending row (a wider window, more gaps). Marking the row done from the
+    old copy would leave that hole open for ever and its trades unfetched.
+    So, under the row's lock: unchanged, it is done; grown, it stays pending
+    with only the gaps `item` did not carry (their whole window is fetched
+    again; trades already stored are skipped). Either way `item.gaps` are
+    covered by what was fetched and may be closed.
+    """
+    with transaction.atomic():
+        row = TradeBackfill.objects.select_for_update().get(id=item.id)
+        row.stored += stored
+        row.last_error = ""
+        if (row.since, row.until, row.gaps) == (item.since, item.until, item.gaps):
+            row.status = BackfillStatus.DONE
+            row.done_at = now
+        else:
+            row.gaps = [g for g in row.gaps if g not in item.gaps]
+        row.save(update_fields=["stored", "last_error", "status", "done_at", "gaps"])
+        return row.status == BackfillStatus.DONE
 
 
 def _failed(backfill_id: int, attempts: int, error: str, retry_at: datetime) -> None:
+    # Never earlier than a hole merged in meanwhile asked for (`_enqueue`).
     TradeBackfill.objects.filter(id=backfill_id).update(
-        attempts=attempts, last_error=error[:1000], next_attempt_at=retry_at,
+        attempts=attempts, last_error=error[:1000],
+        next_attempt_at=Greatest(F("next_attempt_at"), Value(retry_at)),
     )
 
 
@@ -344,10 +367,12 @@ class BackfillQueue:
                 pass  # still pending in the table; retried when PostgreSQL is back
             return
         now = datetime.now(timezone.utc)
-        await run_db(_done, item.id, result.stored, now)
+        done = await run_db(_done, item, result.stored, now)
         delays.pop(item.id, None)
         self.stored += result.stored
         for gap in item.gaps:
             ticker, channel, session, detected = _gap_key(gap)
             self.writer.close_gap_key(ticker, channel, session, detected, now)
-        logger.info("backfill done id=%s stored=%d closed_holes=%d", item.id, result.stored, len(item.gaps))
+        logger.info("backfill %s id=%s stored=%d closed_holes=%d", "done" if done else
+                    "fetched; more holes were merged in meanwhile, fetching again",
+                    item.id, result.stored, len(item.gaps))
