@@ -261,6 +261,7 @@ class BackfillQueue:
         self._wake = asyncio.Event()
         self._busy = False
         self._enqueuing = 0
+        self._enqueued = 0  # windows queued so far (see run())
         self.pending = 0  # as last seen in the table
         self.stored = 0
         self.attempts = 0
@@ -292,6 +293,7 @@ class BackfillQueue:
                     logger.warning("backfill enqueue waits for PostgreSQL (%r); retry in %.1fs", exc, delay)
                     await asyncio.sleep(delay)
             self.pending += 1
+            self._enqueued += 1
             self._wake.set()
         finally:
             self._enqueuing -= 1
@@ -314,8 +316,14 @@ class BackfillQueue:
         while True:
             try:
                 now = datetime.now(timezone.utc)
+                enqueued = self._enqueued
                 due = await run_db(_due, now, 10)
-                self.pending = await run_db(_pending_count)
+                pending = await run_db(_pending_count)
+                # A window queued while counting may be missing from the count:
+                # then keep the raised figure until the next count, or `idle`
+                # would say "nothing pending" while a hole waits for its backfill.
+                if self._enqueued == enqueued:
+                    self.pending = pending
             except DB_ERRORS as exc:
                 logger.warning("backfill queue waits for PostgreSQL (%r)", exc)
                 await self._sleep(self.POLL_S * 5)

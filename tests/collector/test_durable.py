@@ -9,12 +9,13 @@ away for real through the switchable proxy of test_writer.py.
 import asyncio
 import errno
 import logging
+import threading
 from datetime import datetime, timedelta, timezone
 
 import pytest
 from django.db import connection
 
-from collector import runs
+from collector import backfill, runs
 from collector.backfill import BackfillQueue
 from collector.config import CollectorConfig
 from collector.db import run_db
@@ -339,6 +340,46 @@ def test_a_hole_merged_into_a_backfill_in_flight_is_fetched_and_closed_too(tmp_p
     assert sorted(Trade.objects.values_list("trade_id", flat=True)) == ["t1", "t2"]
     assert list(SequenceGap.objects.filter(recovered_at__isnull=True)) == []
     assert TradeBackfill.objects.get().status == "done"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_window_queued_while_the_queue_counts_keeps_it_busy(tmp_path, monkeypatch):
+    # The queue counts pending rows in a worker thread; a window queued
+    # meanwhile must not be forgotten when the (older) count comes back,
+    # or `idle` says "nothing pending" while a hole waits for its backfill.
+    cfg = CollectorConfig(journal_dir=tmp_path)
+    queue = BackfillQueue(rest=None, writer=Writer(cfg), config=cfg)
+    queue.POLL_S = 0.05
+    counted, release = threading.Event(), threading.Event()
+    real_count, real_due = backfill._pending_count, backfill._due
+    idle_seen = []
+
+    def slow_count():
+        found = real_count()
+        if not counted.is_set():
+            counted.set()
+            release.wait(60)
+        return found
+
+    def due(now, limit):
+        if counted.is_set():
+            idle_seen.append(queue.idle)  # the loop's next turn: the count is taken in
+        return real_due(now, limit)
+
+    monkeypatch.setattr(backfill, "_pending_count", slow_count)
+    monkeypatch.setattr(backfill, "_due", due)
+    later = datetime.now(timezone.utc) + timedelta(hours=1)  # not due during the test
+
+    async def process():
+        task = asyncio.create_task(queue.run())
+        assert await asyncio.to_thread(counted.wait, 60)  # counted 0 pending, not back yet
+        await queue.enqueue(later, later + timedelta(seconds=10), (), [])
+        release.set()
+        await until(lambda: idle_seen, "the queue's next turn")
+        task.cancel()
+
+    asyncio.run(process())
+    assert idle_seen[0] is False
 
 
 # --- gap closing through the open-gap index ---------------------------------------
