@@ -248,7 +248,8 @@ class BackfillQueue:
     REST backfill in flight, each attempt bounded by the REST client's own
     retries and `backfill_attempt_timeout_s`), and on success marks it done
     and closes its holes through the writer (after their open rows, in
-    order). A failed attempt is retried after a capped, doubling pause, for
+    order); a window merged in during the attempt keeps the row pending
+    (`_done`). A failed attempt is retried after a capped, doubling pause, for
     as long as the hole is open: across outages and restarts.
     """
 
