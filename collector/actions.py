@@ -38,6 +38,7 @@ from markets.services import (
 )
 
 from . import commands as cmd
+from .config import CollectorConfig
 from .db import run_db
 from .discovery import event_fetch, series_fetch_missing
 from .backoff import backoff_delays
@@ -47,8 +48,6 @@ logger = logging.getLogger(__name__)
 
 # GET /markets/{ticker} can 404 briefly after lifecycle `created`.
 NEW_MARKET_LOOKUPS = 5
-DB_RETRY_INITIAL_S = 0.5
-DB_RETRY_MAX_S = 30.0
 DB_ERRORS = (OperationalError, InterfaceError)
 
 
@@ -102,7 +101,9 @@ class Actions:
             return False
 
     async def _with_db_retries(self, command) -> None:
-        delays = backoff_delays(initial=DB_RETRY_INITIAL_S, factor=2.0, maximum=DB_RETRY_MAX_S)
+        # The writer's pauses: after an outage the commands resume as soon as it does.
+        config = self.config or CollectorConfig()
+        delays = backoff_delays(initial=config.db_retry_initial, factor=2.0, maximum=config.db_retry_max)
         while True:
             try:
                 await self.carry_out(command)

@@ -23,6 +23,8 @@ from datetime import datetime, timedelta, timezone
 from typing import Callable, Iterable
 
 from django.db import InterfaceError, OperationalError, transaction
+from django.db.models import F, Value
+from django.db.models.functions import Greatest
 
 from markets.fixedpoint import parse_count, parse_price, price_from_cents
 from markets.ingest import trades_ingest_new_ids
@@ -184,15 +186,36 @@ def _pending_count() -> int:
     return TradeBackfill.objects.filter(status=BackfillStatus.PENDING).count()
 
 
-def _done(backfill_id: int, stored: int, now: datetime) -> None:
-    TradeBackfill.objects.filter(id=backfill_id).update(
-        status=BackfillStatus.DONE, stored=stored, done_at=now, last_error="",
-    )
+def _done(item: TradeBackfill, stored: int, now: datetime) -> bool:
+    """`item`'s window was fetched: done, unless the row grew meanwhile (then False).
+
+    `item` is the row as read before its trades were fetched, which takes a
+    while; meanwhile `_enqueue` may have merged another hole into the same
+    pending row (a wider window, more gaps). Marking the row done from the
+    old copy would leave that hole open for ever and its trades unfetched.
+    So, under the row's lock: unchanged, it is done; grown, it stays pending
+    with only the gaps `item` did not carry (their whole window is fetched
+    again; trades already stored are skipped). Either way `item.gaps` are
+    covered by what was fetched and may be closed.
+    """
+    with transaction.atomic():
+        row = TradeBackfill.objects.select_for_update().get(id=item.id)
+        row.stored += stored
+        row.last_error = ""
+        if (row.since, row.until, row.gaps) == (item.since, item.until, item.gaps):
+            row.status = BackfillStatus.DONE
+            row.done_at = now
+        else:
+            row.gaps = [g for g in row.gaps if g not in item.gaps]
+        row.save(update_fields=["stored", "last_error", "status", "done_at", "gaps"])
+        return row.status == BackfillStatus.DONE
 
 
 def _failed(backfill_id: int, attempts: int, error: str, retry_at: datetime) -> None:
+    # Never earlier than a hole merged in meanwhile asked for (`_enqueue`).
     TradeBackfill.objects.filter(id=backfill_id).update(
-        attempts=attempts, last_error=error[:1000], next_attempt_at=retry_at,
+        attempts=attempts, last_error=error[:1000],
+        next_attempt_at=Greatest(F("next_attempt_at"), Value(retry_at)),
     )
 
 
@@ -225,7 +248,8 @@ class BackfillQueue:
     REST backfill in flight, each attempt bounded by the REST client's own
     retries and `backfill_attempt_timeout_s`), and on success marks it done
     and closes its holes through the writer (after their open rows, in
-    order). A failed attempt is retried after a capped, doubling pause, for
+    order); a window merged in during the attempt keeps the row pending
+    (`_done`). A failed attempt is retried after a capped, doubling pause, for
     as long as the hole is open: across outages and restarts.
     """
 
@@ -238,6 +262,7 @@ class BackfillQueue:
         self._wake = asyncio.Event()
         self._busy = False
         self._enqueuing = 0
+        self._enqueued = 0  # windows queued so far (see run())
         self.pending = 0  # as last seen in the table
         self.stored = 0
         self.attempts = 0
@@ -269,6 +294,7 @@ class BackfillQueue:
                     logger.warning("backfill enqueue waits for PostgreSQL (%r); retry in %.1fs", exc, delay)
                     await asyncio.sleep(delay)
             self.pending += 1
+            self._enqueued += 1
             self._wake.set()
         finally:
             self._enqueuing -= 1
@@ -291,8 +317,14 @@ class BackfillQueue:
         while True:
             try:
                 now = datetime.now(timezone.utc)
+                enqueued = self._enqueued
                 due = await run_db(_due, now, 10)
-                self.pending = await run_db(_pending_count)
+                pending = await run_db(_pending_count)
+                # A window queued while counting may be missing from the count:
+                # then keep the raised figure until the next count, or `idle`
+                # would say "nothing pending" while a hole waits for its backfill.
+                if self._enqueued == enqueued:
+                    self.pending = pending
             except DB_ERRORS as exc:
                 logger.warning("backfill queue waits for PostgreSQL (%r)", exc)
                 await self._sleep(self.POLL_S * 5)
@@ -344,10 +376,12 @@ class BackfillQueue:
                 pass  # still pending in the table; retried when PostgreSQL is back
             return
         now = datetime.now(timezone.utc)
-        await run_db(_done, item.id, result.stored, now)
+        done = await run_db(_done, item, result.stored, now)
         delays.pop(item.id, None)
         self.stored += result.stored
         for gap in item.gaps:
             ticker, channel, session, detected = _gap_key(gap)
             self.writer.close_gap_key(ticker, channel, session, detected, now)
-        logger.info("backfill done id=%s stored=%d closed_holes=%d", item.id, result.stored, len(item.gaps))
+        logger.info("backfill %s id=%s stored=%d closed_holes=%d", "done" if done else
+                    "fetched; more holes were merged in meanwhile, fetching again",
+                    item.id, result.stored, len(item.gaps))

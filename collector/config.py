@@ -35,7 +35,8 @@ class CollectorConfig:
     max_buffered_rows: int = 100_000
     journal_dir: Path = field(default_factory=_default_journal_dir)
     # After PostgreSQL fails, wait this long (doubling up to the max) before
-    # trying it again; meanwhile batches go straight to the journal.
+    # trying it again; meanwhile batches go straight to the journal. The
+    # actions worker (metadata, settlements, queuing backfills) uses the same.
     db_retry_initial: float = 0.5
     db_retry_max: float = 30.0
     # Write-ahead: every batch is appended to the journal (fsync) before it

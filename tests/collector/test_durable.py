@@ -9,14 +9,16 @@ away for real through the switchable proxy of test_writer.py.
 import asyncio
 import errno
 import logging
+import threading
 from datetime import datetime, timedelta, timezone
 
 import pytest
 from django.db import connection
 
-from collector import runs
+from collector import backfill, runs
 from collector.backfill import BackfillQueue
 from collector.config import CollectorConfig
+from collector.db import run_db
 from collector.pipeline import Pipeline
 from collector.rest import KalshiRestError
 from collector.writer import Journal, Writer, WriterFailure
@@ -283,6 +285,101 @@ def test_overlapping_backfills_are_merged_into_one(tmp_path):
         (T0 + timedelta(hours=1), T0 + timedelta(hours=2), []),
     ]
     assert len(TradeBackfill.objects.get(since=T0, market_tickers=[]).gaps) == 2
+
+
+class GatedRest:
+    """REST trades; the first request waits for `gate`: a backfill held in flight."""
+
+    def __init__(self, trades):
+        self.trades_list = trades
+        self.calls = 0
+        self.in_flight = asyncio.Event()
+        self.gate = asyncio.Event()
+
+    async def historical_cutoff(self):
+        return {"trades_created_ts": None}
+
+    async def trades(self, *, ticker=None, min_ts=None, max_ts=None):
+        self.calls += 1
+        if self.calls == 1:
+            self.in_flight.set()
+            await self.gate.wait()
+        for trade in self.trades_list:
+            yield trade
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_hole_merged_into_a_backfill_in_flight_is_fetched_and_closed_too(tmp_path):
+    # The actions worker may queue a hole while the queue fetches an
+    # overlapping window: it is merged into that very row, which must not
+    # then be marked done from the copy read before the merge.
+    cfg = CollectorConfig(journal_dir=tmp_path, flush_seconds=0.01)
+    now = datetime.now(timezone.utc).replace(microsecond=0)
+    first, second = ("", "trade", 7, now - timedelta(seconds=30)), ("", "trade", 7, now - timedelta(seconds=15))
+    writer = Writer(cfg)
+    for key in (first, second):
+        writer.open_gap(("", "trade", "seq_gap", 7, 3, 5, 6, key[3], None, []))
+    writer.flush_sync()
+    # t2 lies only in the second hole's window.
+    rest = GatedRest([rest_trade("t1", now - timedelta(seconds=28)), rest_trade("t2", now - timedelta(seconds=12))])
+
+    async def process():
+        queue = BackfillQueue(rest=rest, writer=writer, config=cfg)
+        queue.POLL_S = 0.05
+        await queue.enqueue(now - timedelta(seconds=32), now - timedelta(seconds=20), (), [first])
+        task = asyncio.create_task(queue.run())
+        await asyncio.wait_for(rest.in_flight.wait(), 60)
+        await queue.enqueue(now - timedelta(seconds=25), now - timedelta(seconds=10), (), [second])
+        assert await run_db(TradeBackfill.objects.count) == 1  # merged
+        rest.gate.set()
+        await until(lambda: queue.idle, "the queue to be idle")
+        task.cancel()
+
+    asyncio.run(process())
+    writer.flush_sync()
+    assert sorted(Trade.objects.values_list("trade_id", flat=True)) == ["t1", "t2"]
+    assert list(SequenceGap.objects.filter(recovered_at__isnull=True)) == []
+    assert TradeBackfill.objects.get().status == "done"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_window_queued_while_the_queue_counts_keeps_it_busy(tmp_path, monkeypatch):
+    # The queue counts pending rows in a worker thread; a window queued
+    # meanwhile must not be forgotten when the (older) count comes back,
+    # or `idle` says "nothing pending" while a hole waits for its backfill.
+    cfg = CollectorConfig(journal_dir=tmp_path)
+    queue = BackfillQueue(rest=None, writer=Writer(cfg), config=cfg)
+    queue.POLL_S = 0.05
+    counted, release = threading.Event(), threading.Event()
+    real_count, real_due = backfill._pending_count, backfill._due
+    idle_seen = []
+
+    def slow_count():
+        found = real_count()
+        if not counted.is_set():
+            counted.set()
+            release.wait(60)
+        return found
+
+    def due(now, limit):
+        if counted.is_set():
+            idle_seen.append(queue.idle)  # the loop's next turn: the count is taken in
+        return real_due(now, limit)
+
+    monkeypatch.setattr(backfill, "_pending_count", slow_count)
+    monkeypatch.setattr(backfill, "_due", due)
+    later = datetime.now(timezone.utc) + timedelta(hours=1)  # not due during the test
+
+    async def process():
+        task = asyncio.create_task(queue.run())
+        assert await asyncio.to_thread(counted.wait, 60)  # counted 0 pending, not back yet
+        await queue.enqueue(later, later + timedelta(seconds=10), (), [])
+        release.set()
+        await until(lambda: idle_seen, "the queue's next turn")
+        task.cancel()
+
+    asyncio.run(process())
+    assert idle_seen[0] is False
 
 
 # --- gap closing through the open-gap index ---------------------------------------

@@ -32,9 +32,7 @@ from simulator import FaultConfig, Simulator
 
 from .e2e import POLL_S, WAIT_S
 
-# Fails now and then inside the full suite (2 of 6 runs on 2026-12-03, never
-# alone), cause not found yet: one rerun, and the first report stays in the log.
-pytestmark = [pytest.mark.asyncio, pytest.mark.slow, pytest.mark.flaky(reruns=1)]
+pytestmark = [pytest.mark.asyncio, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[2]
 MARKETS = 8
