@@ -117,6 +117,41 @@ def _utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
+class RecordState:
+    """What every connection's pipeline shares about the record of one process.
+
+    The collector spreads its markets over several connections, one Pipeline
+    each (collector/connections.py); a market can move from one to another
+    (a connection found full). These facts are about the market, not the
+    connection, so they live here: which books are in an open hole, which
+    have had a snapshot since the process started, and the receive clock,
+    strictly increasing across all connections, so that a market's rows keep
+    their replay order whichever connection wrote them.
+    """
+
+    __slots__ = ("gapped", "baselined", "clock", "last_received")
+
+    def __init__(self, clock=None) -> None:
+        self.gapped: set[str] = set()
+        self.baselined: set[str] = set()
+        self.clock = clock or _utcnow
+        self.last_received: datetime | None = None
+
+    def stamp(self, received_at: datetime | None) -> datetime:
+        """`received_at` (now when None), made later than every stamp before it."""
+        if received_at is None:
+            now = self.clock()
+        elif received_at.tzinfo is None:
+            now = received_at.replace(tzinfo=timezone.utc)  # naive means UTC here
+        else:
+            now = received_at
+        last = self.last_received
+        if last is not None and now <= last:
+            now = last + _ONE_MICROSECOND
+        self.last_received = now
+        return now
+
+
 @dataclass(slots=True)
 class LiveBook:
     """One subscribed market's book in this session."""
@@ -129,22 +164,28 @@ class LiveBook:
 
 
 class Pipeline:
-    """See the module docstring. Not thread-safe: one connection feeds it."""
+    """See the module docstring. Not thread-safe: one connection feeds it.
 
-    def __init__(self, writer, config: CollectorConfig | None = None, clock=None) -> None:
+    `state` is shared by the pipelines of one process (RecordState); a
+    pipeline on its own makes its own.
+    """
+
+    def __init__(self, writer, config: CollectorConfig | None = None, clock=None,
+                 state: RecordState | None = None) -> None:
         self.writer = writer
         self.config = config or CollectorConfig()
-        self._clock = clock or _utcnow
-        self._last_received: datetime | None = None
+        self.state = state or RecordState(clock)
+        self._clock = self.state.clock
+        self._stamp = self.state.stamp
         self.session_id: int | None = None
         self.sequencer = Sequencer()
         self.books: dict[str, LiveBook] = {}
         # command id -> [(channel, tickers)] the I/O layer asked for.
         self._expected: dict[int, list[tuple[str, tuple[str, ...]]]] = {}
-        # Tickers whose book has an open gap (survives a reconnect).
-        self._gapped: set[str] = set()
-        # Tickers that have had a snapshot since this process started.
-        self._baselined: set[str] = set()
+        # Tickers whose book has an open gap (survives a reconnect), and
+        # tickers that have had a snapshot since this process started.
+        self._gapped = self.state.gapped
+        self._baselined = self.state.baselined
         # channel -> time since which it has been broken (trade / lifecycle),
         # until a new subscription to it is confirmed.
         self._channel_break: dict[str, datetime] = {}
@@ -707,18 +748,14 @@ class Pipeline:
             state.channel = channel
         return state
 
-    def _stamp(self, received_at: datetime | None) -> datetime:
-        if received_at is None:
-            now = self._clock()
-        elif received_at.tzinfo is None:
-            now = received_at.replace(tzinfo=timezone.utc)  # naive means UTC here
-        else:
-            now = received_at
-        last = self._last_received
-        if last is not None and now <= last:
-            now = last + _ONE_MICROSECOND
-        self._last_received = now
-        return now
+    @property
+    def _last_received(self) -> datetime | None:
+        return self.state.last_received
+
+    @property
+    def last_frame_at(self) -> datetime | None:
+        """When this connection's latest frame was received."""
+        return self._last_frame_at
 
     def _malformed(self, reason: str, raw) -> None:
         self.counters["malformed"] += 1
