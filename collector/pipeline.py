@@ -260,8 +260,7 @@ class Pipeline:
                 self._break_channel(channel, sid, at, DISCONNECT, None, None)
         for ticker in sorted(book_tickers):
             sid = self.books[ticker].sid if ticker in self.books else None
-            # tickers_on_sid is left empty here: every ticker was affected.
-            self._open_gap(ticker, ORDERBOOK, DISCONNECT, sid, None, None, at, ())
+            self._open_gap(ticker, ORDERBOOK, DISCONNECT, sid, None, None, at)
         self.counters["disconnects"] += 1
         self.books.clear()
         self._trade_last.clear()
@@ -351,7 +350,7 @@ class Pipeline:
             # The trade it carried is lost: the window is fetched from REST.
             since = self._trade_last.get(sid, self._session_started or at)
             # Open until its backfill has succeeded, as every trade hole.
-            key = self._open_gap("", TRADE, MALFORMED, sid, seq, seq, self._gap_start(at), ())
+            key = self._open_gap("", TRADE, MALFORMED, sid, seq, seq, self._gap_start(at))
             commands.append(BackfillTrades(since - self._margin, at + self._margin, gaps=(key,)))
             return commands
         if ticker is None and channel == ORDERBOOK and outcome.verdict is Verdict.IN_ORDER:
@@ -361,7 +360,7 @@ class Pipeline:
         live = self.books.get(ticker) if ticker else None
         if live is not None and live.reliable:
             live.reliable = False
-            self._open_gap(ticker, ORDERBOOK, MALFORMED, sid, seq, seq, self._gap_start(at), ())
+            self._open_gap(ticker, ORDERBOOK, MALFORMED, sid, seq, seq, self._gap_start(at))
             self._ask_snapshots(live.sid, (ticker,), at, commands)
         return commands
 
@@ -412,9 +411,7 @@ class Pipeline:
                 self.counters["deltas_without_book"] += 1
                 self._sid_state(msg.sid, ORDERBOOK).tickers.add(ticker)
                 self.books[ticker] = LiveBook(msg.sid, None, False)
-                self._open_gap(
-                    ticker, ORDERBOOK, SEQ_GAP, msg.sid, None, msg.seq, self._gap_start(at), ()
-                )
+                self._open_gap(ticker, ORDERBOOK, SEQ_GAP, msg.sid, None, msg.seq, self._gap_start(at))
                 self._ask_snapshots(msg.sid, (ticker,), at, commands)
             else:
                 self.counters["deltas_dropped"] += 1
@@ -467,7 +464,7 @@ class Pipeline:
         log.warning("pipeline: %s on %s after seq %s; asking for a snapshot", why, ticker, msg.seq)
         live.reliable = False
         self._open_gap(ticker, ORDERBOOK, INVALID_BOOK, live.sid, None, msg.seq,
-                       self._gap_start(at), ())
+                       self._gap_start(at))
         self._ask_snapshots(live.sid, (ticker,), at, commands)
 
     def _on_snapshot(self, msg: OrderbookSnapshotMsg, at: datetime) -> None:
@@ -573,7 +570,7 @@ class Pipeline:
             if ticker in self._gapped:
                 continue  # already in an open hole; its snapshot closes it
             log.warning("pipeline: book of %s not subscribed: %s", ticker, why)
-            self._open_gap(ticker, ORDERBOOK, SUBSCRIBE_REFUSED, 0, None, None, at, ())
+            self._open_gap(ticker, ORDERBOOK, SUBSCRIBE_REFUSED, 0, None, None, at)
         self.counters["subscribe_refused"] += len(refused)
 
     def in_gap(self, ticker: str) -> bool:
@@ -587,7 +584,7 @@ class Pipeline:
         if ticker in self._gapped or ticker in self.books:
             return
         at = opened_at if opened_at is not None else (self._last_frame_at or self._stamp(None))
-        self._open_gap(ticker, ORDERBOOK, NOT_SUBSCRIBED, 0, None, None, at, ())
+        self._open_gap(ticker, ORDERBOOK, NOT_SUBSCRIBED, 0, None, None, at)
 
     def market_missed(self, ticker: str, existed_from: datetime) -> None:
         """A market we would have recorded lived and ended while we were not
@@ -637,9 +634,7 @@ class Pipeline:
         if channel == ORDERBOOK:
             tickers = sorted(state.tickers | {t for t, b in self.books.items() if b.sid == msg.sid})
             for ticker in tickers:
-                self._open_gap(
-                    ticker, ORDERBOOK, TERMINAL_ERROR, msg.sid, None, msg.seq, at, tickers
-                )
+                self._open_gap(ticker, ORDERBOOK, TERMINAL_ERROR, msg.sid, None, msg.seq, at)
             commands.append(Resubscribe(ORDERBOOK, tuple(tickers)))
         elif channel is not None:
             self._break_channel(channel, msg.sid, at, TERMINAL_ERROR, None, msg.seq)
@@ -688,10 +683,7 @@ class Pipeline:
                     self.books[ticker] = LiveBook(sid, None, False)
                 else:
                     live.reliable = False
-                self._open_gap(
-                    ticker, ORDERBOOK, SEQ_GAP, sid, expected, received, start,
-                    ticker_list,
-                )
+                self._open_gap(ticker, ORDERBOOK, SEQ_GAP, sid, expected, received, start)
             # Every unreliable ticker of the sid needs a snapshot; one request
             # per market is outstanding at a time (tick() asks again for the
             # unanswered). A snapshot in this very frame re-baselines its
@@ -705,14 +697,14 @@ class Pipeline:
         elif channel == TRADE:
             since = self._trade_last.get(sid, self._session_started or at)
             # Open until its backfill has succeeded.
-            key = self._open_gap("", TRADE, SEQ_GAP, sid, expected, received, start, ())
+            key = self._open_gap("", TRADE, SEQ_GAP, sid, expected, received, start)
             until = max(at, msg.ts) if type(msg) is TradeMsg else at
             commands.append(BackfillTrades(since - self._margin, until + self._margin, gaps=(key,)))
         else:
             # Lifecycle (or an unknown channel): recorded; the stream goes on.
             # The catalog is listed again over REST (collector/catalog.py).
             self._open_gap("", channel or "", SEQ_GAP, sid, expected, received, start,
-                           (), recovered_at=at)
+                           recovered_at=at)
             if self.on_lifecycle_gap is not None:
                 self.on_lifecycle_gap()
 
@@ -720,19 +712,21 @@ class Pipeline:
         """A channel-wide break (trade / lifecycle) open until it is resubscribed."""
         since = self._trade_last.get(sid, self._session_started or at) if channel == TRADE else at
         self._channel_break.setdefault(channel, since)
-        key = self._open_gap("", channel, reason, sid, expected, received, at, ())
+        key = self._open_gap("", channel, reason, sid, expected, received, at)
         if channel == TRADE:
             self._trade_break_gaps.append(key)
 
-    def _open_gap(
-        self, ticker, channel, reason, sid, expected, received, at, tickers_on_sid,
-        recovered_at=None,
-    ) -> tuple:
-        """Record a gap; return its key (ticker, channel, session_id, detected_at)."""
+    def _open_gap(self, ticker, channel, reason, sid, expected, received, at, recovered_at=None) -> tuple:
+        """Record a gap; return its key (ticker, channel, session_id, detected_at).
+
+        `tickers_on_sid` is written empty: the books one sid gap hit are the
+        rows sharing its (session_id, sid, detected_at). A list in every row
+        cost a 1,000-market sid a million ticker strings per gap.
+        """
         self.writer.open_gap(
             (
                 ticker, channel, reason, self.session_id or 0, sid, expected, received, at,
-                recovered_at, list(tickers_on_sid),
+                recovered_at, [],
             )
         )
         if ticker and channel == ORDERBOOK and recovered_at is None:
