@@ -58,10 +58,11 @@ class CollectorConfig:
     # At most this many markets on one orderbook subscription, and on one
     # connection before another is opened (Kalshi caps them, error 26, and
     # publishes neither: a smaller cap learnt from Kalshi replaces these).
-    # 1,000 a connection: 25 connections for 25,000 markets, far under
-    # Kalshi's 200 connections per user.
+    # A lost frame costs a fresh snapshot of every book on its sid, so fewer
+    # markets a connection bound that cost; 500 a connection is 50
+    # connections for 25,000 markets, under Kalshi's 200 per user.
     max_markets_per_subscription: int = 1000
-    max_markets_per_connection: int = 1000
+    max_markets_per_connection: int = 500
     # WS commands per second on one connection (Kalshi answers 27 beyond).
     command_rate_per_s: float = 8.0
     # A command unanswered this long is given up (and retried).

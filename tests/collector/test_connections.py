@@ -3,7 +3,7 @@
 The realistic simulator caps a connection's order-book subscription at a few
 markets (error 26; a second subscribe is merged into the open one, so the cap
 is the connection's), while the collector believes, as configured, that a
-connection holds 1,000. It must learn the cap from the refusals, place the
+connection holds 500 (the default). It must learn the cap from the refusals, place the
 refused markets on new connections without a refused-market hole, and record
 every market: books equal to the truth everywhere outside a recorded hole,
 every trade once, also when connections drop on their own.
