@@ -30,6 +30,7 @@ from datetime import datetime, timezone
 from decimal import Decimal, InvalidOperation
 
 from markets.models import OrderbookSnapshot
+from markets.services import markets_upsert
 
 from . import commands as cmd
 from .db import run_db
@@ -168,8 +169,6 @@ class Catalog:
 
     async def apply(self, markets: list[dict]) -> int:
         """What a listing means for the recording (pure but for the calls it makes)."""
-        from .discovery import markets_upsert
-
         recording = self.feed.markets
         new: list[str] = []
         now = datetime.now(timezone.utc)
@@ -206,9 +205,9 @@ class Catalog:
             # its creation, so no instant of its life is presented as complete.
             self.feed.market_opened(ticker, since)
             new.append(ticker)
-        if markets:
-            await run_db(markets_upsert, markets)
-        if new:
+        if new:  # subscribed first: the sooner its hole closes
             self.found_new += len(new)
             await self.feed.add_markets(new)
+        if markets:
+            await run_db(lambda: markets_upsert(markets=markets))
         return len(new)
