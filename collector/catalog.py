@@ -30,6 +30,7 @@ from datetime import datetime, timezone
 from decimal import Decimal, InvalidOperation
 
 from markets.models import OrderbookSnapshot
+from markets.services import markets_upsert
 
 from . import commands as cmd
 from .db import run_db
@@ -107,10 +108,9 @@ def _recorded(ticker: str) -> bool:
 class Catalog:
     """Lists markets again and acts on what changed. See the module docstring."""
 
-    def __init__(self, *, rest, feed, pipeline, actions, selection, config, shard: Shard | None = None):
+    def __init__(self, *, rest, feed, actions, selection, config, shard: Shard | None = None):
         self.rest = rest
-        self.feed = feed
-        self.pipeline = pipeline
+        self.feed = feed  # collector.connections.Connections: where markets are recorded
         self.actions = actions
         self.selection = selection
         self.config = config
@@ -169,8 +169,6 @@ class Catalog:
 
     async def apply(self, markets: list[dict]) -> int:
         """What a listing means for the recording (pure but for the calls it makes)."""
-        from .discovery import markets_upsert
-
         recording = self.feed.markets
         new: list[str] = []
         now = datetime.now(timezone.utc)
@@ -186,7 +184,7 @@ class Catalog:
                     self._missed.add(ticker)
                     self.found_missed += 1
                     logger.warning("catalog market=%s ended before it was recorded status=%s", ticker, status)
-                    self.pipeline.market_missed(ticker, since)
+                    self.feed.market_missed(ticker, since)
                     self.actions.submit(cmd.MarketDetermined(
                         ticker, market.get("result") or None,
                         _decimal(market.get("settlement_value_dollars")), None))
@@ -198,18 +196,18 @@ class Catalog:
                     _decimal(market.get("settlement_value_dollars")), None))
                 if status != "determined":
                     self.actions.submit(cmd.MarketSettled(ticker, _when(market.get("settlement_ts"))))
-                    self.feed._spawn(self.feed.retire_market(ticker))
+                    self.feed.retire(ticker)
                 continue
             if ticker in recording or status not in RECORDABLE_STATUSES or not self.wants(market):
                 continue
             # A hole from the moment the market existed (or opened) until its
             # first snapshot; a market listed before it opens gets one too, from
             # its creation, so no instant of its life is presented as complete.
-            self.pipeline.market_opened(ticker, since)
+            self.feed.market_opened(ticker, since)
             new.append(ticker)
-        if markets:
-            await run_db(markets_upsert, markets)
-        if new:
+        if new:  # subscribed first: the sooner its hole closes
             self.found_new += len(new)
             await self.feed.add_markets(new)
+        if markets:
+            await run_db(lambda: markets_upsert(markets=markets))
         return len(new)

@@ -56,11 +56,14 @@ class CollectorConfig:
     # Kalshi has announced that the default will flip.
     use_yes_price: bool = False
     subscribe_batch: int = 500
-    # At most this many markets on one orderbook subscription (Kalshi caps
-    # it: error 26; a smaller cap learnt from Kalshi replaces this one), and
-    # this many subscriptions on one connection before another is opened.
+    # At most this many markets on one orderbook subscription, and on one
+    # connection before another is opened (Kalshi caps them, error 26, and
+    # publishes neither: a smaller cap learnt from Kalshi replaces these).
+    # A lost frame costs a fresh snapshot of every book on its sid, so fewer
+    # markets a connection bound that cost; 500 a connection is 50
+    # connections for 25,000 markets, under Kalshi's 200 per user.
     max_markets_per_subscription: int = 1000
-    max_subscriptions_per_connection: int = 50
+    max_markets_per_connection: int = 500
     # WS commands per second on one connection (Kalshi answers 27 beyond).
     command_rate_per_s: float = 8.0
     # A command unanswered this long is given up (and retried).

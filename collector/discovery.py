@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Iterable
 
 from markets.models import Event, Series
-from markets.services import event_upsert, market_upsert, series_upsert
+from markets.services import event_upsert, markets_upsert, series_upsert
 
 from .db import run_db
 from .rest import KalshiNotFound, KalshiRest
@@ -92,17 +92,12 @@ async def markets_discover(
     recordable = [m for m in found if m.get("status", "active") in RECORDABLE_STATUSES]
     if shard is not None:
         recordable = [m for m in recordable if shard.owns(m.get("event_ticker") or "", m["ticker"])]
-    await run_db(markets_upsert, found)
+    await run_db(lambda: markets_upsert(markets=found))
     logger.info(
         "discovery selection=%r shard=%s markets=%d recordable=%d",
         str(selection), shard or "-", len(found), len(recordable),
     )
     return recordable
-
-
-def markets_upsert(markets: list[dict]) -> None:
-    for market in markets:
-        market_upsert(data=market)
 
 
 async def hierarchy_discover(rest: KalshiRest, event_tickers: Iterable[str]) -> None:

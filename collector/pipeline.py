@@ -117,6 +117,41 @@ def _utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
+class RecordState:
+    """What every connection's pipeline shares about the record of one process.
+
+    The collector spreads its markets over several connections, one Pipeline
+    each (collector/connections.py); a market can move from one to another
+    (a connection found full). These facts are about the market, not the
+    connection, so they live here: which books are in an open hole, which
+    have had a snapshot since the process started, and the receive clock,
+    strictly increasing across all connections, so that a market's rows keep
+    their replay order whichever connection wrote them.
+    """
+
+    __slots__ = ("gapped", "baselined", "clock", "last_received")
+
+    def __init__(self, clock=None) -> None:
+        self.gapped: set[str] = set()
+        self.baselined: set[str] = set()
+        self.clock = clock or _utcnow
+        self.last_received: datetime | None = None
+
+    def stamp(self, received_at: datetime | None) -> datetime:
+        """`received_at` (now when None), made later than every stamp before it."""
+        if received_at is None:
+            now = self.clock()
+        elif received_at.tzinfo is None:
+            now = received_at.replace(tzinfo=timezone.utc)  # naive means UTC here
+        else:
+            now = received_at
+        last = self.last_received
+        if last is not None and now <= last:
+            now = last + _ONE_MICROSECOND
+        self.last_received = now
+        return now
+
+
 @dataclass(slots=True)
 class LiveBook:
     """One subscribed market's book in this session."""
@@ -129,22 +164,28 @@ class LiveBook:
 
 
 class Pipeline:
-    """See the module docstring. Not thread-safe: one connection feeds it."""
+    """See the module docstring. Not thread-safe: one connection feeds it.
 
-    def __init__(self, writer, config: CollectorConfig | None = None, clock=None) -> None:
+    `state` is shared by the pipelines of one process (RecordState); a
+    pipeline on its own makes its own.
+    """
+
+    def __init__(self, writer, config: CollectorConfig | None = None, clock=None,
+                 state: RecordState | None = None) -> None:
         self.writer = writer
         self.config = config or CollectorConfig()
-        self._clock = clock or _utcnow
-        self._last_received: datetime | None = None
+        self.state = state or RecordState(clock)
+        self._clock = self.state.clock
+        self._stamp = self.state.stamp
         self.session_id: int | None = None
         self.sequencer = Sequencer()
         self.books: dict[str, LiveBook] = {}
         # command id -> [(channel, tickers)] the I/O layer asked for.
         self._expected: dict[int, list[tuple[str, tuple[str, ...]]]] = {}
-        # Tickers whose book has an open gap (survives a reconnect).
-        self._gapped: set[str] = set()
-        # Tickers that have had a snapshot since this process started.
-        self._baselined: set[str] = set()
+        # Tickers whose book has an open gap (survives a reconnect), and
+        # tickers that have had a snapshot since this process started.
+        self._gapped = self.state.gapped
+        self._baselined = self.state.baselined
         # channel -> time since which it has been broken (trade / lifecycle),
         # until a new subscription to it is confirmed.
         self._channel_break: dict[str, datetime] = {}
@@ -219,8 +260,7 @@ class Pipeline:
                 self._break_channel(channel, sid, at, DISCONNECT, None, None)
         for ticker in sorted(book_tickers):
             sid = self.books[ticker].sid if ticker in self.books else None
-            # tickers_on_sid is left empty here: every ticker was affected.
-            self._open_gap(ticker, ORDERBOOK, DISCONNECT, sid, None, None, at, ())
+            self._open_gap(ticker, ORDERBOOK, DISCONNECT, sid, None, None, at)
         self.counters["disconnects"] += 1
         self.books.clear()
         self._trade_last.clear()
@@ -310,7 +350,7 @@ class Pipeline:
             # The trade it carried is lost: the window is fetched from REST.
             since = self._trade_last.get(sid, self._session_started or at)
             # Open until its backfill has succeeded, as every trade hole.
-            key = self._open_gap("", TRADE, MALFORMED, sid, seq, seq, self._gap_start(at), ())
+            key = self._open_gap("", TRADE, MALFORMED, sid, seq, seq, self._gap_start(at))
             commands.append(BackfillTrades(since - self._margin, at + self._margin, gaps=(key,)))
             return commands
         if ticker is None and channel == ORDERBOOK and outcome.verdict is Verdict.IN_ORDER:
@@ -320,7 +360,7 @@ class Pipeline:
         live = self.books.get(ticker) if ticker else None
         if live is not None and live.reliable:
             live.reliable = False
-            self._open_gap(ticker, ORDERBOOK, MALFORMED, sid, seq, seq, self._gap_start(at), ())
+            self._open_gap(ticker, ORDERBOOK, MALFORMED, sid, seq, seq, self._gap_start(at))
             self._ask_snapshots(live.sid, (ticker,), at, commands)
         return commands
 
@@ -371,9 +411,7 @@ class Pipeline:
                 self.counters["deltas_without_book"] += 1
                 self._sid_state(msg.sid, ORDERBOOK).tickers.add(ticker)
                 self.books[ticker] = LiveBook(msg.sid, None, False)
-                self._open_gap(
-                    ticker, ORDERBOOK, SEQ_GAP, msg.sid, None, msg.seq, self._gap_start(at), ()
-                )
+                self._open_gap(ticker, ORDERBOOK, SEQ_GAP, msg.sid, None, msg.seq, self._gap_start(at))
                 self._ask_snapshots(msg.sid, (ticker,), at, commands)
             else:
                 self.counters["deltas_dropped"] += 1
@@ -426,7 +464,7 @@ class Pipeline:
         log.warning("pipeline: %s on %s after seq %s; asking for a snapshot", why, ticker, msg.seq)
         live.reliable = False
         self._open_gap(ticker, ORDERBOOK, INVALID_BOOK, live.sid, None, msg.seq,
-                       self._gap_start(at), ())
+                       self._gap_start(at))
         self._ask_snapshots(live.sid, (ticker,), at, commands)
 
     def _on_snapshot(self, msg: OrderbookSnapshotMsg, at: datetime) -> None:
@@ -532,7 +570,7 @@ class Pipeline:
             if ticker in self._gapped:
                 continue  # already in an open hole; its snapshot closes it
             log.warning("pipeline: book of %s not subscribed: %s", ticker, why)
-            self._open_gap(ticker, ORDERBOOK, SUBSCRIBE_REFUSED, 0, None, None, at, ())
+            self._open_gap(ticker, ORDERBOOK, SUBSCRIBE_REFUSED, 0, None, None, at)
         self.counters["subscribe_refused"] += len(refused)
 
     def in_gap(self, ticker: str) -> bool:
@@ -546,7 +584,7 @@ class Pipeline:
         if ticker in self._gapped or ticker in self.books:
             return
         at = opened_at if opened_at is not None else (self._last_frame_at or self._stamp(None))
-        self._open_gap(ticker, ORDERBOOK, NOT_SUBSCRIBED, 0, None, None, at, ())
+        self._open_gap(ticker, ORDERBOOK, NOT_SUBSCRIBED, 0, None, None, at)
 
     def market_missed(self, ticker: str, existed_from: datetime) -> None:
         """A market we would have recorded lived and ended while we were not
@@ -596,9 +634,7 @@ class Pipeline:
         if channel == ORDERBOOK:
             tickers = sorted(state.tickers | {t for t, b in self.books.items() if b.sid == msg.sid})
             for ticker in tickers:
-                self._open_gap(
-                    ticker, ORDERBOOK, TERMINAL_ERROR, msg.sid, None, msg.seq, at, tickers
-                )
+                self._open_gap(ticker, ORDERBOOK, TERMINAL_ERROR, msg.sid, None, msg.seq, at)
             commands.append(Resubscribe(ORDERBOOK, tuple(tickers)))
         elif channel is not None:
             self._break_channel(channel, msg.sid, at, TERMINAL_ERROR, None, msg.seq)
@@ -647,10 +683,7 @@ class Pipeline:
                     self.books[ticker] = LiveBook(sid, None, False)
                 else:
                     live.reliable = False
-                self._open_gap(
-                    ticker, ORDERBOOK, SEQ_GAP, sid, expected, received, start,
-                    ticker_list,
-                )
+                self._open_gap(ticker, ORDERBOOK, SEQ_GAP, sid, expected, received, start)
             # Every unreliable ticker of the sid needs a snapshot; one request
             # per market is outstanding at a time (tick() asks again for the
             # unanswered). A snapshot in this very frame re-baselines its
@@ -664,14 +697,14 @@ class Pipeline:
         elif channel == TRADE:
             since = self._trade_last.get(sid, self._session_started or at)
             # Open until its backfill has succeeded.
-            key = self._open_gap("", TRADE, SEQ_GAP, sid, expected, received, start, ())
+            key = self._open_gap("", TRADE, SEQ_GAP, sid, expected, received, start)
             until = max(at, msg.ts) if type(msg) is TradeMsg else at
             commands.append(BackfillTrades(since - self._margin, until + self._margin, gaps=(key,)))
         else:
             # Lifecycle (or an unknown channel): recorded; the stream goes on.
             # The catalog is listed again over REST (collector/catalog.py).
             self._open_gap("", channel or "", SEQ_GAP, sid, expected, received, start,
-                           (), recovered_at=at)
+                           recovered_at=at)
             if self.on_lifecycle_gap is not None:
                 self.on_lifecycle_gap()
 
@@ -679,19 +712,21 @@ class Pipeline:
         """A channel-wide break (trade / lifecycle) open until it is resubscribed."""
         since = self._trade_last.get(sid, self._session_started or at) if channel == TRADE else at
         self._channel_break.setdefault(channel, since)
-        key = self._open_gap("", channel, reason, sid, expected, received, at, ())
+        key = self._open_gap("", channel, reason, sid, expected, received, at)
         if channel == TRADE:
             self._trade_break_gaps.append(key)
 
-    def _open_gap(
-        self, ticker, channel, reason, sid, expected, received, at, tickers_on_sid,
-        recovered_at=None,
-    ) -> tuple:
-        """Record a gap; return its key (ticker, channel, session_id, detected_at)."""
+    def _open_gap(self, ticker, channel, reason, sid, expected, received, at, recovered_at=None) -> tuple:
+        """Record a gap; return its key (ticker, channel, session_id, detected_at).
+
+        `tickers_on_sid` is written empty: the books one sid gap hit are the
+        rows sharing its (session_id, sid, detected_at). A list in every row
+        cost a 1,000-market sid a million ticker strings per gap.
+        """
         self.writer.open_gap(
             (
                 ticker, channel, reason, self.session_id or 0, sid, expected, received, at,
-                recovered_at, list(tickers_on_sid),
+                recovered_at, [],
             )
         )
         if ticker and channel == ORDERBOOK and recovered_at is None:
@@ -707,18 +742,14 @@ class Pipeline:
             state.channel = channel
         return state
 
-    def _stamp(self, received_at: datetime | None) -> datetime:
-        if received_at is None:
-            now = self._clock()
-        elif received_at.tzinfo is None:
-            now = received_at.replace(tzinfo=timezone.utc)  # naive means UTC here
-        else:
-            now = received_at
-        last = self._last_received
-        if last is not None and now <= last:
-            now = last + _ONE_MICROSECOND
-        self._last_received = now
-        return now
+    @property
+    def _last_received(self) -> datetime | None:
+        return self.state.last_received
+
+    @property
+    def last_frame_at(self) -> datetime | None:
+        """When this connection's latest frame was received."""
+        return self._last_frame_at
 
     def _malformed(self, reason: str, raw) -> None:
         self.counters["malformed"] += 1

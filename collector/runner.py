@@ -1,11 +1,12 @@
-"""The whole live collector, assembled: discovery, feed, actions, writer, stats.
+"""The whole live collector, assembled: discovery, connections, actions, writer, stats.
 
 `collect()` is what `manage.py collect` runs and what the end-to-end tests
 call. It discovers the selected markets over REST, then runs side by side
-until `stop` is set (or `duration` passes): the WebSocket feed (which drives
-the pipeline), the actions worker, the writer, a background fetch of events
-and series, and a structured stats line every `stats_every` seconds. On the
-way out it closes the socket (the pipeline records the hole), lets pending
+until `stop` is set (or `duration` passes): the WebSocket connections
+(collector/connections.py, each driving its pipeline), the actions worker,
+the writer, the catalog's relisting, a background fetch of events and
+series, and a structured stats line every `stats_every` seconds. On the
+way out it closes the sockets (the pipelines record the hole), lets pending
 actions finish for a moment, and flushes the writer: nothing received is
 left unwritten. Then, and only then, it writes the clean-shutdown marker.
 
@@ -34,7 +35,7 @@ from .catalog import Catalog, existed_from
 from .config import CollectorConfig
 from .discovery import Selection, hierarchy_discover, markets_discover
 from .client import Credentials, credentials, rest_client
-from .ws import KalshiFeed
+from .connections import Connections
 from .pipeline import Pipeline
 from .writer import Writer, WriterFailure
 
@@ -48,21 +49,21 @@ ACTIONS_DRAIN_S = 5.0  # at shutdown, how long pending REST work may finish
 class Collector:
     """The running parts, for stats and tests."""
 
-    pipeline: Pipeline
+    pipeline: Pipeline  # the primary connection's: lifecycle and trades
     writer: Writer
-    feed: KalshiFeed
+    connections: Connections
     actions: Actions
     backfills: BackfillQueue | None = None
     run: runs.Run | None = None
     background: dict[str, asyncio.Task] | None = None  # side tasks by name, for tests
 
     def stats(self) -> dict:
-        stats = dict(self.pipeline.stats())
+        stats = self.connections.stats()
         writer = stats.pop("writer", None) or self.writer.stats()
         stats.update(
-            connects=self.feed.connects,
-            reconnects=self.feed.reconnects,
-            markets=len(self.feed.markets),
+            connects=self.connections.connects,
+            reconnects=self.connections.reconnects,
+            markets=len(self.connections.markets),
             actions_done=self.actions.done,
             actions_failed=self.actions.failed,
             actions_pending=self.actions.queue.qsize(),
@@ -105,7 +106,6 @@ async def collect(
     # Before any frame: record the last run's crash (if any) and mark this
     # run as started; raises (exit non-zero) if the journal is unusable.
     run = await asyncio.to_thread(runs.run_begin, config, writer)
-    pipeline = Pipeline(writer, config)
     writer_stop = asyncio.Event()
     writer_task = asyncio.create_task(writer.run(writer_stop), name="writer")
     collector = None
@@ -114,46 +114,46 @@ async def collect(
         try:
             listed_at = time.time()
             found = await markets_discover(rest, selection, shard=shard, combos=config.combos)
-            _holes_until_first_snapshot(pipeline, run, found)
             backfills = BackfillQueue(rest=rest, writer=writer, config=config)
             actions = Actions(rest=rest, selection=selection, writer=writer, config=config,
                               backfills=backfills)
-            feed = KalshiFeed(
+            connections = Connections(
                 url=ws_url or settings.KALSHI_WS_URL,
-                pipeline=pipeline,
+                writer=writer,
                 config=config,
                 actions=actions,
-                markets={m["ticker"] for m in found},
                 selection=selection,
+                markets=[m["ticker"] for m in found],
                 key_id=creds.key_id,
                 private_key=creds.private_key,
                 shard=shard,
             )
-            catalog = feed.catalog = Catalog(rest=rest, feed=feed, pipeline=pipeline, actions=actions,
-                                             selection=selection, config=config, shard=shard)
+            catalog = Catalog(rest=rest, feed=connections, actions=actions,
+                              selection=selection, config=config, shard=shard)
             catalog.listed_at = listed_at
-            pipeline.on_lifecycle_gap = catalog.lifecycle_gap
-            collector = Collector(pipeline, writer, feed, actions, backfills, run)
+            connections.set_catalog(catalog)
+            _holes_until_first_snapshot(connections, run, found)
+            collector = Collector(connections.pipeline, writer, connections, actions, backfills, run)
             side_tasks = [
                 asyncio.create_task(actions.run(), name="actions"),
                 asyncio.create_task(backfills.run(), name="backfills"),
                 asyncio.create_task(catalog.run(), name="catalog"),
                 asyncio.create_task(_stats_loop(collector, stats_every), name="stats"),
-                asyncio.create_task(_heartbeat(run, writer, feed, config), name="heartbeat"),
+                asyncio.create_task(_heartbeat(run, writer, connections, config), name="heartbeat"),
                 asyncio.create_task(
                     _quietly(hierarchy_discover(rest, {m.get("event_ticker", "") for m in found} - {""})),
                     name="hierarchy",
                 ),
                 asyncio.create_task(
-                    _quietly(_catch_up_trades(run, pipeline, backfills, config)), name="catch-up"
+                    _quietly(_catch_up_trades(run, connections.pipeline, backfills, config)), name="catch-up"
                 ),
             ]
             collector.background = {task.get_name(): task for task in side_tasks}
             if on_start is not None:
                 on_start(collector)
-            feed_task = asyncio.create_task(feed.run(stop), name="feed")
+            feed_task = asyncio.create_task(connections.run(stop), name="connections")
             try:
-                # The feed returns when `stop` is set and raises on fatal
+                # The connections return when `stop` is set and raise on fatal
                 # errors; a writer that gave up stops everything.
                 await asyncio.wait({feed_task, writer_task}, return_when=asyncio.FIRST_COMPLETED)
                 if writer_task.done() and not feed_task.done():
@@ -188,14 +188,14 @@ async def collect(
 
 
 def _markets(collector: Collector | None) -> set[str]:
-    return set(collector.feed.markets) if collector is not None else set()
+    return set(collector.connections.markets) if collector is not None else set()
 
 
 def _error_of(task: asyncio.Task):
     return task.exception() if not task.cancelled() else "cancelled"
 
 
-def _holes_until_first_snapshot(pipeline: Pipeline, run: runs.Run, found: list[dict]) -> None:
+def _holes_until_first_snapshot(connections: Connections, run: runs.Run, found: list[dict]) -> None:
     """Each market to record is a `not_subscribed` hole from when it existed
     until its first snapshot, so that a market first recorded after the start
     (or created while the collector was down) is never presented as complete
@@ -204,13 +204,14 @@ def _holes_until_first_snapshot(pipeline: Pipeline, run: runs.Run, found: list[d
     now = datetime.now(timezone.utc)
     for market in found:
         if market["ticker"] not in run.previous_markets:
-            pipeline.market_opened(market["ticker"], existed_from(market, now))
+            connections.market_opened(market["ticker"], existed_from(market, now))
 
 
-async def _heartbeat(run: runs.Run, writer: Writer, feed: KalshiFeed, config: CollectorConfig) -> None:
+async def _heartbeat(run: runs.Run, writer: Writer, connections: Connections,
+                     config: CollectorConfig) -> None:
     """Keep the run's market list and durable watermark current (state file and table)."""
     while True:
-        await asyncio.to_thread(runs.run_beat, run, writer, set(feed.markets))
+        await asyncio.to_thread(runs.run_beat, run, writer, set(connections.markets))
         await asyncio.sleep(config.heartbeat_seconds)
 
 

@@ -13,7 +13,10 @@ what Kalshi enforces when it answers 26 ("per-subscription market limit").
 A 26 never repeats the same request: the batch is split in half and each
 half is tried again (a new subscription when the sid is full). A ticker
 counts as subscribed only once Kalshi confirmed it (`subscribed` for a new
-sid, `ok` for `add_markets`). What cannot be subscribed (a single market
+sid, `ok` for `add_markets`). When Kalshi merges a new subscription into the
+channel's open one and the connection is full, a 26 refuses the whole batch
+at once (error 26 named as the reason): collector/connections.py then places
+those markets on another connection. What cannot be subscribed (a single market
 refused, any other error, a timeout) is returned to the caller, which records
 a `subscribe_refused` hole and retries it later: one refused market never
 takes others down with it.
@@ -245,13 +248,20 @@ class Subscriptions:
             await self._place(chunk, self._sid_with_room(len(chunk)), use_yes_price, refused)
             return
         if failure.code == TOO_MANY_MARKETS:
-            held = len(self.book_sids.get(sid, ())) if sid is not None else 0
+            total = len(self.subscribed_books())
+            # A new subscription may be merged into the channel's open one
+            # (Kalshi's docs leave it open; the simulator merges): then it is
+            # the connection's whole count that Kalshi holds against the cap.
+            held = len(self.book_sids.get(sid, ())) if sid is not None else total
             bound = held + len(chunk) - 1  # Kalshi holds fewer than held + len(chunk)
             if 1 <= bound < self.cap:
                 logger.warning("ws Kalshi caps a subscription below %d markets (26); cap now %d",
                                bound + 1, bound)
                 self.cap = bound
-            if len(chunk) > 1 or sid is not None:
+            # A full connection refuses the batch whole: splitting would only
+            # be refused again, market by market. The caller places it elsewhere.
+            full = sid is None and 0 < total >= self.cap and self._sid_with_room(1) is None
+            if not full and (len(chunk) > 1 or sid is not None):
                 parts = [chunk[: len(chunk) // 2], chunk[len(chunk) // 2 :]] if len(chunk) > 1 else [chunk]
                 for part in parts:
                     await self._place(part, self._sid_with_room(len(part)), use_yes_price, refused)

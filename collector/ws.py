@@ -1,17 +1,22 @@
-"""The WebSocket side of the collector: connect, subscribe, feed the pipeline.
+"""One WebSocket connection of the collector: connect, subscribe, feed the pipeline.
 
 `KalshiFeed.run()` keeps one signed connection to Kalshi's market-data
-WebSocket alive until told to stop. On every connect it starts a pipeline
-session, subscribes the lifecycle channels and `trade` first, lets the
+WebSocket alive until told to stop, and records the books of its share of
+the markets (`markets`). The collector opens as many as Kalshi's caps need
+(collector/connections.py); the first, the *primary*, also carries the
+lifecycle channels and `trade`. On every connect it starts its pipeline's
+session; the primary subscribes lifecycle and `trade` first and lets the
 catalog list markets again (collector/catalog.py: what was created while we
-were away is found), then subscribes the books through the subscription
+were away is found); then the books are subscribed through the subscription
 manager (collector/subscriptions.py: commands tracked by id until Kalshi
 answers, paced, spread over subscriptions under the cap, refused markets
 returned). A refused market gets a `subscribe_refused` hole and is tried
-again with backoff. Every frame goes to `Pipeline.handle()`; the commands
-that come back are carried out (WebSocket ones at once, REST/database ones by
-the `Actions` worker). Once a second the session also asks the pipeline for
-overdue snapshot requests and retries refused markets that are due.
+again with backoff; one refused because the connection is full (26) is
+handed back to the connections, which place it on another. Every frame goes
+to `Pipeline.handle()`; the commands that come back are carried out
+(WebSocket ones at once, REST/database ones by the `Actions` worker). Twice
+a second the session also asks the pipeline for overdue snapshot requests
+and retries refused markets that are due.
 
 When the connection drops, `Pipeline.end_session()` records the hole (from
 the last frame received) and the loop reconnects. An outage ends without
@@ -34,7 +39,7 @@ from websockets.exceptions import ConnectionClosed, InvalidMessage, InvalidStatu
 
 from collector import commands as cmd
 from collector.backoff import backoff_delays
-from collector.subscriptions import Subscriptions
+from collector.subscriptions import TOO_MANY_MARKETS, Subscriptions
 from kalshi import auth
 
 logger = logging.getLogger(__name__)
@@ -89,16 +94,33 @@ class Session:
         self.subs = Subscriptions(ws.send, config, pipeline)
 
 
+_last_session_id = 0
+
+
+def new_session_id() -> int:
+    """A connection's session id: its connect time in µs, unique in this process
+    (several connections may open in the same microsecond)."""
+    global _last_session_id
+    _last_session_id = max(time.time_ns() // 1000, _last_session_id + 1)
+    return _last_session_id
+
+
 class KalshiFeed:
-    """The reconnecting WebSocket reader. See the module docstring."""
+    """The reconnecting WebSocket reader. See the module docstring.
+
+    `connections` is what decides which markets are recorded and where
+    (collector/connections.py); a feed on its own (tests, benchmarks) is its
+    own and records every market it is given.
+    """
 
     def __init__(self, *, url: str, pipeline, config, actions, markets: set[str], selection,
-                 key_id: str = "", private_key=None, shard=None, catalog=None):
+                 key_id: str = "", private_key=None, shard=None, catalog=None,
+                 connections=None, primary: bool = True, name: str = "ws"):
         self.url = url
         self.pipeline = pipeline
         self.config = config
         self.actions = actions
-        self.markets = markets  # the books to record; shared with Actions
+        self.markets = markets  # the books this connection records
         self.selection = selection
         self._key_id = key_id
         self._private_key = private_key
@@ -115,7 +137,11 @@ class KalshiFeed:
         # Side tasks (subscribing, retiring markets): asyncio keeps only weak
         # references to tasks, so one nobody holds may vanish mid-way.
         self._background: set[asyncio.Task] = set()
-        actions.feed = self
+        self.primary = primary  # carries lifecycle and trade, relists on connect
+        self.name = name  # in log lines
+        self.connections = connections if connections is not None else self
+        if connections is None:
+            actions.feed = self
 
     def _headers(self) -> dict[str, str]:
         if not (self._key_id and self._private_key):
@@ -173,11 +199,12 @@ class KalshiFeed:
                 pass
 
     async def _session(self, ws: ClientConnection, stop: asyncio.Event) -> None:
-        session_id = time.time_ns() // 1000
+        session_id = new_session_id()
         self.pipeline.start_session(session_id)
         self.connects += 1
         session = self.session = Session(ws, self.pipeline, self.config)
-        logger.info("ws connected url=%s session=%d markets=%d", self.url, session_id, len(self.markets))
+        logger.info("ws connected connection=%s url=%s session=%d markets=%d",
+                    self.name, self.url, session_id, len(self.markets))
         closer = asyncio.create_task(self._close_on(stop, ws))
         subscriber = asyncio.create_task(self._subscribe_all(session))
         housekeeper = asyncio.create_task(self._housekeeping(session))
@@ -193,7 +220,7 @@ class KalshiFeed:
             for task in (closer, subscriber, housekeeper):
                 task.cancel()
             self.pipeline.end_session()
-            logger.info("ws session_ended session=%d", session_id)
+            logger.info("ws session_ended connection=%s session=%d", self.name, session_id)
 
     @staticmethod
     async def _close_on(stop: asyncio.Event, ws: ClientConnection) -> None:
@@ -207,16 +234,17 @@ class KalshiFeed:
         return channels
 
     async def _subscribe_all(self, session: Session) -> None:
-        """Lifecycle first (nothing created from now on is missed), then list, then books."""
+        """Lifecycle first (nothing created from now on is missed), then books, then list."""
         try:
-            await session.subs.call(
-                "subscribe", {"channels": [*self._lifecycle_channels(), TRADE_CHANNEL]},
-                channels=[*self._lifecycle_channels(), TRADE_CHANNEL],
-            )
+            if self.primary:
+                await session.subs.call(
+                    "subscribe", {"channels": [*self._lifecycle_channels(), TRADE_CHANNEL]},
+                    channels=[*self._lifecycle_channels(), TRADE_CHANNEL],
+                )
             # The books we know first (the sooner their hole closes), then the
             # listing finds what was created meanwhile and subscribes it too.
             await self._subscribe_books(session, sorted(self.markets))
-            if self.catalog is not None:
+            if self.primary and self.catalog is not None:
                 await self.catalog.reconcile("connect")
         except (ConnectionClosed, asyncio.CancelledError):
             raise
@@ -240,6 +268,11 @@ class KalshiFeed:
         for ticker in tickers:
             if ticker not in refused:
                 self.refused.pop(ticker, None)
+        full = [t for t, why in refused.items() if why.startswith(f"error {TOO_MANY_MARKETS}:")]
+        if full and self.connections is not self and session.subs.subscribed_books():
+            # This connection is full: the markets go to another one.
+            await self.connections.overflow(self, full, len(session.subs.subscribed_books()))
+            refused = {t: why for t, why in refused.items() if t not in full}
         if refused:
             self.pipeline.subscribe_refused(refused)
             for ticker in refused:
@@ -277,14 +310,15 @@ class KalshiFeed:
         elif isinstance(command, cmd.MarketCreated):
             # Subscribe at once when the ticker alone decides; otherwise the
             # market's series decides, which Actions looks up first.
-            if self.wanted(command.market_ticker, command.event_ticker) and (
+            recording = self.connections
+            if recording.wanted(command.market_ticker, command.event_ticker) and (
                 self.selection.everything or command.market_ticker in self.selection.markets
             ):
-                self.pipeline.market_opened(command.market_ticker)
-                await self.add_markets([command.market_ticker])
+                recording.market_opened(command.market_ticker, self.pipeline.last_frame_at)
+                await recording.add_markets([command.market_ticker])
             self.actions.submit(command)
         elif isinstance(command, cmd.MarketSettled):
-            self._spawn(self.retire_market(command.market_ticker))
+            self.connections.retire(command.market_ticker)
             self.actions.submit(command)
         else:
             self.actions.submit(command)
@@ -293,12 +327,28 @@ class KalshiFeed:
         """This process's share (`--shard`); everything without a shard."""
         return self.shard is None or self.shard.owns(event_ticker or "", market_ticker)
 
+    def market_opened(self, ticker: str, at=None) -> None:
+        """A market to record opened (at `at`): a hole until its first snapshot."""
+        self.pipeline.market_opened(ticker, at)
+
+    def market_missed(self, ticker: str, existed_from) -> None:
+        self.pipeline.market_missed(ticker, existed_from)
+
+    def retire(self, ticker: str) -> None:
+        """Retire a settled market's book, beside the reader."""
+        self._spawn(self.retire_market(ticker))
+
     async def add_markets(self, tickers: list[str]) -> None:
         """Record these markets' books from now on (and after every reconnect)."""
         new = [t for t in tickers if t not in self.markets]
         self.markets.update(new)
-        if new and self.session is not None:
-            self._spawn(self._subscribe_books(self.session, new))
+        self.subscribe_now(new)
+
+    def subscribe_now(self, tickers) -> None:
+        """Subscribe these books (already in `markets`) at once when connected;
+        otherwise the next connect does."""
+        if tickers and self.session is not None:
+            self._spawn(self._subscribe_books(self.session, list(tickers)))
 
     async def retire_market(self, ticker: str) -> None:
         """Stop recording a settled market's book, once that book is whole.
@@ -321,7 +371,7 @@ class KalshiFeed:
             await asyncio.sleep(RETIRE_POLL_S)
         self.markets.discard(ticker)
         if self.session is not None:
-            logger.info("ws unsubscribe settled market=%s", ticker)
+            logger.info("ws unsubscribe settled connection=%s market=%s", self.name, ticker)
             await self.session.subs.unsubscribe_books([ticker])
 
     def _spawn(self, coro) -> None:

@@ -16,7 +16,7 @@ import logging
 from datetime import datetime, timezone
 from decimal import Decimal
 
-from django.db import transaction
+from django.db import connection, transaction
 
 from .fixedpoint import FixedPointError, parse_price, to_decimal
 from .models import Event, Market, Series, Settlement
@@ -103,8 +103,40 @@ def event_upsert(*, data: dict) -> Event:
 
 def market_upsert(*, data: dict) -> Market:
     """Store a REST `Market` object (GET /markets, /markets/{ticker})."""
+    return _market_update(data["ticker"], _market_fields(data))
+
+
+def markets_upsert(*, markets: list[dict]) -> int:
+    """Store many REST `Market` objects at once; returns how many.
+
+    What `market_upsert` does for each, in one INSERT ... ON CONFLICT per
+    thousand and one UPDATE for the series: the collector lists every open
+    market at start (tens of thousands on Kalshi), and one row lock and save
+    each took 5 ms, 25 s for 5,000 markets before the first subscribe.
+    """
+    by_ticker = {m["ticker"]: m for m in markets if m.get("ticker")}
+    if not by_ticker:
+        return 0
+    rows = [Market(ticker=ticker, **_market_fields(data)) for ticker, data in by_ticker.items()]
+    update = [*_market_fields({"ticker": ""}).keys(), "updated_at"]
+    with transaction.atomic():
+        Market.objects.bulk_create(rows, batch_size=1000, update_conflicts=True,
+                                   unique_fields=["ticker"], update_fields=update)
+        with connection.cursor() as cursor:
+            # A market that has no series yet takes its event's, once both are known.
+            cursor.execute(
+                "UPDATE markets SET series_ticker = e.series_ticker FROM events e "
+                "WHERE markets.series_ticker = '' AND markets.event_ticker = e.event_ticker "
+                "AND e.series_ticker <> '' AND markets.ticker = ANY(%s)",
+                [list(by_ticker)],
+            )
+    return len(rows)
+
+
+def _market_fields(data: dict) -> dict:
+    """The columns of a REST `Market` object (the raw object in `metadata`)."""
     ticker = data["ticker"]
-    fields = {
+    return {
         "event_ticker": data.get("event_ticker") or "",
         "market_type": data.get("market_type") or "binary",
         "title": data.get("title") or "",
@@ -130,7 +162,6 @@ def market_upsert(*, data: dict) -> Market:
         "settlement_value": _price_or_none(data.get("settlement_value_dollars"), ticker),
         "metadata": data,
     }
-    return _market_update(ticker, fields)
 
 
 def market_upsert_from_lifecycle(*, payload: dict) -> Market:

@@ -87,9 +87,9 @@ class Run:
 
     def books_match_truth(self) -> bool:
         """Every subscribed market has a reliable live book equal to the truth."""
-        books = self.pipeline.books
-        for ticker in self.collector.feed.markets:
-            live = books.get(ticker)
+        connections = self.collector.connections
+        for ticker in connections.markets:
+            live = connections.live_book(ticker)
             if live is None or not live.reliable or live.book is None:
                 return False
             truth = self.sim.true_book(ticker)
@@ -117,8 +117,8 @@ async def start_run(sim: Simulator, config: CollectorConfig, selection: Selectio
     if task.done():
         task.result()  # raise what stopped it
     run = Run(sim, config, stop, task, holder["collector"])
-    await wait_for(lambda: run.pipeline.books and run.books_match_truth() and run.alive(), "initial snapshots")
-    run.start_markets = frozenset(run.collector.feed.markets)
+    await wait_for(lambda: run.collector.connections.markets and run.books_match_truth() and run.alive(), "initial snapshots")
+    run.start_markets = frozenset(run.collector.connections.markets)
     run.first_trade = len(sim.trades())
     run.resumed_ms = sim.clock()
     sim.resume()

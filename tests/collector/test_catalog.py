@@ -55,26 +55,21 @@ class FakeRest:
 
 
 class FakeFeed:
+    """What the catalog calls on the collector's connections."""
+
     def __init__(self, markets):
         self.markets = set(markets)
         self.added = []
         self.retired = []
+        self.opened = []
+        self.missed = []
 
     async def add_markets(self, tickers):
         self.added += tickers
         self.markets.update(tickers)
 
-    async def retire_market(self, ticker):
+    def retire(self, ticker):
         self.retired.append(ticker)
-
-    def _spawn(self, coro):
-        asyncio.get_running_loop().create_task(coro)
-
-
-class FakePipeline:
-    def __init__(self):
-        self.opened = []
-        self.missed = []
 
     def market_opened(self, ticker, at=None):
         self.opened.append((ticker, at))
@@ -105,24 +100,24 @@ async def test_a_relisting_subscribes_what_is_new_and_settles_what_was_decided()
         market("GONE", "settled", result="yes", settlement_value_dollars="1.0000"),
         market("DONE", "finalized", result="no"),  # lived and ended unseen
     ]
-    rest, feed, pipeline, actions = FakeRest(listed), FakeFeed({"OLD", "GONE"}), FakePipeline(), FakeActions()
-    catalog = Catalog(rest=rest, feed=feed, pipeline=pipeline, actions=actions, selection=Selection(),
+    rest, feed, actions = FakeRest(listed), FakeFeed({"OLD", "GONE"}), FakeActions()
+    catalog = Catalog(rest=rest, feed=feed, actions=actions, selection=Selection(),
                       config=CollectorConfig())
     catalog.listed_at = 1_000_000.0
     assert await catalog.reconcile("test") == 1
     await asyncio.sleep(0)
     assert feed.added == ["NEW"]
-    assert [t for t, _ in pipeline.opened] == ["NEW"]  # a not_subscribed hole from its open time
-    assert pipeline.opened[0][1] is not None
+    assert [t for t, _ in feed.opened] == ["NEW"]  # a not_subscribed hole from its open time
+    assert feed.opened[0][1] is not None
     kinds = [(type(c), c.market_ticker) for c in actions.submitted]
     assert kinds == [(cmd.MarketDetermined, "GONE"), (cmd.MarketSettled, "GONE"), (cmd.MarketDetermined, "DONE")]
     assert feed.retired == ["GONE"]
     # A market that ended before we ever recorded it: a hole says so, from its open time.
-    assert [t for t, _ in pipeline.missed] == ["DONE"] and pipeline.missed[0][1] is not None
+    assert [t for t, _ in feed.missed] == ["DONE"] and feed.missed[0][1] is not None
     assert rest.calls == [{"mve_filter": "exclude", "min_updated_ts": 1_000_000 - 60}]
     # Listed again (the listings overlap): no second hole, no second settlement.
     await catalog.reconcile("test")
-    assert [t for t, _ in pipeline.missed] == ["DONE"]
+    assert [t for t, _ in feed.missed] == ["DONE"]
     assert [c.market_ticker for c in actions.submitted].count("DONE") == 1
     assert await asyncio.to_thread(lambda: set(Market.objects.values_list("ticker", flat=True))) >= {"NEW", "OLD"}
 

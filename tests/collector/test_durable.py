@@ -434,7 +434,7 @@ def test_a_collector_that_can_store_nothing_exits_with_an_error_and_the_next_sta
             await wait_for(lambda: run.task.done(), "the collector to give up")
             with pytest.raises(WriterFailure):
                 run.task.result()
-            return set(run.collector.feed.markets)  # what it was recording when it gave up
+            return set(run.collector.connections.markets)  # what it was recording when it gave up
         finally:
             await sim.stop()
 

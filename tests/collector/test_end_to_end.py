@@ -88,7 +88,7 @@ async def test_lifecycle_new_markets_are_recorded_and_settlements_stored(tmp_pat
         assert row.determined_at is not None
         if truth.settled_ms:
             assert row.settled_at == datetime.fromtimestamp(truth.settled_ms // 1000, tz=timezone.utc)
-            assert ticker not in run.collector.feed.markets  # its book was unsubscribed
+            assert ticker not in run.collector.connections.markets  # its book was unsubscribed
     await assert_trades_equal_truth(run)
 
 
@@ -114,7 +114,7 @@ async def test_faults_gaps_duplicates_malformed_and_disconnects_are_survived(tmp
     # unsubscribed (settled) at the very moment a frame was lost.
     open_gaps = await run_db(lambda: list(SequenceGap.objects.filter(
         channel="orderbook_delta", recovered_at__isnull=True).exclude(reason="disconnect")))
-    still_recorded = run.collector.feed.markets
+    still_recorded = run.collector.connections.markets
     assert [g for g in open_gaps if g.market_ticker in still_recorded] == []
     assert all(sim.markets()[g.market_ticker].status == "finalized" for g in open_gaps)
     seq_gap_events = {(g[2], g[3], g[4], g[5]) for g in gaps if g[1] == "seq_gap"}

@@ -94,7 +94,7 @@ async def settle(run) -> bool:
     deadline = loop.time() + SETTLE_S
     # A market created (its `created` lost) after the last listing is found
     # by the next one, at most reconcile_every_s later: have it now.
-    catalog = run.collector.feed.catalog
+    catalog = run.collector.connections.catalog
     relists = catalog.relists
     catalog.wake.set()
     while catalog.relists == relists and loop.time() < deadline:

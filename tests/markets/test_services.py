@@ -10,6 +10,7 @@ from markets.services import (
     event_upsert,
     market_upsert,
     market_upsert_from_lifecycle,
+    markets_upsert,
     parse_time,
     series_upsert,
     settlement_record,
@@ -67,6 +68,27 @@ def test_market_learns_its_series_from_its_event_in_either_order():
     assert Market.objects.get().series_ticker == "KXHIGHNY"
     market_upsert(data={**REST_MARKET, "ticker": "KXHIGHNY-26NOV24-T70"})
     assert Market.objects.get(ticker="KXHIGHNY-26NOV24-T70").series_ticker == "KXHIGHNY"
+
+
+def test_markets_upsert_stores_many_as_market_upsert_stores_one():
+    event_upsert(data={"event_ticker": "KXHIGHNY-26NOV24", "series_ticker": "KXHIGHNY"})
+    other = {**REST_MARKET, "ticker": "KXHIGHNY-26NOV24-T70", "event_ticker": "UNKNOWN-EV"}
+    market_upsert(data={**REST_MARKET, "title": "old title", "status": "initialized"})
+    first = Market.objects.get(ticker=REST_MARKET["ticker"])
+
+    assert markets_upsert(markets=[REST_MARKET, other, REST_MARKET]) == 2
+
+    one = Market.objects.get(ticker=REST_MARKET["ticker"])
+    assert (one.title, one.status, one.series_ticker) == ("High above 60?", "active", "KXHIGHNY")
+    assert one.discovered_at == first.discovered_at and one.updated_at > first.updated_at
+    assert one.floor_strike == Decimal("60.25") and one.metadata["some_future_field"] == {"kept": True}
+    assert Market.objects.get(ticker=other["ticker"]).series_ticker == ""  # its event is unknown yet
+    # Each column as the one-at-a-time service stores it.
+    market_upsert(data=REST_MARKET)
+    again = Market.objects.get(ticker=REST_MARKET["ticker"])
+    fields = [f.name for f in Market._meta.concrete_fields if f.name not in ("updated_at",)]
+    assert [getattr(again, f) for f in fields] == [getattr(one, f) for f in fields]
+    assert markets_upsert(markets=[]) == 0
 
 
 def test_event_lifecycle_payload_does_not_replace_the_rest_object():
