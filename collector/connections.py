@@ -27,7 +27,7 @@ import logging
 from collections import Counter
 
 from .pipeline import Pipeline, RecordState
-from .ws import KalshiFeed
+from .ws import KalshiFeed, guarded
 
 logger = logging.getLogger(__name__)
 
@@ -155,16 +155,21 @@ class Connections:
 
     def retire(self, ticker: str) -> None:
         """Stop recording a settled market's book (beside the readers)."""
-        task = asyncio.create_task(self.retire_market(ticker))
+        task = asyncio.create_task(guarded(self.retire_market(ticker)))
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
     async def retire_market(self, ticker: str) -> None:
         feed = self.owner.get(ticker)
-        if feed is not None:
-            await feed.retire_market(ticker)
-        self.markets.discard(ticker)
-        self.owner.pop(ticker, None)
+        try:
+            if feed is not None:
+                await feed.retire_market(ticker)
+        finally:
+            # Once its connection let it go, it is no longer recorded, even
+            # if the unsubscribe could not be sent (the connection closing).
+            if feed is None or ticker not in feed.markets:
+                self.markets.discard(ticker)
+                self.owner.pop(ticker, None)
 
     def wanted(self, market_ticker: str, event_ticker: str | None) -> bool:
         """This process's share (`--shard`); everything without a shard."""

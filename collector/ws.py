@@ -376,15 +376,16 @@ class KalshiFeed:
 
     def _spawn(self, coro) -> None:
         """Run `coro` beside the reader (guarded), holding its task until it ends."""
-        task = asyncio.create_task(self._guarded(coro))
+        task = asyncio.create_task(guarded(coro))
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
-    @staticmethod
-    async def _guarded(coro) -> None:
-        try:
-            await coro
-        except (ConnectionClosed, asyncio.CancelledError):
-            pass  # the next connection subscribes everything again
-        except Exception:  # noqa: BLE001 - logged, the feed goes on
-            logger.exception("ws command failed")
+
+async def guarded(coro) -> None:
+    """Run a side task of the feed: a closed connection ends it quietly, other errors are logged."""
+    try:
+        await coro
+    except (ConnectionClosed, asyncio.CancelledError):
+        pass  # the next connection subscribes everything again
+    except Exception:  # noqa: BLE001 - logged, the feed goes on
+        logger.exception("ws command failed")
