@@ -411,9 +411,13 @@ class Exchange:
         ]
 
     def _create(self, now_ms: int) -> list[ExchangeEvent]:
-        out: list[ExchangeEvent] = []
         if self._combo_event is not None and self.rng.random() < 0.3:
             return [MarketCreated(self._new_combo(self._combo_event, now_ms), now_ms)]
+        return self.create_market(now_ms)
+
+    def create_market(self, now_ms: int) -> list[ExchangeEvent]:
+        """A new (non-combo) market, in a new event or an existing one."""
+        out: list[ExchangeEvent] = []
         if self.rng.random() < 0.5 or not self.events:
             if self.rng.random() < 0.2:
                 # A series nobody has seen yet: the collector must fetch it.

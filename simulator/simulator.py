@@ -30,7 +30,7 @@ from markets.book import OrderBook
 
 from .catalog import Market, Trade
 from .config import REST_PREFIX, WS_PATH, SimulatorConfig
-from .events import BookDelta, ExchangeEvent
+from .events import BookDelta, ExchangeEvent, MarketCreated
 from .exchange import EngineConfig, Exchange
 from .faults import FaultConfig
 from .ratelimit import RateLimiter
@@ -174,6 +174,18 @@ class Simulator:
             happened += events
         self.stats["steps"] += n
         return happened
+
+    def create_market(self, *, announce: bool = True) -> str:
+        """Create a market now; return its ticker. With `announce=False` no
+        client hears of it (its `created` lost, as lifecycle frames carry no
+        seq on Kalshi and a loss cannot be seen): only a REST listing finds it."""
+        events = self.exchange.create_market(self.clock())
+        if self.history is not None:
+            self.history.extend(events)
+        if announce:
+            for connection in list(self.connections):
+                connection.deliver_events(events)
+        return next(e.market.ticker for e in events if isinstance(e, MarketCreated))
 
     async def drain(self, timeout: float = 10.0) -> None:
         """Wait until every frame queued for every client has been written."""
