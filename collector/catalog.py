@@ -4,8 +4,8 @@ Lifecycle messages announce new markets and settlements, but not while we are
 disconnected, not in a lifecycle gap, and not for a market created between a
 listing and the subscription. So the collector subscribes the lifecycle
 channels first and then lists (GET /markets), and lists again after every
-reconnect, after every lifecycle gap and every `reconcile_every_s`
-(`Catalog.run`). Each relisting asks only for markets updated since the
+reconnect, after every lifecycle gap, every `reconcile_every_s`
+(`Catalog.run`) and once more at a clean stop. Each relisting asks only for markets updated since the
 previous one (`min_updated_ts`, with a margin). A market found that way:
 
 * new and wanted (selection and shard): a `not_subscribed` hole from its
@@ -152,6 +152,21 @@ class Catalog:
                 raise
             except Exception as exc:  # noqa: BLE001 - REST trouble: the next round tries again
                 logger.warning("catalog relist failed error=%r", exc)
+
+    async def reconcile_at_stop(self) -> None:
+        """List once more before a clean stop, bounded by `final_reconcile_s`.
+
+        A market created since the last listing with its `created` lost would
+        otherwise end this run with no hole at all: listed now, it gets its
+        `not_subscribed` hole from when it existed (left open: no snapshot
+        comes any more), and the next run records it.
+        """
+        try:
+            await asyncio.wait_for(self.reconcile("stop"), self.config.final_reconcile_s)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - REST away: the next run's listing finds them
+            logger.warning("catalog final relist failed error=%r; the next start lists again", exc)
 
     async def reconcile(self, reason: str) -> int:
         """List markets updated since the last listing; act on them. Returns how many were new."""

@@ -74,8 +74,15 @@ class CollectorConfig:
     # A snapshot asked for and not received this long is asked for again.
     snapshot_retry_seconds: float = 1.0
     # The catalog (GET /markets) is listed again this often, besides after
-    # every reconnect and every lifecycle gap.
-    reconcile_every_s: float = 180.0
+    # every reconnect and every lifecycle gap. Lifecycle frames carry no seq,
+    # so a lost `created` is found only by a listing: this bounds how long a
+    # new market goes unrecorded. A relisting asks only for markets updated
+    # since the last one: a page or two, 10 tokens each of Kalshi's 200 a
+    # second (Basic tier).
+    reconcile_every_s: float = 60.0
+    # At a clean stop the catalog is listed once more (so that a market
+    # created with its `created` lost gets its hole), for at most this long.
+    final_reconcile_s: float = 15.0
     # multivariate ("combo") markets: "exclude" (mve_filter=exclude) or "include".
     combos: str = "exclude"
 

@@ -160,6 +160,8 @@ async def collect(
                     logger.critical("collector: the writer stopped (%r); stopping", _error_of(writer_task))
                     stop.set()
                 await feed_task
+                if not writer_task.done():
+                    await catalog.reconcile_at_stop()
             finally:
                 if not feed_task.done():
                     feed_task.cancel()
@@ -222,12 +224,15 @@ async def _catch_up_trades(run: runs.Run, pipeline: Pipeline, backfills: Backfil
     A crash left a `crash` trade hole (opened at start); a clean stop left
     its trade channel's break open. Both are backfilled from REST up to the
     moment this run's trade subscription was confirmed, and closed only when
-    that succeeded.
+    that succeeded; so is the time from this run's start to that moment.
     """
     while pipeline.trade_live_at is None:
         await asyncio.sleep(0.1)
     margin = timedelta(seconds=config.backfill_margin_seconds)
     until = pipeline.trade_live_at + margin
+    # This run owes every trade from its own start, also the first run ever
+    # (no earlier hole covers the seconds before the subscription).
+    await backfills.enqueue(run.started_at - margin, until)
     if run.crash_trade_gaps:
         since = min(g[3] for g in run.crash_trade_gaps) - margin
         await backfills.enqueue(since, until, (), run.crash_trade_gaps)

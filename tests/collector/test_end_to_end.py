@@ -190,3 +190,65 @@ async def test_a_restart_fetches_the_trades_made_while_the_collector_was_stopped
     open_trade_gaps = await run_db(lambda: SequenceGap.objects.filter(
         channel="trade", recovered_at__isnull=True, detected_at__lt=restarted).count())
     assert open_trade_gaps == 0
+
+
+async def test_a_market_created_unannounced_before_a_clean_stop_is_a_recorded_hole(tmp_path):
+    """Its `created` never arrives and no periodic listing comes before the
+    stop: the listing at the clean stop finds it, so it ends the run inside a
+    `not_subscribed` hole from its creation, not as a silent hole."""
+    sim = Simulator(SimulatorConfig(engine=EngineConfig(markets=4, lifecycle_probability=0.0)), seed=11, rate=200)
+    await sim.start(host="127.0.0.1", port=0)
+    try:
+        run = await start_run(sim, collector_config(tmp_path, reconcile_every_s=3600.0))
+        ticker = sim.create_market(announce=False)
+        created = datetime.fromtimestamp(sim.markets()[ticker].created_ms / 1000, tz=timezone.utc)
+        await asyncio.sleep(0.5)
+        assert ticker not in run.collector.connections.markets  # nothing told it yet
+        await finish_run(run)
+    finally:
+        await sim.stop()
+    gaps = await run_db(lambda: list(SequenceGap.objects.filter(market_ticker=ticker)
+                                     .values_list("reason", "detected_at", "recovered_at")))
+    assert len(gaps) == 1, gaps
+    reason, since, recovered = gaps[0]
+    assert (reason, recovered) == ("not_subscribed", None)
+    assert since <= created
+
+
+async def test_the_trades_made_before_the_first_trade_subscription_are_fetched_back(tmp_path):
+    """A first run ever owes every trade from its own start: those made while
+    it listed markets and connected come from REST, once each."""
+    from collector.client import Credentials
+    from collector.runner import collect
+
+    from .e2e import wait_for
+
+    sim = Simulator(SimulatorConfig(engine=EngineConfig(markets=6, lifecycle_probability=0.0)), seed=12, rate=1000)
+    await sim.start(host="127.0.0.1", port=0)
+    try:
+        first = len(sim.trades())  # the exchange is trading before the collector starts
+        stop, holder = asyncio.Event(), {}
+        task = asyncio.create_task(collect(
+            stop=stop, config=collector_config(tmp_path), creds=Credentials(sim.key_id, sim.private_key),
+            rest_url=sim.urls.rest, ws_url=sim.urls.ws, stats_every=3600,
+            on_start=lambda c: holder.setdefault("collector", c),
+        ))
+        await wait_for(lambda: "collector" in holder or task.done(), "the collector to start")
+        collector = holder["collector"]
+        await wait_for(lambda: collector.pipeline.trade_live_at is not None, "the trade subscription")
+        await asyncio.sleep(0.5)
+        sim.pause()
+        await sim.drain()
+        live_ms = int(collector.pipeline.trade_live_at.timestamp() * 1000)
+        owed = [t for t in sim.trades()[first:] if t.ts_ms >= collector.run.started_at.timestamp() * 1000]
+        assert any(t.ts_ms < live_ms for t in owed), "no trade before the subscription: the test proves nothing"
+        await wait_for(lambda: collector.background["catch-up"].done() and collector.backfills.idle,
+                       "the catch-up backfill")
+        stop.set()
+        await asyncio.wait_for(task, 60)
+    finally:
+        await sim.stop()
+    rows, stored = await stored_trades()
+    assert rows == len(stored), "a trade is stored twice"
+    missing = [t.trade_id for t in owed if t.trade_id not in stored]
+    assert not missing, f"{len(missing)} of {len(owed)} trades missing"
