@@ -335,6 +335,12 @@ async def soak(args, url: str) -> None:
 
         sim.pause()
         end = datetime.now(timezone.utc)
+        if getattr(sim, "in_outage", lambda: False)():
+            # The realistic exchange's own maintenance outage (outage_every_s)
+            # may be under way: the end of the run is not one, or the
+            # collector could not fetch back the trades of its window.
+            sim.end_outage()
+            print("soak: the exchange's own outage ended at the end of the run")
         print(f"soak: exchange paused after {time.monotonic() - began:.0f} s; collector settling {args.settle} s")
         await asyncio.sleep(args.settle)
         for task in measuring:
