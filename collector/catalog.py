@@ -4,7 +4,8 @@ Lifecycle messages announce new markets and settlements, but not while we are
 disconnected, not in a lifecycle gap, and not for a market created between a
 listing and the subscription. So the collector subscribes the lifecycle
 channels first and then lists (GET /markets), and lists again after every
-reconnect, after every lifecycle gap, every `reconcile_every_s`
+reconnect (and `relist_after_connect_s` later, for markets REST did not
+show yet), after every lifecycle gap, every `reconcile_every_s`
 (`Catalog.run`) and once more at a clean stop. Each relisting asks only for markets updated since the
 previous one (`min_updated_ts`, with a margin). A market found that way:
 
@@ -137,6 +138,13 @@ class Catalog:
     def lifecycle_gap(self) -> None:
         """The lifecycle stream lost messages: list again soon."""
         self.wake.set()
+
+    async def reconcile_on_connect(self) -> None:
+        """List now, and once more `relist_after_connect_s` later: a market
+        created just before the lifecycle subscription was confirmed is
+        announced to nobody, and REST may not list it yet."""
+        await self.reconcile("connect")
+        asyncio.get_running_loop().call_later(self.config.relist_after_connect_s, self.wake.set)
 
     async def run(self) -> None:
         """Relist every `reconcile_every_s`, or at once when woken (cancel to stop)."""

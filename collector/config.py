@@ -80,6 +80,11 @@ class CollectorConfig:
     # since the last one: a page or two, 10 tokens each of Kalshi's 200 a
     # second (Basic tier).
     reconcile_every_s: float = 60.0
+    # A listing sent right after a connect may not show yet the markets
+    # created just before (Kalshi's REST lags its exchange for a moment; the
+    # simulator hides them for new_market_rest_delay_s): list once more this
+    # long after every connect of the lifecycle connection.
+    relist_after_connect_s: float = 10.0
     # At a clean stop the catalog is listed once more (so that a market
     # created with its `created` lost gets its hole), for at most this long.
     final_reconcile_s: float = 15.0

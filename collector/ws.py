@@ -245,7 +245,7 @@ class KalshiFeed:
             # listing finds what was created meanwhile and subscribes it too.
             await self._subscribe_books(session, sorted(self.markets))
             if self.primary and self.catalog is not None:
-                await self.catalog.reconcile("connect")
+                await self.catalog.reconcile_on_connect()
         except (ConnectionClosed, asyncio.CancelledError):
             raise
         except Exception as exc:  # noqa: BLE001 - a connection we cannot subscribe on is useless

@@ -93,6 +93,19 @@ def market(ticker, status, event="EV", **extra):
 
 @pytest.mark.asyncio
 @pytest.mark.django_db(transaction=True)
+async def test_a_connect_lists_now_and_once_more_a_little_later():
+    """REST may not list yet a market created just before the lifecycle
+    subscription, which nobody announces: a second listing finds it."""
+    rest, feed, actions = FakeRest([]), FakeFeed(set()), FakeActions()
+    catalog = Catalog(rest=rest, feed=feed, actions=actions, selection=Selection(),
+                      config=CollectorConfig(relist_after_connect_s=0.05))
+    await catalog.reconcile_on_connect()
+    assert catalog.relists == 1 and not catalog.wake.is_set()
+    await asyncio.wait_for(catalog.wake.wait(), 5)  # what Catalog.run waits for to list again
+
+
+@pytest.mark.asyncio
+@pytest.mark.django_db(transaction=True)
 async def test_a_relisting_subscribes_what_is_new_and_settles_what_was_decided():
     listed = [
         market("OLD", "active"),
