@@ -13,13 +13,17 @@ ticker. A new WebSocket session brings new sids and new counters.
 Replies (`ok`, `error`, `unsubscribed`) never go through this rule: whether
 a reply's seq uses up a number is not settled by Kalshi's docs (PROTOCOL.md
 §5), so `reply()` only remembers the number it carried. A data frame that
-skips exactly remembered reply numbers is in order ("consume": the reply took
-that number); a data frame that carries a remembered reply number proves the
-"peek" convention (the reply announced the next data frame's number) for the
-whole session, and from then on a skipped reply number is a real gap. Either
-way a reply can never make a data frame look like a duplicate. The one case
-this cannot tell apart: on a "peek" connection, the very data frame that the
-first reply of the session announced is lost; it is then taken for "consume".
+carries a remembered reply number proves the "peek" convention (the reply
+announced the next data frame's number) for the whole session, and from then
+on a skipped reply number is a real gap. A data frame that skips exactly
+remembered reply numbers is what "consume" looks like (the reply took that
+number), but on a "peek" session it is also what the loss of the very frame
+the reply announced looks like. So it is taken for a gap (a hole and fresh
+snapshots, never a silently wrong book) until `CONSUME_PROOF` such skips have
+been seen on the session with no proof of "peek": a peek session would need
+as many losses, each exactly at a reply's number. From then on the session is
+"consume" and a skipped reply number is in order. Either way a reply can
+never make a data frame look like a duplicate.
 
 The sequencer also remembers what each sid is (its channel and tickers), as
 learned by the pipeline, so that a gap can name the tickers it affects.
@@ -56,6 +60,9 @@ class SidState:
 
 
 _IN_ORDER = Outcome(Verdict.IN_ORDER)
+# Skips of exactly a reply's number seen before "consume" is taken as proven
+# (each of them is recorded as a gap).
+CONSUME_PROOF = 2
 
 
 class Sequencer:
@@ -65,6 +72,8 @@ class Sequencer:
         self._sids: dict[tuple[int, int], SidState] = {}
         # Sessions whose replies are proven to carry the next data seq ("peek").
         self._peek_sessions: set[int] = set()
+        # Per session: data frames seen skipping exactly reply numbers ("consume"?).
+        self._consume_votes: dict[int, int] = {}
 
     # -- bookkeeping ---------------------------------------------------------
 
@@ -100,11 +109,14 @@ class Sequencer:
         for sid, _ in gone:
             del self._sids[(session_id, sid)]
         self._peek_sessions.discard(session_id)
+        self._consume_votes.pop(session_id, None)
         return gone
 
     def reply_convention(self, session_id: int) -> str:
-        """"peek" once proven on this session, else "consume" (the assumption)."""
-        return "peek" if session_id in self._peek_sessions else "consume"
+        """"peek" or "consume" once proven on this session, else "unknown"."""
+        if session_id in self._peek_sessions:
+            return "peek"
+        return "consume" if self._consume_votes.get(session_id, 0) >= CONSUME_PROOF else "unknown"
 
     def reply(self, session_id: int, sid: int, seq: int) -> None:
         """A reply on `sid` carried `seq`: remember it, advance nothing."""
@@ -144,7 +156,10 @@ class Sequencer:
             )
             self._passed_replies(session_id, state, seq)
             if skipped_only_replies:
-                return _IN_ORDER
+                votes = self._consume_votes.get(session_id, 0)
+                self._consume_votes[session_id] = votes + 1
+                if votes >= CONSUME_PROOF:
+                    return _IN_ORDER
         return Outcome(Verdict.GAP, last + 1, seq)
 
     def _passed_replies(self, session_id: int, state: SidState, seq: int) -> None:

@@ -7,7 +7,7 @@ from decimal import Decimal as D
 import pytest
 
 from collector.commands import RequestSnapshots
-from collector.sequencer import Sequencer, Verdict
+from collector.sequencer import CONSUME_PROOF, Sequencer, Verdict
 from markets.models import OrderbookDelta, SequenceGap
 
 from . import frames as f
@@ -16,15 +16,36 @@ from .test_pipeline import feed, make, subscribe_books  # noqa: F401 - `make` is
 pytestmark = pytest.mark.django_db
 
 
-def test_a_consumed_reply_seq_is_not_a_gap():
+def test_a_consumed_reply_seq_is_a_gap_until_consume_is_proven_then_in_order():
     seqr = Sequencer()
     seqr.subscribed(1, 2, "orderbook_delta")
     assert seqr.check(1, 2, 1).verdict is Verdict.IN_ORDER
-    seqr.reply(1, 2, 2)  # the ok took number 2
-    assert seqr.check(1, 2, 3).verdict is Verdict.IN_ORDER
+    assert seqr.reply_convention(1) == "unknown"
+    # Number 2 taken by a reply, or a lost frame a "peek" reply announced:
+    # not known yet, so a gap (a hole and fresh snapshots), CONSUME_PROOF times.
+    seq = 1
+    for _ in range(CONSUME_PROOF):
+        seqr.reply(1, 2, seq + 1)
+        assert seqr.check(1, 2, seq + 2).verdict is Verdict.GAP
+        seq += 2
     assert seqr.reply_convention(1) == "consume"
+    seqr.reply(1, 2, seq + 1)  # the ok took that number
+    assert seqr.check(1, 2, seq + 2).verdict is Verdict.IN_ORDER
     # A real loss is still a gap.
-    assert seqr.check(1, 2, 5).verdict is Verdict.GAP
+    assert seqr.check(1, 2, seq + 4).verdict is Verdict.GAP
+
+
+def test_a_lost_frame_announced_by_a_peek_reply_is_never_taken_for_consume():
+    """The hostile end-to-end test's wrong book: on a "peek" connection the data
+    frame a reply announced was lost, and the skip looked like "consume"."""
+    seqr = Sequencer()
+    seqr.subscribed(1, 2, "orderbook_delta")
+    seqr.check(1, 2, 1)
+    seqr.reply(1, 2, 2)  # peek: announces that the next data frame is 2; frame 2 is lost
+    assert seqr.check(1, 2, 3).verdict is Verdict.GAP
+    seqr.reply(1, 2, 4)
+    assert seqr.check(1, 2, 4).verdict is Verdict.IN_ORDER  # the peek is proven now
+    assert seqr.reply_convention(1) == "peek"
 
 
 def test_a_peeked_reply_seq_does_not_make_the_next_frame_a_duplicate():
@@ -54,6 +75,7 @@ def test_replies_with_seq_never_drop_data_in_the_pipeline(make, convention):
     subscribe_books(pipeline, tickers=("A",))
     feed(pipeline, f.snapshot(2, 1, "A", yes=[["0.4000", "10.00"]]))
     if convention == "consume":
+        pipeline.sequencer._consume_votes[pipeline.session_id] = CONSUME_PROOF  # proven earlier
         feed(pipeline, f.ok(2, 2, ["A"]), f.delta(2, 3, "A", "yes", "0.4000", "1.00"),
              f.error(12, "x", sid=2, seq=4), f.delta(2, 5, "A", "yes", "0.4000", "1.00"))
     else:
