@@ -24,7 +24,11 @@ records a channel-wide row. Terminal errors 10/25 and a lost connection are gaps
 
 Sequence discipline. Only data frames are sequenced; a reply's seq is
 remembered by the sequencer (see collector/sequencer.py for the two
-conventions). A numbered frame that fails to parse still uses up its seq, and
+conventions). While a connection's convention is unproven, a data frame that
+skips exactly a reply's number is UNCERTAIN: its sid's books stay reliable and
+each is checked against a fresh snapshot; a book that differs gets a hole from
+that frame to its snapshot, and a book that leaves (a gap, a disconnect, an
+unsubscribe) before its check has its hole start there too. A numbered frame that fails to parse still uses up its seq, and
 when its ticker is a book we keep it opens a `malformed` gap for that ticker.
 A delta that would drive a level below zero, or that crosses the book (best
 yes bid + best no bid > 1), proves a lost message: an `invalid_book` gap and a
@@ -110,6 +114,7 @@ SUBSCRIBE_REFUSED = GapReason.SUBSCRIBE_REFUSED.value
 NOT_SUBSCRIBED = GapReason.NOT_SUBSCRIBED.value
 INVALID_BOOK = GapReason.INVALID_BOOK.value
 # Replies: their seq is remembered, never judged (collector/sequencer.py).
+_BOOK_KINDS = (OrderbookDeltaMsg, OrderbookSnapshotMsg)
 _REPLY_KINDS = frozenset({OkMsg, ErrorMsg, UnsubscribedMsg})
 
 
@@ -204,6 +209,9 @@ class Pipeline:
         self._last_frame_at: datetime | None = None
         # ticker -> when its outstanding snapshot request was made.
         self._snapshot_asked: dict[str, datetime] = {}
+        # Books to check against their next snapshot after an UNCERTAIN skip:
+        # ticker -> (where a hole would begin, sid, expected seq, received seq).
+        self._unchecked: dict[str, tuple[datetime, int, int, int]] = {}
         self._snapshot_retry = timedelta(seconds=self.config.snapshot_retry_seconds)
         # Sids of this session that Kalshi ended or we unsubscribed: late
         # frames on them are ignored (the new subscription re-baselines).
@@ -266,6 +274,7 @@ class Pipeline:
         self._trade_last.clear()
         self._expected.clear()
         self._snapshot_asked.clear()  # the next session's subscribe brings them
+        self._unchecked.clear()  # each book's hole above began at its check's start
         self.session_id = None
 
     def expect_subscription(self, command_id: int, channel: str, market_tickers) -> None:
@@ -305,7 +314,10 @@ class Pipeline:
                     if verdict is Verdict.DUPLICATE:
                         self.counters["duplicates"] += 1
                         return commands
-                    self._on_gap(msg, outcome.expected, outcome.received, at, commands)
+                    if verdict is Verdict.UNCERTAIN and type(msg) in _BOOK_KINDS:
+                        self._on_uncertain(msg, outcome.expected, outcome.received, at, commands)
+                    else:
+                        self._on_gap(msg, outcome.expected, outcome.received, at, commands)
             if kind is OrderbookDeltaMsg:
                 self._on_delta(msg, at, commands)
             elif kind is TradeMsg:
@@ -342,7 +354,7 @@ class Pipeline:
         outcome = self.sequencer.check(self.session_id, sid, seq)
         if outcome.verdict is Verdict.DUPLICATE:
             return commands
-        if outcome.verdict is Verdict.GAP:
+        if outcome.verdict in (Verdict.GAP, Verdict.UNCERTAIN):
             self._sid_gap(sid, None, None, outcome.expected, outcome.received, at, commands, None)
         state = self.sequencer.get(self.session_id, sid)
         channel = state.channel if state is not None else None
@@ -391,7 +403,7 @@ class Pipeline:
         commands: list[Command] = []
         by_sid: dict[int, list[str]] = {}
         for ticker, live in self.books.items():
-            if not live.reliable:
+            if not live.reliable or ticker in self._unchecked:
                 asked = self._snapshot_asked.get(ticker)
                 if asked is None or now - asked >= self._snapshot_retry:
                     by_sid.setdefault(live.sid, []).append(ticker)
@@ -480,6 +492,10 @@ class Pipeline:
         if self._yes_scale:
             no = [(_ONE_DOLLAR - price, size) for price, size in no]
         book = OrderBook.from_levels(msg.yes, no)
+        if self._unchecked:
+            check = self._unchecked.pop(ticker, None)
+            if check is not None:
+                self._check_book(ticker, live, book, check, at)
         self.books[ticker] = LiveBook(sid, book, True, 0, at)
         yes, no = book.snapshot_levels()
         seq = msg.seq if msg.seq is not None else 0
@@ -610,12 +626,13 @@ class Pipeline:
             live = self.books.get(ticker)
             if live is not None and live.sid == msg.sid:
                 del self.books[ticker]
+                self._uncheck(ticker, at)
         state.tickers = now
 
     def _on_unsubscribed(self, msg: UnsubscribedMsg, at, commands) -> None:
         if msg.sid is None:
             return
-        self._drop_sid(msg.sid)
+        self._drop_sid(msg.sid, at)
 
     def _on_error(self, msg: ErrorMsg, at, commands) -> None:
         self.counters[f"error_{msg.code}"] += 1
@@ -639,14 +656,15 @@ class Pipeline:
         elif channel is not None:
             self._break_channel(channel, msg.sid, at, TERMINAL_ERROR, None, msg.seq)
             commands.append(Resubscribe(channel, tuple(sorted(state.tickers))))
-        self._drop_sid(msg.sid)
+        self._drop_sid(msg.sid, at)
 
-    def _drop_sid(self, sid: int) -> None:
+    def _drop_sid(self, sid: int, at: datetime) -> None:
         self._dead_sids.add(sid)
         self.sequencer.forget(self.session_id, sid)
         for ticker in [t for t, b in self.books.items() if b.sid == sid]:
             del self.books[ticker]
             self._snapshot_asked.pop(ticker, None)
+            self._uncheck(ticker, at)
         self._trade_last.pop(sid, None)
 
     # -- gaps ------------------------------------------------------------------------
@@ -708,6 +726,57 @@ class Pipeline:
             if self.on_lifecycle_gap is not None:
                 self.on_lifecycle_gap()
 
+    def _on_uncertain(self, msg, expected: int, received: int, at: datetime, commands: list) -> None:
+        """A book frame skipped exactly reply numbers before the connection's
+        convention is proven (collector/sequencer.py): the replies used them
+        up, or the frame a reply announced was lost. Every book of the sid is
+        checked against a fresh snapshot (_check_book) instead of being
+        presented as a hole it almost never is."""
+        sid = msg.sid
+        state = self._sid_state(sid, ORDERBOOK)
+        self.counters["reply_skips_checked"] += 1
+        start = self._gap_start(at)
+        log.info(
+            "pipeline: sid %s skipped reply seq %s..%s; checking its books against snapshots",
+            sid, expected, received - 1,
+        )
+        own = msg.market_ticker if type(msg) is OrderbookSnapshotMsg else None
+        check = (start, sid, expected, received)
+        wanted = []
+        for ticker, live in self.books.items():
+            if live.sid == sid and live.reliable:
+                self._unchecked.setdefault(ticker, check)
+                if ticker != own:
+                    wanted.append(ticker)
+        # A confirmed ticker with no book yet may have lost its first snapshot.
+        wanted.extend(t for t in state.tickers if t not in self.books and t != own)
+        if wanted:
+            self._ask_snapshots(sid, sorted(wanted), at, commands)
+
+    def _check_book(self, ticker: str, live, book: OrderBook, check: tuple, at: datetime) -> None:
+        """`book`, Kalshi's snapshot, against `live`, ours, after an UNCERTAIN
+        skip: equal, nothing was lost; different, a hole since the skip."""
+        if live is not None and live.reliable and live.book == book:
+            self.counters["reply_skips_clean"] += 1
+            return
+        since, sid, expected, received = check
+        self.counters["reply_skips_lost"] += 1
+        log.warning(
+            "pipeline: book of %s differs from its snapshot after sid %s skipped seq %s..%s; "
+            "a frame was lost there (replies announce numbers on this connection)",
+            ticker, sid, expected, received - 1,
+        )
+        self.sequencer.prove_peek(self.session_id)
+        self._open_gap(ticker, ORDERBOOK, SEQ_GAP, sid, expected, received, since, recovered_at=at)
+
+    def _uncheck(self, ticker: str, at: datetime) -> None:
+        """The book leaves before its check: the time since the skip is unproven."""
+        check = self._unchecked.pop(ticker, None)
+        if check is not None:
+            since, sid, expected, received = check
+            self._open_gap(ticker, ORDERBOOK, SEQ_GAP, sid, expected, received, since,
+                           recovered_at=at)
+
     def _break_channel(self, channel, sid, at, reason, expected, received) -> None:
         """A channel-wide break (trade / lifecycle) open until it is resubscribed."""
         since = self._trade_last.get(sid, self._session_started or at) if channel == TRADE else at
@@ -722,7 +791,14 @@ class Pipeline:
         `tickers_on_sid` is written empty: the books one sid gap hit are the
         rows sharing its (session_id, sid, detected_at). A list in every row
         cost a 1,000-market sid a million ticker strings per gap.
+
+        A book still waiting for its check after an UNCERTAIN skip was never
+        proven whole since that skip: its hole begins there.
         """
+        if self._unchecked and ticker and recovered_at is None:
+            check = self._unchecked.pop(ticker, None)
+            if check is not None and check[0] < at:
+                at = check[0]
         self.writer.open_gap(
             (
                 ticker, channel, reason, self.session_id or 0, sid, expected, received, at,

@@ -18,12 +18,14 @@ announced the next data frame's number) for the whole session, and from then
 on a skipped reply number is a real gap. A data frame that skips exactly
 remembered reply numbers is what "consume" looks like (the reply took that
 number), but on a "peek" session it is also what the loss of the very frame
-the reply announced looks like. So it is taken for a gap (a hole and fresh
-snapshots, never a silently wrong book) until `CONSUME_PROOF` such skips have
-been seen on the session with no proof of "peek": a peek session would need
-as many losses, each exactly at a reply's number. From then on the session is
-"consume" and a skipped reply number is in order. Either way a reply can
-never make a data frame look like a duplicate.
+the reply announced looks like. Until `CONSUME_PROOF` such skips have been
+seen on the session with no proof of "peek", each is UNCERTAIN: the pipeline
+then checks every book of the sid against a fresh snapshot, and a book that
+differs is a hole from that frame on (a wrong book is never presented as
+complete, a clean one is never presented as a hole). A peek session would need
+as many losses, each exactly at a reply's number, to pass for "consume". From
+then on the session is "consume" and a skipped reply number is in order.
+Either way a reply can never make a data frame look like a duplicate.
 
 The sequencer also remembers what each sid is (its channel and tickers), as
 learned by the pipeline, so that a gap can name the tickers it affects.
@@ -39,6 +41,9 @@ class Verdict(enum.Enum):
     IN_ORDER = "in_order"
     DUPLICATE = "duplicate"
     GAP = "gap"
+    # Skipped exactly the numbers of replies while the convention is unknown:
+    # in order if the replies used them up, a loss if they announced them.
+    UNCERTAIN = "uncertain"
 
 
 @dataclass(slots=True)
@@ -61,7 +66,7 @@ class SidState:
 
 _IN_ORDER = Outcome(Verdict.IN_ORDER)
 # Skips of exactly a reply's number seen before "consume" is taken as proven
-# (each of them is recorded as a gap).
+# (each of them is UNCERTAIN: its books are checked against fresh snapshots).
 CONSUME_PROOF = 2
 
 
@@ -128,6 +133,12 @@ class Sequencer:
         if last is None or seq > last:
             state.reply_seqs.add(seq)
 
+    def prove_peek(self, session_id: int) -> None:
+        """A book checked after an UNCERTAIN skip was wrong: the skipped number
+        was a lost frame, so the session's replies announce numbers ("peek")."""
+        self._peek_sessions.add(session_id)
+        self._consume_votes.pop(session_id, None)
+
     def sids(self, session_id: int) -> list[tuple[int, SidState]]:
         return [(sid, st) for (sess, sid), st in self._sids.items() if sess == session_id]
 
@@ -160,6 +171,7 @@ class Sequencer:
                 self._consume_votes[session_id] = votes + 1
                 if votes >= CONSUME_PROOF:
                     return _IN_ORDER
+                return Outcome(Verdict.UNCERTAIN, last + 1, seq)
         return Outcome(Verdict.GAP, last + 1, seq)
 
     def _passed_replies(self, session_id: int, state: SidState, seq: int) -> None:
