@@ -757,10 +757,10 @@ class Pipeline:
         """`book`, Kalshi's snapshot, against `live`, ours, after an UNCERTAIN
         skip: equal, nothing was lost; different, a hole since the skip."""
         if live is not None and live.reliable and live.book == book:
-            self.counters["reply_skips_clean"] += 1
+            self.counters["reply_skip_books_clean"] += 1
             return
         since, sid, expected, received = check
-        self.counters["reply_skips_lost"] += 1
+        self.counters["reply_skip_books_lost"] += 1
         log.warning(
             "pipeline: book of %s differs from its snapshot after sid %s skipped seq %s..%s; "
             "a frame was lost there (replies announce numbers on this connection)",

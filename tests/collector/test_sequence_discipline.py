@@ -116,7 +116,7 @@ def test_an_uncertain_skip_on_a_consume_connection_checks_the_books_and_leaves_n
          f.snapshot(2, 7, "B", yes=[["0.3000", "8.00"]]))
     writer.flush_sync()
     assert SequenceGap.objects.count() == 0
-    assert pipeline.counters["reply_skips_clean"] == 2 and pipeline.counters["gaps"] == 0
+    assert pipeline.counters["reply_skip_books_clean"] == 2 and pipeline.counters["gaps"] == 0
     assert OrderbookDelta.objects.count() == 2
     assert pipeline.sequencer.reply_convention(pipeline.session_id) == "unknown"  # one vote
 
@@ -139,7 +139,7 @@ def test_a_frame_lost_at_a_peek_replys_number_is_a_hole_from_the_skip(make):
     assert (gap.market_ticker, gap.reason, gap.expected_seq, gap.received_seq) == ("A", "seq_gap", 3, 4)
     assert gap.detected_at == before + timedelta(microseconds=1)
     assert gap.recovered_at == checked_at
-    assert pipeline.counters["reply_skips_lost"] == 1 and pipeline.counters["reply_skips_clean"] == 1
+    assert pipeline.counters["reply_skip_books_lost"] == 1 and pipeline.counters["reply_skip_books_clean"] == 1
     assert pipeline.sequencer.reply_convention(pipeline.session_id) == "peek"
     assert pipeline.books["A"].book.yes == {D("0.4000"): D("13.00")}
 
