@@ -33,6 +33,7 @@ from .models import (
     Settlement,
     SnapshotSource,
 )
+from .record.schema import DELTAS, TRADES
 from .replay import BookAt, WorkMeter, book_at
 
 
@@ -218,13 +219,15 @@ def first_snapshot_after(market_ticker: str, at: datetime) -> datetime | None:
 
 TRADE_KEY = ("ts", "trade_id")
 TRADE_KEY_TYPES = (datetime, str)
-# Replay order (REPLAY_ORDER), then sid: the full key of a market's deltas.
-DELTA_KEY = ("received_at", "session_id", "seq", "sid")
+# A page of deltas is in replay order; its cursor is the full replay key.
+DELTA_KEY = DELTAS.replay_order
 DELTA_KEY_TYPES = (datetime, int, int, int)
 
 
 @dataclass
 class TradeRow:
+    """A trade in TRADES.columns order (markets/record/schema.py)."""
+
     market_ticker: str
     ts: datetime
     trade_id: str
@@ -245,6 +248,8 @@ class TradeRow:
 
 @dataclass
 class DeltaRow:
+    """A delta in DELTAS.columns order (markets/record/schema.py)."""
+
     market_ticker: str
     received_at: datetime
     session_id: int
@@ -257,7 +262,7 @@ class DeltaRow:
 
     @property
     def key(self) -> tuple:
-        return (self.received_at, self.session_id, self.seq, self.sid)
+        return tuple(getattr(self, column) for column in DELTA_KEY)
 
 
 def trades_page(
@@ -274,9 +279,8 @@ def trades_page(
     """
     where, params = _range_sql("ts", market_ticker, start, end, after, TRADE_KEY)
     sql = (
-        "SELECT market_ticker, ts, trade_id, yes_price, no_price, count, "
-        "taker_outcome_side, taker_book_side, taker_side, is_block_trade, received_at, source "
-        f"FROM trades WHERE {where} ORDER BY ts, trade_id LIMIT %s"
+        f"SELECT {', '.join(TRADES.columns)} FROM {TRADES.db_table} "
+        f"WHERE {where} ORDER BY {', '.join(TRADE_KEY)} LIMIT %s"
     )
     return [TradeRow(*row) for row in fetchall_binary(sql, [*params, limit])]
 
@@ -294,9 +298,8 @@ def deltas_page(
         "received_at", market_ticker, start, end, after, DELTA_KEY
     )
     sql = (
-        "SELECT market_ticker, received_at, session_id, sid, seq, side, price, delta, ts "
-        f"FROM orderbook_deltas WHERE {where} "
-        "ORDER BY received_at, session_id, seq, sid LIMIT %s"
+        f"SELECT {', '.join(DELTAS.columns)} FROM {DELTAS.db_table} "
+        f"WHERE {where} ORDER BY {DELTAS.order_sql()} LIMIT %s"
     )
     return [DeltaRow(*row) for row in fetchall_binary(sql, [*params, limit])]
 
