@@ -24,10 +24,10 @@ from datetime import datetime, timedelta
 from typing import Iterator
 
 from django.db import connection
-from django.db.models import Q
 
 from .book import OrderBook
 from .models import OrderbookSnapshot, SequenceGap, SnapshotSource
+from .record.gaps import book_gaps, covering
 from .record.schema import DELTAS, SNAPSHOTS
 
 ReplayKey = tuple[datetime, int, int]  # the values of schema.REPLAY_KEY
@@ -131,15 +131,8 @@ def delta_rows(
 
 
 def gap_at(market_ticker: str, at: datetime) -> SequenceGap | None:
-    """The recorded gap of this market (or channel-wide) that `at` falls in."""
-    return (
-        SequenceGap.objects.filter(
-            market_ticker=market_ticker, channel="orderbook_delta", detected_at__lte=at
-        )
-        .filter(Q(recovered_at__isnull=True) | Q(recovered_at__gt=at))
-        .order_by("-detected_at")
-        .first()
-    )
+    """The latest recorded hole in this market's book record that `at` falls in."""
+    return book_gaps(market_ticker).filter(covering(at)).order_by("-detected_at").first()
 
 
 def book_at(market_ticker: str, at: datetime, meter: WorkMeter | None = None) -> BookAt:

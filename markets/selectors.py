@@ -33,8 +33,9 @@ from .models import (
     Settlement,
     SnapshotSource,
 )
+from .record.gaps import overlapping, overlaps
 from .record.schema import DELTAS, TRADES
-from .replay import BookAt, WorkMeter, book_at
+from .replay import ONE_MICROSECOND, BookAt, WorkMeter, book_at
 
 
 def fetchall_binary(sql: str, params: Sequence) -> list[tuple]:
@@ -154,11 +155,11 @@ def coverage_for(market_tickers: Sequence[str]) -> dict[str, Coverage]:
             cov = result[ticker]
             cov.first_delta_at, cov.last_delta_at = first_d, last_d
             cov.first_trade_at, cov.last_trade_at = first_t, last_t
-    spans = [c.span for c in result.values() if c.span]
+    # A span is closed, [first event, last event]: as a half-open one it ends
+    # a microsecond (PostgreSQL's resolution) after its last event.
+    spans = [(c.span[0], c.span[1] + ONE_MICROSECOND) for c in result.values() if c.span]
     if spans:
-        wide = Q(market_ticker="", detected_at__lte=max(e for _, e in spans)) & (
-            Q(recovered_at__isnull=True) | Q(recovered_at__gte=min(b for b, _ in spans))
-        )
+        wide = Q(market_ticker="") & overlapping(min(b for b, _ in spans), max(e for _, e in spans))
     else:
         wide = Q(pk__in=[])
     for gap in SequenceGap.objects.filter(Q(market_ticker__in=market_tickers) | wide):
@@ -166,9 +167,7 @@ def coverage_for(market_tickers: Sequence[str]) -> dict[str, Coverage]:
             result[gap.market_ticker].gaps.append(gap)
             continue
         for cov in result.values():
-            if cov.span and gap.detected_at <= cov.span[1] and (
-                gap.recovered_at is None or gap.recovered_at >= cov.span[0]
-            ):
+            if cov.span and overlaps(gap, cov.span[0], cov.span[1] + ONE_MICROSECOND):
                 cov.gaps.append(gap)
     return result
 
