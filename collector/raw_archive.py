@@ -139,7 +139,7 @@ class RawArchive:
         self._file_relative: str | None = None
         self._compressor = None
         self._dirty = False
-        self.counters = {"frames": 0, "events": 0, "bytes_raw": 0, "bytes_written": 0,
+        self.counters = {"lines": 0, "events": 0, "bytes_raw": 0, "bytes_written": 0,
                          "syncs": 0, "files": 0, "uploads": 0, "upload_failures": 0}
         if self._remote:
             self._upload_leftovers()
@@ -165,10 +165,12 @@ class RawArchive:
         elif self._hour_us is None:
             now = to_us(datetime.now(timezone.utc))
             self._new_hour(now - now % HOUR_US)
-        line = orjson.dumps(record)
-        self._waiting.append(line)
-        self.counters["bytes_raw"] += len(line) + 1
-        if len(self._waiting) > MAX_WAITING_LINES:
+        self._append(orjson.dumps(record))
+
+    def _append(self, line: bytes) -> None:
+        waiting = self._waiting
+        waiting.append(line)
+        if len(waiting) > MAX_WAITING_LINES:
             self._drain(fsync=False)
 
     def _new_hour(self, hour_us: int) -> None:
@@ -195,22 +197,22 @@ class RawArchive:
 
     def _drain(self, fsync: bool) -> None:
         with self._lock:
+            # Only what is there now: the event loop may append meanwhile.
+            popleft = self._waiting.popleft
+            items = [popleft() for _ in range(len(self._waiting))]
             lines: list[bytes] = []
-            waiting = self._waiting
-            while True:
-                try:
-                    item = waiting.popleft()
-                except IndexError:
-                    break
-                if type(item) is _Rotate:
+            for item in items:
+                if type(item) is bytes:
+                    lines.append(item)
+                else:  # _Rotate
                     self._write_lines(lines)
                     lines = []
                     self._open(item)
-                else:
-                    lines.append(item)
             self._write_lines(lines)
             if self._file is not None and self._dirty:
-                self._file.write(self._compressor.flush(zstandard.COMPRESSOBJ_FLUSH_BLOCK))
+                block = self._compressor.flush(zstandard.COMPRESSOBJ_FLUSH_BLOCK)
+                self._file.write(block)
+                self.counters["bytes_written"] += len(block)
                 self._file.flush()
                 if fsync:
                     os.fsync(self._file.fileno())
@@ -224,11 +226,13 @@ class RawArchive:
             now = to_us(datetime.now(timezone.utc))
             self._open(_Rotate(now - now % HOUR_US, b'{"k":"hour","v":1}'))
         lines.append(b"")
-        data = self._compressor.compress(b"\n".join(lines))
+        text = b"\n".join(lines)
+        data = self._compressor.compress(text)
         if data:
             self._file.write(data)
             self.counters["bytes_written"] += len(data)
-        self.counters["frames"] += len(lines) - 1
+        self.counters["lines"] += len(lines) - 1
+        self.counters["bytes_raw"] += len(text)
         self._dirty = True
 
     def _open(self, rotate: _Rotate) -> None:
@@ -295,17 +299,31 @@ class ArchiveTap:
     frame, with the values it used, so that a replay reproduces its rows.
     """
 
-    __slots__ = ("_archive", "_queue", "connection")
+    __slots__ = ("_archive", "_queue", "_prefix", "connection")
 
     def __init__(self, archive: RawArchive, connection: str) -> None:
         self._archive = archive
         self._queue = archive._queue
         self.connection = connection
+        self._prefix = b'{"k":"f","c":' + orjson.dumps(connection) + b',"s":'
 
     def frame(self, raw, at: datetime, session_id: int | None) -> None:
-        """A frame received, with the pipeline's `received_at` stamp for it."""
-        at_us = (at - _EPOCH) // _US
-        if isinstance(raw, str):
+        """A frame received, with the pipeline's `received_at` stamp for it.
+
+        This runs for every frame on the event loop: the line is formatted
+        by hand (one orjson call for the text), compressed later by sync().
+        """
+        # Exact: a float's error at today's epoch seconds is far below 1 µs.
+        at_us = int(at.timestamp()) * 1_000_000 + at.microsecond
+        archive = self._archive
+        if type(raw) is bytes:
+            try:
+                raw = raw.decode()  # the same text; Kalshi's frames are UTF-8 JSON
+            except UnicodeDecodeError:
+                pass
+        if type(raw) is str and type(session_id) is int and archive._hour_us == at_us - at_us % HOUR_US:
+            archive._append(b'%b%d,"at":%d,"f":%b}' % (self._prefix, session_id, at_us, orjson.dumps(raw)))
+        elif isinstance(raw, str):
             self._queue({"k": "f", "c": self.connection, "s": session_id, "at": at_us, "f": raw}, at_us)
         else:  # a binary frame (Kalshi sends text): kept as latin-1, byte for byte
             self._queue({"k": "f", "c": self.connection, "s": session_id, "at": at_us,

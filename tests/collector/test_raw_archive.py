@@ -149,3 +149,13 @@ def test_prune_deletes_only_days_past_the_retention(tmp_path):
 @pytest.mark.parametrize("value", ["off", "OFF", ""])
 def test_the_archive_can_be_switched_off(value):
     assert RawArchive.from_config(CollectorConfig(raw_archive_url=value)) is None
+
+
+def test_stamps_are_kept_to_the_microsecond(tmp_path):
+    clock = StepClock(start=datetime(2026, 12, 4, 9, 0, 0, 999_998, tzinfo=timezone.utc),
+                      step=timedelta(microseconds=999_999))
+    archive, stamps = archive_session(tmp_path, list(stream_frames(40)), clock)
+    archive.close()
+    records = list(all_records(location_from_url(str(tmp_path / "raw"))))
+    assert [r["at"] for r in records if r["k"] == "f"] == [to_us(at) for at in stamps]
+    assert max(at.microsecond for at in stamps) >= 999_950  # the edge a float could round over
