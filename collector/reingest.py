@@ -16,7 +16,11 @@ start; the replay of that collector begins with the hour of the earliest
 of them, and the process-wide state (open holes, books baselined) comes
 from that hour's header. Rows made before the window are discarded. A
 session that began before that hour and ended before the window is not
-replayed (its frames are skipped): its rows are outside the window.
+replayed (its frames are skipped): its rows are outside the window. A
+collector with no file for an hour while its sessions were open (a lost
+file, or an hour with no frame at all) cannot be followed over that hole:
+those sessions are abandoned, their later frames skipped and their rows
+left as stored.
 
 What is compared and repaired (the rule). Re-ingest owns only rows the
 archive can reproduce; within [start, end) and the `markets` given:
@@ -223,6 +227,9 @@ class _Replay:
         self.capture = capture
         self.pipelines: dict[str, Pipeline] = {}
         self.sessions: set[int] = set()
+        # Sessions that cannot be followed (an hour of their collector has no
+        # file): their frames are skipped from then on, their rows left alone.
+        self.abandoned: set[int] = set()
 
     def _clock(self) -> datetime:
         # Only start_session stamps from the clock in a replay: with its archived time.
@@ -237,6 +244,16 @@ class _Replay:
 
     def live_sessions(self) -> bool:
         return any(p.session_id is not None for p in self.pipelines.values())
+
+    def abandon(self, hour: datetime) -> None:
+        """This collector has no file of `hour` while sessions were open:
+        a sequence cannot be followed over a hole in the archive."""
+        for pipeline in self.pipelines.values():
+            if pipeline.session_id is not None:
+                log.warning("reingest: no archive file of %s for session %s; its rows from then "
+                            "on are left as stored", hour.isoformat(), pipeline.session_id)
+                self.abandoned.add(pipeline.session_id)
+        self.pipelines.clear()
 
     def feed(self, record: dict, report: ReingestReport) -> None:
         kind = record.get("k")
@@ -302,11 +319,16 @@ def reingest(*, location: Location, start: datetime, end: datetime, markets=None
         return report
     files = archive_files(location, min(begin.values()), end)
     replays: dict[str, _Replay] = {}
-    hours = sorted(files)
+    hours = []
+    hour = min(begin.values())
+    while hour < end:
+        hours.append(hour)
+        hour += HOUR
     bar = tqdm(hours, desc="reingest", unit="h", disable=not progress)
     for hour in bar:
         present = set()
-        for relative, _ in sorted(files[hour]):
+        skipped = report.skipped
+        for relative, _ in sorted(files.get(hour, ())):
             stream = stream_of_path(relative)
             if stream not in begin or hour < begin[stream]:
                 continue
@@ -326,14 +348,19 @@ def reingest(*, location: Location, start: datetime, end: datetime, markets=None
                 replay.feed(record, report)
         report.hours += 1
         rows = capture.take_rows()
+        # Trades carry no session: owned only if every replayed collector
+        # that was recording has its file of this hour, and no frame of the
+        # hour was skipped.
+        trades_owned = bool(present) and report.skipped == skipped and all(
+            name in present for name, r in replays.items() if r.live_sessions())
+        for name, replay in replays.items():
+            if name not in present and replay.live_sessions():
+                replay.abandon(hour)
         lo, hi = max(hour, start), min(hour + HOUR, end)
         if lo >= hi:
             continue
-        sessions = sorted(s for name, r in replays.items() if name in present for s in r.sessions)
-        # Trades carry no session: owned only if every replayed collector
-        # that was recording has its file of this hour.
-        trades_owned = all(name in present for name, r in replays.items()
-                           if r.live_sessions() or name in present) and bool(present)
+        sessions = sorted(s for name, r in replays.items() if name in present
+                          for s in r.sessions - r.abandoned)
         for table, table_rows in rows.items():
             report.rows_rebuilt[table] += len(table_rows)
             deleted, inserted = _repair(TABLES[table], table_rows, lo, hi, sessions, markets,
@@ -341,7 +368,7 @@ def reingest(*, location: Location, start: datetime, end: datetime, markets=None
             report.deleted[table] += deleted
             report.inserted[table] += inserted
         bar.set_postfix(frames=report.frames, changed=report.changed)
-    all_sessions = sorted(s for r in replays.values() for s in r.sessions)
+    all_sessions = sorted(s for r in replays.values() for s in r.sessions - r.abandoned)
     gaps = list(capture.gaps.values())
     report.rows_rebuilt["gaps"] += len(gaps)
     deleted, inserted = _repair_gaps(gaps, start, end, all_sessions, markets)

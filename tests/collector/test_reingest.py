@@ -188,3 +188,36 @@ def first_row(sql: str):
 
 def rows_at(record, table, stamp):
     return [row for row in record[table] if row[1] == str(stamp)]
+
+
+def test_a_session_with_an_hour_missing_from_the_archive_is_left_alone_after_it(tmp_path):
+    """A sequence cannot be followed over a hole in the archive: the rows after it stay as stored."""
+    cfg = CollectorConfig(journal_dir=tmp_path / "journal", raw_archive_url=str(tmp_path / "raw"))
+    writer = Writer(cfg)
+    writer.archive = RawArchive.from_config(cfg)
+    pipeline = Pipeline(writer, cfg, clock=StepClock(step=timedelta(minutes=20)))
+    writer.archive.state = pipeline.state
+    pipeline.archive = writer.archive.tap("0")
+    pipeline.start_session(SESSION)
+    stamps = []
+    for raw in session_frames():  # 20 minutes a frame: hours 12 .. 26
+        pipeline.handle(raw)
+        stamps.append(pipeline.last_frame_at)
+    writer.flush_sync()
+    writer.archive.close()
+    root = tmp_path / "raw"
+    lost = stamps[9].replace(minute=0, second=0, microsecond=0)
+    (root / f"date={lost:%Y-%m-%d}" / f"hour={lost:%H}").rename(tmp_path / "lost-hour")
+    early, late = stamps[4], stamps[-1]  # a snapshot before the lost hour; a trade after it
+    before = the_record()
+    assert execute("UPDATE orderbook_snapshots SET yes_levels = '[]' WHERE received_at = %s", [early]) == 1
+    assert execute("UPDATE trades SET count = 5 WHERE received_at = %s", [late]) == 1
+    damaged = the_record()
+
+    report = reingest(location=location_from_url(str(root)), start=T0, end=late + timedelta(hours=1))
+    after = the_record()
+    assert report.skipped > 0
+    assert rows_at(after, "orderbook_snapshots", early) == rows_at(before, "orderbook_snapshots", early)
+    # After the hole: nothing deleted or rewritten, the damaged trade included.
+    assert after["trades"] == damaged["trades"]
+    assert after["orderbook_deltas"] == before["orderbook_deltas"]
