@@ -124,7 +124,10 @@ TABLES = {
     ),
     "trades": _Table(
         "trades", Trade, ingest.TRADE_COLUMNS, ("market_ticker", "ts", "trade_id"), "received_at", "ts",
-        "t.source = 'ws' AND %(trades_owned)s",
+        # The ts bounds only let the planner prune partitions (trades are
+        # partitioned by ts); a WebSocket trade arrives within seconds.
+        "t.source = 'ws' AND %(trades_owned)s AND t.ts >= %(lo)s - interval '1 day' "
+        "AND t.ts < %(hi)s + interval '1 day'",
         insert_where=("WHERE NOT EXISTS (SELECT 1 FROM trades t WHERE t.market_ticker = s.market_ticker"
                       " AND t.trade_id = s.trade_id)"),
     ),

@@ -68,7 +68,7 @@ def session_frames():
         ticker = "MKT-A" if i % 3 else "MKT-B"
         yield f.delta(BOOK_SID, seq, ticker, "yes", "0.1000", "1.00" if i % 4 else "2.00")
         if i == 10:
-            yield f.trade(TRADE_SID, 1, "MKT-A", "t-1", "0.4000", "3.00", 1_764_000_000_000)
+            yield f.trade(TRADE_SID, 1, "MKT-A", "t-1", "0.4000", "3.00", 1_795_521_600_000)
             yield f.lifecycle(LIFE_SID, 1, "MKT-A", "activated")
         if i == 17:
             seq += 1  # this frame is lost: a gap on both books of the sid
@@ -78,7 +78,7 @@ def session_frames():
     for i in range(10):
         seq += 1
         yield f.delta(BOOK_SID, seq, "MKT-A", "no", "0.5000", "1.00")
-    yield f.trade(TRADE_SID, 2, "MKT-B", "t-2", "0.2500", "1.00", 1_764_000_030_000)
+    yield f.trade(TRADE_SID, 2, "MKT-B", "t-2", "0.2500", "1.00", 1_795_521_630_000)
 
 
 @pytest.fixture
