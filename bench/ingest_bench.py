@@ -1,7 +1,7 @@
 """End-to-end ingest benchmark of the collector core (not a test: it prints numbers).
 
     DEBUG=1 .venv/bin/python bench/ingest_bench.py [--frames 1000000] [--markets 2000]
-        [--write-ahead on|off] [--flush-seconds 0.5]
+        [--write-ahead on|off] [--raw-archive on|off] [--flush-seconds 0.5]
 
 1. Generates a recorded-style stream as JSON text (not timed): subscribe
    replies, one snapshot per market, then order-book deltas and trades
@@ -49,6 +49,7 @@ from django.test.utils import setup_databases, teardown_databases  # noqa: E402
 from collector.config import CollectorConfig  # noqa: E402
 from kalshi.messages import parse_frame  # noqa: E402
 from collector.pipeline import Pipeline  # noqa: E402
+from collector.raw_archive import RawArchive  # noqa: E402
 from collector.writer import Writer  # noqa: E402
 
 BENCH_DB = "kalshi_bench"
@@ -178,19 +179,32 @@ def stage_parse(path: Path, frames: int) -> float:
     return frames / (time.perf_counter() - start)
 
 
+def with_archive(pipeline: Pipeline, cfg) -> RawArchive | None:
+    """The raw archive the collector would keep (cfg.raw_archive_url, or None when off)."""
+    archive = RawArchive.from_config(cfg)
+    if archive is not None:
+        archive.state = pipeline.state
+        pipeline.archive = archive.tap("0")
+    return archive
+
+
 def stage_pipeline_no_db(path: Path, frames: int, cfg) -> float:
     writer = DiscardWriter()
     pipeline = Pipeline(writer, cfg)
+    archive = with_archive(pipeline, cfg)
     pipeline.start_session(1)
     start = time.perf_counter()
     for raw in read_frames(path):
         pipeline.handle(raw)
+    if archive is not None:
+        archive.close()  # its compression and fsyncs count
     return frames / (time.perf_counter() - start)
 
 
 async def stage_end_to_end(path: Path, cfg) -> tuple[float, Pipeline, Writer]:
     writer = Writer(cfg)
     pipeline = Pipeline(writer, cfg)
+    writer.archive = with_archive(pipeline, cfg)
     pipeline.start_session(int(time.time() * 1_000_000))
     stop = asyncio.Event()
     # Back-pressure for the benchmark: never let more than this wait in
@@ -247,6 +261,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--write-ahead", choices=("on", "off"), default="on",
                         help="journal every batch before PostgreSQL (the default) or only when it is away")
+    parser.add_argument("--raw-archive", choices=("on", "off"), default="on",
+                        help="keep the raw archive of every frame (the collector's default) or not")
     parser.add_argument("--flush-seconds", type=float, default=None)
     args = parser.parse_args()
 
@@ -259,11 +275,12 @@ def main() -> None:
         print(f"generated {frames:,} frames ({stream.stat().st_size / 1e6:.0f} MB) over "
               f"{args.markets:,} markets in {time.perf_counter() - t0:.1f}s")
 
-        overrides = {"journal_write_ahead": args.write_ahead == "on"}
+        overrides = {"journal_write_ahead": args.write_ahead == "on",
+                     "raw_archive_url": str(tmpdir / "raw") if args.raw_archive == "on" else "off"}
         if args.flush_seconds is not None:
             overrides["flush_seconds"] = args.flush_seconds
         cfg = CollectorConfig(journal_dir=tmpdir / "journal", **overrides)
-        print(f"config: write_ahead={cfg.journal_write_ahead} "
+        print(f"config: write_ahead={cfg.journal_write_ahead} raw_archive={args.raw_archive} "
               f"flush_rows={cfg.flush_rows} flush_seconds={cfg.flush_seconds} "
               f"checkpoint every {cfg.checkpoint_every_deltas} deltas / "
               f"{cfg.checkpoint_every_seconds:.0f}s, max_buffered_rows={cfg.max_buffered_rows}")
@@ -300,6 +317,10 @@ def main() -> None:
             print(f"  writer: {stats['batches_written']} batches, spills {stats['spills']}, "
                   f"journaled {stats['batches_journaled']}, journal writes {stats['journal_writes']}")
             print(f"  durability: the longest a row sat only in memory {stats['memory_only_max_s']:.3f}s")
+            if writer.archive is not None:
+                raw = writer.archive.stats()
+                print(f"  raw archive: {raw['bytes_written'] / frames:.1f} bytes a frame compressed "
+                      f"({raw['bytes_raw'] / frames:.0f} as lines), {raw['syncs']} fsyncs")
             print(f"  books held: {len(pipeline.books):,}; memory: RSS before "
                   f"{rss_before / 1024:.0f} MB, peak (VmHWM) {peak_kb / 1024:.0f} MB")
             copy_rows, copy_elapsed = yardstick_copy(tmpdir)

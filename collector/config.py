@@ -20,6 +20,18 @@ def _default_journal_dir() -> Path:
     return Path(__file__).resolve().parent.parent / "var" / "journal"
 
 
+def _default_raw_archive_url() -> str:
+    # RAW_ARCHIVE_URL (a path or an object-store URL, or "off"); by default
+    # inside the project, next to the journal (collector/raw_archive.py).
+    return os.environ.get("RAW_ARCHIVE_URL") or str(
+        Path(__file__).resolve().parent.parent / "var" / "raw"
+    )
+
+
+def _default_raw_archive_retention_days() -> int:
+    return int(os.environ.get("RAW_ARCHIVE_RETENTION_DAYS") or 0)
+
+
 @dataclass(frozen=True)
 class CollectorConfig:
     # --- book checkpoints: the replay cost of rebuilding a book is bounded
@@ -50,6 +62,11 @@ class CollectorConfig:
     # read-only while PostgreSQL is away) are held in memory this long (and
     # at most max_buffered_rows); then the collector exits non-zero.
     writer_failure_exit_s: float = 30.0
+    # The raw archive of every frame received (collector/raw_archive.py):
+    # where ("off" to disable), and how many days `manage.py
+    # prune_raw_archive` keeps (0: forever).
+    raw_archive_url: str = field(default_factory=_default_raw_archive_url)
+    raw_archive_retention_days: int = field(default_factory=_default_raw_archive_retention_days)
 
     # --- subscriptions. Kalshi's no-leg pricing is what we store; the I/O
     # layer sends this flag explicitly on every orderbook subscribe, because

@@ -71,6 +71,10 @@ class Connections:
             connections=self, primary=index == 0, name=str(index),
         )
         feed.catalog = self.catalog
+        archive = getattr(self.writer, "archive", None)
+        if archive is not None:
+            archive.state = self.state
+            feed.pipeline.archive = archive.tap(str(index))
         self.feeds.append(feed)
         if index:
             logger.info("ws opening connection=%d capacity=%d markets=%d",

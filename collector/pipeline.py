@@ -229,6 +229,9 @@ class Pipeline:
         self._deltas = 0
         self._lag: timedelta | None = None
         self._lag_max: timedelta | None = None
+        # collector/raw_archive.py ArchiveTap, or None: every frame and
+        # session event, with the stamps used, so a replay rebuilds the rows.
+        self.archive = None
 
     # -- sessions ------------------------------------------------------------------
 
@@ -239,6 +242,8 @@ class Pipeline:
         self.session_id = session_id
         self._session_started = self._stamp(None)
         self._last_frame_at = self._session_started
+        if self.archive is not None:
+            self.archive.session_started(session_id, self._session_started)
         self._expected.clear()
         self._dead_sids.clear()
         self.counters["sessions"] += 1
@@ -252,6 +257,8 @@ class Pipeline:
         """
         if self.session_id is None:
             return
+        if self.archive is not None:
+            self.archive.session_ended(self.session_id, at)
         if at is None and self._last_frame_at is not None:
             # The hole begins just after the last frame this connection delivered.
             at = self._last_frame_at + _ONE_MICROSECOND
@@ -279,6 +286,8 @@ class Pipeline:
 
     def expect_subscription(self, command_id: int, channel: str, market_tickers) -> None:
         """The I/O layer is about to send subscribe `command_id` for `channel`."""
+        if self.archive is not None:
+            self.archive.subscription_expected(self.session_id, command_id, channel, market_tickers)
         self._expected.setdefault(command_id, []).append((channel, tuple(market_tickers or ())))
 
     # -- frames --------------------------------------------------------------------
@@ -292,6 +301,8 @@ class Pipeline:
             self.start_session(int(at.timestamp() * 1_000_000))
         self._prev_frame_at = self._last_frame_at
         self._last_frame_at = at
+        if self.archive is not None:
+            self.archive.frame(raw, at, self.session_id)
         try:
             msg = parse_frame(raw)
         except MalformedFrame as exc:
@@ -582,6 +593,8 @@ class Pipeline:
         """Kalshi refused these books ({ticker: why}): each is a hole from the
         last frame received until its first snapshot (the I/O layer retries)."""
         at = self._last_frame_at or self._stamp(None)
+        if self.archive is not None:
+            self.archive.subscribe_refused(self.session_id, refused)
         for ticker, why in sorted(refused.items()):
             if ticker in self._gapped:
                 continue  # already in an open hole; its snapshot closes it
@@ -600,6 +613,8 @@ class Pipeline:
         if ticker in self._gapped or ticker in self.books:
             return
         at = opened_at if opened_at is not None else (self._last_frame_at or self._stamp(None))
+        if self.archive is not None:
+            self.archive.market_opened(self.session_id, ticker, at)
         self._open_gap(ticker, ORDERBOOK, NOT_SUBSCRIBED, 0, None, None, at)
 
     def market_missed(self, ticker: str, existed_from: datetime) -> None:
@@ -608,6 +623,8 @@ class Pipeline:
         `not_subscribed` hole from when it existed, left open, since its book
         was never recorded. Session 0, so that listing it again (here or after
         a restart) writes the same row, which the writer stores once."""
+        if self.archive is not None:
+            self.archive.market_missed(self.session_id, ticker, existed_from)
         self.writer.open_gap(
             (ticker, ORDERBOOK, NOT_SUBSCRIBED, 0, None, None, None, existed_from, None, [])
         )

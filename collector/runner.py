@@ -37,6 +37,7 @@ from .discovery import Selection, hierarchy_discover, markets_discover
 from .client import Credentials, credentials, rest_client
 from .connections import Connections
 from .pipeline import Pipeline
+from .raw_archive import RawArchive
 from .writer import Writer, WriterFailure
 
 logger = logging.getLogger("collector")
@@ -103,6 +104,8 @@ async def collect(
         loop.call_later(duration, stop.set)
 
     writer = Writer(config)
+    # Every frame, verbatim, in hourly files (collector/raw_archive.py).
+    writer.archive = RawArchive.from_config(config)
     # Before any frame: record the last run's crash (if any) and mark this
     # run as started; raises (exit non-zero) if the journal is unusable.
     run = await asyncio.to_thread(runs.run_begin, config, writer)

@@ -143,6 +143,10 @@ class Writer:
         self._stranded_since: float | None = None
         self._journal_failing = False
         self.memory_only_max_s = 0.0
+        # collector/raw_archive.py RawArchive, or None: synced (fsync) before
+        # any batch is journaled or written, so the frames of every durable
+        # row are durable in the archive too.
+        self.archive = None
         self.counters = {
             "rows_queued": 0,
             "rows_written": 0,  # rows new to the database
@@ -154,6 +158,7 @@ class Writer:
             "db_failures": 0,
             "journal_writes": 0,  # write-ahead and fallback appends
             "journal_failures": 0,
+            "archive_failures": 0,
         }
 
     # -- adding rows (event-loop thread) ---------------------------------------
@@ -241,6 +246,7 @@ class Writer:
         batch = self._cut()
         if batch is None:
             return
+        self._archive_sync()
         self.counters["spills"] += 1
         if self._journal(batch):
             self.counters["batches_journaled"] += 1
@@ -268,6 +274,18 @@ class Writer:
             log.warning("writer: the journal accepts writes again")
         self.counters["journal_writes"] += 1
         return True
+
+    def _archive_sync(self) -> None:
+        """The raw archive to disk, before the rows its frames made (see __init__)."""
+        if self.archive is None:
+            return
+        try:
+            self.archive.sync()
+        except OSError as exc:
+            # The rows matter more than their raw frames: recording goes on.
+            self.counters["archive_failures"] += 1
+            log.critical("writer: RAW ARCHIVE WRITE FAILED (%s); frames since the last sync "
+                         "may be missing from it", exc)
 
     def _strand(self, batch: Batch) -> None:
         self._stranded.append(batch)
@@ -314,6 +332,8 @@ class Writer:
         Without write-ahead, `batch` is journaled only if the DB is away.
         """
         journaled = False
+        if batch is not None:
+            self._archive_sync()
         if batch is not None and self.config.journal_write_ahead:
             journaled = self._journal(batch)
             if journaled:
@@ -492,6 +512,8 @@ class Writer:
         # One last attempt at the database even if it failed a moment ago.
         self._db_retry_at = 0.0
         await loop.run_in_executor(self._executor, self._cycle, self._cut(heartbeat=True))
+        if self.archive is not None:
+            await loop.run_in_executor(self._executor, self._archive_close)
         await loop.run_in_executor(self._executor, self._reset_connection)
         self._executor.shutdown(wait=True)
         self._executor = None
@@ -499,6 +521,13 @@ class Writer:
             message = f"{self.stranded_rows} rows could be neither journaled nor written at shutdown"
             log.critical("writer: %s; they are lost", message)
             raise WriterFailure(message)
+
+    def _archive_close(self) -> None:
+        try:
+            self.archive.close()
+        except OSError as exc:
+            self.counters["archive_failures"] += 1
+            log.critical("writer: raw archive could not be closed (%s)", exc)
 
     def stats(self) -> dict:
         return {

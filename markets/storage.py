@@ -97,3 +97,66 @@ def _day_of(table: str, partition: str) -> date | None:
         return datetime.strptime(suffix, NAME_FORMAT).date()
     except ValueError:
         return None
+
+
+# --- the raw archive (collector/raw_archive.py) --------------------------------
+
+# An hour counts as one the collector ran in when a run overlapped it this long.
+RAW_HOUR_MIN_OVERLAP = timedelta(minutes=1)
+RAW_CHECK_DAYS = 7  # runs started this recently are checked for missing hours
+
+
+@dataclass
+class RawArchiveReport:
+    url: str
+    bytes_by_day: dict[date, int]
+    files: int
+    # Hours a collector run overlapped (collector_runs) with no archive file.
+    missing_hours: list[datetime]
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(self.bytes_by_day.values())
+
+    @property
+    def healthy(self) -> bool:
+        return not self.missing_hours
+
+
+def raw_archive_report(location, *, now: datetime | None = None,
+                       check_days: int = RAW_CHECK_DAYS) -> RawArchiveReport:
+    """Size of the raw archive per day, and the hours a collector ran with no file.
+
+    An hour is expected when a run of the last `check_days` days (from
+    collector_runs: start to stop, or to its durable watermark after a
+    crash) overlapped it by RAW_HOUR_MIN_OVERLAP. Any collector's file counts.
+    """
+    from .models import CollectorRun
+
+    now = now or datetime.now(timezone.utc)
+    by_day: dict[date, int] = {}
+    hours_present: set[datetime] = set()
+    files = 0
+    for relative, size in location.files():
+        parts = relative.split("/")
+        if len(parts) < 3 or not parts[0].startswith("date=") or not parts[1].startswith("hour="):
+            continue
+        try:
+            day = datetime.strptime(parts[0][5:], "%Y-%m-%d").date()
+            hour = datetime(day.year, day.month, day.day, int(parts[1][5:]), tzinfo=timezone.utc)
+        except ValueError:
+            continue
+        files += 1
+        by_day[day] = by_day.get(day, 0) + size
+        hours_present.add(hour)
+    missing: set[datetime] = set()
+    runs = CollectorRun.objects.filter(started_at__gte=now - timedelta(days=check_days))
+    for run in runs.only("started_at", "stopped_at", "durable_at"):
+        end = run.stopped_at or run.durable_at or run.started_at
+        hour = run.started_at.astimezone(timezone.utc).replace(minute=0, second=0, microsecond=0)
+        while hour < end:
+            overlap = min(end, hour + timedelta(hours=1)) - max(run.started_at, hour)
+            if overlap >= RAW_HOUR_MIN_OVERLAP and hour not in hours_present:
+                missing.add(hour)
+            hour += timedelta(hours=1)
+    return RawArchiveReport(location.url, dict(sorted(by_day.items())), files, sorted(missing))

@@ -32,6 +32,7 @@ TERMINAL_STATUSES = {"finalized"}
 def collector_config(tmp_path, **overrides) -> CollectorConfig:
     values = dict(
         journal_dir=tmp_path / "journal",
+        raw_archive_url=str(tmp_path / "raw"),
         flush_seconds=0.1,
         checkpoint_every_deltas=25,
         checkpoint_every_seconds=1.0,

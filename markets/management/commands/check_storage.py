@@ -2,14 +2,18 @@
 
 from django.core.management.base import BaseCommand, CommandError
 
-from markets.storage import storage_report
+from collector.config import CollectorConfig
+from collector.raw_archive import OFF
+from markets.objectstore import location_from_url
+from markets.storage import raw_archive_report, storage_report
 
 
 class Command(BaseCommand):
     help = (
         "Report, per partitioned table, the partitions present, the days covered "
         "ahead of today, holes, and rows in any DEFAULT partition. Exits 1 when "
-        "a table needs attention (for monitoring)."
+        "a table needs attention (for monitoring). Also the raw archive's size per "
+        "day and the hours a collector ran with no raw archive file (exit 1 too)."
     )
 
     def handle(self, *args, **options):
@@ -26,7 +30,31 @@ class Command(BaseCommand):
             )
             for day in r.missing_days[:10]:
                 self.stdout.write(f"  missing partition for {day}")
+        raw = self._raw_archive()
         if not all(r.healthy for r in reports):
             raise CommandError(
                 "storage needs attention: run `python manage.py pgpartition --yes`"
             )
+        if raw is not None and not raw.healthy:
+            raise CommandError(
+                f"raw archive needs attention: {len(raw.missing_hours)} hour(s) a collector "
+                "ran have no archive file"
+            )
+
+    def _raw_archive(self):
+        url = CollectorConfig.from_settings().raw_archive_url
+        if url.lower() == OFF:
+            self.stdout.write("raw archive: off")
+            return None
+        report = raw_archive_report(location_from_url(url))
+        status = "ok" if report.healthy else "ATTENTION"
+        self.stdout.write(
+            f"raw archive: {status} url={report.url} files={report.files} "
+            f"bytes={report.total_bytes} days={len(report.bytes_by_day)} "
+            f"missing_hours={len(report.missing_hours)}"
+        )
+        for day, size in report.bytes_by_day.items():
+            self.stdout.write(f"  {day}: {size} bytes")
+        for hour in report.missing_hours[:24]:
+            self.stdout.write(f"  missing hour {hour:%Y-%m-%d %H}:00 UTC (a collector ran)")
+        return report

@@ -1,0 +1,126 @@
+"""Raw archive benchmark (not a test: it prints numbers).
+
+    DEBUG=1 .venv/bin/python bench/raw_archive_bench.py [--frames 300000] [--markets 2000]
+
+1. The stream of bench/ingest_bench.py (snapshots, then deltas and trades at
+   random over the markets), as text frames.
+2. Archive alone: every frame through an ArchiveTap, then close (compression
+   and fsync included): frames/s, bytes a frame on disk (zstd) and as lines.
+3. Reading it back (read_records): frames/s.
+4. Re-ingest: the stream recorded into a scratch database (`kalshi_bench`)
+   through the pipeline and Writer with the archive on, then `reingest()`
+   over the whole window twice: on the untouched record (changes nothing)
+   and after 1% of the deltas were deleted (restores them). Frames/s of each.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import sys
+import tempfile
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.ingest_bench import BENCH_DB, generate, read_frames, stage_end_to_end  # noqa: E402 (sets up Django)
+
+from django.core.management import call_command  # noqa: E402
+from django.db import connection  # noqa: E402
+from django.test.utils import setup_databases, teardown_databases  # noqa: E402
+
+from collector.config import CollectorConfig  # noqa: E402
+from collector.raw_archive import RawArchive, ReadStats, archive_files, read_records  # noqa: E402
+from collector.reingest import reingest  # noqa: E402
+from markets.objectstore import location_from_url  # noqa: E402
+
+
+def stage_archive(frames: list[str], root: Path) -> tuple[float, dict]:
+    archive = RawArchive(location_from_url(str(root)), config=CollectorConfig())
+    tap = archive.tap("0")
+    at = datetime.now(timezone.utc)
+    step = timedelta(microseconds=50)
+    start = time.perf_counter()
+    for raw in frames:
+        at += step
+        tap.frame(raw, at, 1)
+    archive.close()
+    return len(frames) / (time.perf_counter() - start), archive.stats()
+
+
+def stage_read(root: Path) -> tuple[float, int]:
+    location = location_from_url(str(root))
+    now = datetime.now(timezone.utc)
+    files = archive_files(location, now - timedelta(days=1), now + timedelta(days=2))
+    start = time.perf_counter()
+    n = 0
+    for hour in sorted(files):
+        for relative, _ in files[hour]:
+            for _ in read_records(location, relative, ReadStats()):
+                n += 1
+    return n / (time.perf_counter() - start), n
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--frames", type=int, default=300_000)
+    parser.add_argument("--markets", type=int, default=2000)
+    parser.add_argument("--trade-share", type=float, default=0.1)
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args()
+    print(f"load average at start: {os.getloadavg()}  cores: {os.cpu_count()}")
+    with tempfile.TemporaryDirectory(prefix="raw-bench-") as tmp:
+        tmpdir = Path(tmp)
+        stream = tmpdir / "stream.jsonl"
+        count = generate(stream, args.frames, args.markets, args.trade_share, args.seed)
+        frames = [line.rstrip(b"\n").decode() for line in read_frames(stream)]
+        text_bytes = sum(len(f) for f in frames)
+        print(f"stream: {count:,} frames over {args.markets:,} markets, "
+              f"{text_bytes / count:.0f} bytes a frame as received")
+
+        rate, stats = stage_archive(frames, tmpdir / "raw-alone")
+        print(f"archive alone:  {rate:>10,.0f} frames/s ({1e6 / rate:.2f} us a frame, "
+              f"compression and fsync included)")
+        print(f"  on disk: {stats['bytes_written'] / count:.1f} bytes a frame zstd "
+              f"({stats['bytes_raw'] / count:.0f} as JSON lines, ratio "
+              f"{stats['bytes_raw'] / stats['bytes_written']:.1f}x); "
+              f"{stats['bytes_written'] / count * 191.5e6 / 1e9:.1f} GB a day at 191.5M frames")
+        rate, read = stage_read(tmpdir / "raw-alone")
+        print(f"read back:      {rate:>10,.0f} records/s ({read:,} records)")
+
+        cfg = CollectorConfig(journal_dir=tmpdir / "journal", raw_archive_url=str(tmpdir / "raw"))
+        connection.settings_dict.setdefault("TEST", {})["NAME"] = BENCH_DB
+        old_config = setup_databases(verbosity=0, interactive=False, keepdb=False)
+        try:
+            with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull):
+                call_command("pgpartition", "--yes", stdout=devnull)
+            started = datetime.now(timezone.utc) - timedelta(minutes=1)
+            elapsed, _, writer = asyncio.run(stage_end_to_end(stream, cfg))
+            print(f"recorded with the archive on: {count / elapsed:,.0f} frames/s end to end")
+            window = dict(location=location_from_url(str(tmpdir / "raw")), start=started,
+                          end=datetime.now(timezone.utc) + timedelta(minutes=1))
+            t0 = time.perf_counter()
+            report = reingest(**window)
+            took = time.perf_counter() - t0
+            print(f"reingest, untouched record: {report.frames / took:>8,.0f} frames/s "
+                  f"({report.frames:,} frames in {took:.1f}s), changed {report.changed} rows")
+            with connection.cursor() as cursor:
+                cursor.execute("DELETE FROM orderbook_deltas WHERE seq % 100 = 0")
+                deleted = cursor.rowcount
+            t0 = time.perf_counter()
+            report = reingest(**window)
+            took = time.perf_counter() - t0
+            print(f"reingest, {deleted:,} deltas deleted: {report.frames / took:>8,.0f} frames/s, "
+                  f"inserted {report.inserted['deltas']:,} deltas back, changed {report.changed} rows")
+            print(f"load average at end: {os.getloadavg()}")
+        finally:
+            connection.close()
+            teardown_databases(old_config, verbosity=0)
+
+
+if __name__ == "__main__":
+    main()
