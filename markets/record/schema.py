@@ -39,6 +39,7 @@ class RecordTable:
     columns: tuple[str, ...]  # a row tuple, as writers hand it over
     day_column: str  # the UTC day of this column is the row's partition (or day file)
     replay_order: tuple[str, ...]  # one market's rows, in the order they are replayed
+    identity: tuple[str, ...]  # what makes a row the same row: stored once (ON CONFLICT)
 
     @property
     def db_table(self) -> str:
@@ -112,6 +113,7 @@ DELTAS = RecordTable(
     ("market_ticker", "received_at", "session_id", "sid", "seq", "side", "price", "delta", "ts"),
     "received_at",
     REPLAY_KEY + ("sid",),
+    ("market_ticker", "received_at", "session_id", "sid", "seq"),
 )
 SNAPSHOTS = RecordTable(
     "snapshots", OrderbookSnapshot,
@@ -119,6 +121,7 @@ SNAPSHOTS = RecordTable(
      "no_levels", "ts"),
     "received_at",
     REPLAY_KEY + ("source",),
+    ("market_ticker", "received_at", "session_id", "seq", "source"),
 )
 TRADES = RecordTable(
     "trades", Trade,
@@ -128,6 +131,7 @@ TRADES = RecordTable(
     # backfilled late comes where it was learned (markets/replay_stream.py).
     "ts",
     ("received_at", "ts", "trade_id"),
+    ("market_ticker", "ts", "trade_id"),
 )
 LIFECYCLE = RecordTable(
     "lifecycle", LifecycleEvent,
@@ -135,6 +139,7 @@ LIFECYCLE = RecordTable(
      "seq", "payload"),
     "received_at",
     REPLAY_KEY + ("id",),
+    ("session_id", "sid", "seq", "market_ticker", "event_type", "received_at"),
 )
 GAPS = RecordTable(
     "gaps", SequenceGap,
@@ -142,6 +147,7 @@ GAPS = RecordTable(
      "detected_at", "recovered_at", "tickers_on_sid"),
     "detected_at",
     ("detected_at", "id"),
+    ("market_ticker", "channel", "session_id", "detected_at"),
 )
 
 TABLES = {table.name: table for table in (DELTAS, SNAPSHOTS, TRADES, LIFECYCLE, GAPS)}
