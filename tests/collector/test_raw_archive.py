@@ -192,3 +192,19 @@ def test_an_object_store_root_gets_each_finished_hour_uploaded_from_the_spool(tm
     assert not list(spool.rglob("*.zst"))
     records = [r for relative, _ in store.files("date=2026-12-04") for r in read_records(store, relative)]
     assert [frame_text(r) for r in records if r["k"] == "f"] == sent
+
+
+def test_a_failing_archive_disk_never_fails_the_frame(tmp_path, monkeypatch):
+    """The rows matter more than their raw frames: a write error is logged and counted."""
+    import collector.raw_archive as raw_archive
+
+    monkeypatch.setattr(raw_archive, "MAX_WAITING_LINES", 5)
+    (tmp_path / "raw").write_text("a file where the archive's directory should be")
+    archive = RawArchive(location_from_url(str(tmp_path / "raw")), config=CollectorConfig(), stream="t-1-1")
+    pipeline = Pipeline(DiscardWriter(), CollectorConfig(), clock=StepClock())
+    pipeline.archive = archive.tap("0")
+    pipeline.start_session(42)
+    for raw in stream_frames():
+        pipeline.handle(raw)
+    assert archive.counters["write_failures"] > 0
+    assert pipeline.stats()["frames"] == 22
