@@ -187,7 +187,7 @@ def generate_day(
     """Generate and load one day; returns what was loaded. Re-running replaces it."""
     from django.db import connection, transaction
 
-    from markets.ingest import DELTA_COLUMNS, SNAPSHOT_COLUMNS, TRADE_COLUMNS
+    from markets.record.schema import DELTAS, SNAPSHOTS, TRADES
     from markets.models import (
         Event,
         GapReason,
@@ -497,9 +497,9 @@ def generate_day(
         SequenceGap.objects.bulk_create(gaps)
         raw = cursor.cursor
         for table, columns, rows in (
-            ("orderbook_deltas", DELTA_COLUMNS, deltas),
-            ("orderbook_snapshots", SNAPSHOT_COLUMNS, snapshots),
-            ("trades", TRADE_COLUMNS, trades),
+            ("orderbook_deltas", DELTAS.columns, deltas),
+            ("orderbook_snapshots", SNAPSHOTS.columns, snapshots),
+            ("trades", TRADES.columns, trades),
         ):
             with raw.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
                 for row in rows:

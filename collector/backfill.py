@@ -51,7 +51,7 @@ class BackfillResult:
 
 
 def trade_row(trade: dict, *, source: str, received_at: datetime) -> tuple:
-    """A REST `Trade` object as a row in markets.ingest.TRADE_COLUMNS order.
+    """A REST `Trade` object as a row in TRADES.columns order (markets/record/schema.py).
 
     Current fields (`yes_price_dollars`, `count_fp`) are preferred; legacy
     integer cents and counts (`yes_price`, `count`) are read when alone.

@@ -66,7 +66,8 @@ from django.db import connection, transaction
 from tqdm import tqdm
 
 from markets import ingest
-from markets.models import GapReason, OrderbookDelta, OrderbookSnapshot, SnapshotSource, Trade
+from markets.models import GapReason, SnapshotSource
+from markets.record.schema import DELTAS, GAPS, LIFECYCLE, SNAPSHOTS, TRADES, RecordTable
 from markets.objectstore import Location
 
 from .config import CollectorConfig
@@ -96,34 +97,41 @@ TRADE_CHANNEL = "trade"
 
 @dataclass(frozen=True)
 class _Table:
-    name: str
-    model: type | None
-    columns: tuple[str, ...]
-    key: tuple[str, ...]
+    """How re-ingest compares one table (its row shape: markets/record/schema.py)."""
+
+    record: RecordTable
     time_column: str  # the window is on this column
-    partition_column: str | None
+    partitioned: bool
     owned: str  # SQL on `t`, with %(sessions)s
     insert_where: str = ""
+
+    @property
+    def name(self) -> str:
+        return self.record.db_table
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return self.record.columns
+
+    @property
+    def key(self) -> tuple[str, ...]:
+        return self.record.identity
 
 
 TABLES = {
     "deltas": _Table(
-        "orderbook_deltas", OrderbookDelta, ingest.DELTA_COLUMNS,
-        ("market_ticker", "received_at", "session_id", "sid", "seq"), "received_at", "received_at",
+        DELTAS, "received_at", True,
         "t.session_id = ANY(%(sessions)s)",
     ),
     "snapshots": _Table(
-        "orderbook_snapshots", OrderbookSnapshot, ingest.SNAPSHOT_COLUMNS,
-        ("market_ticker", "received_at", "session_id", "seq", "source"), "received_at", "received_at",
+        SNAPSHOTS, "received_at", True,
         "t.session_id = ANY(%(sessions)s) AND t.source = ANY(%(sources)s)",
     ),
     "lifecycle": _Table(
-        "lifecycle_events", None, ingest.LIFECYCLE_COLUMNS,
-        ("session_id", "sid", "seq", "market_ticker", "event_type", "received_at"),
-        "received_at", None, "t.session_id = ANY(%(sessions)s)",
+        LIFECYCLE, "received_at", False, "t.session_id = ANY(%(sessions)s)",
     ),
     "trades": _Table(
-        "trades", Trade, ingest.TRADE_COLUMNS, ("market_ticker", "ts", "trade_id"), "received_at", "ts",
+        TRADES, "received_at", True,
         # The ts bounds only let the planner prune partitions (trades are
         # partitioned by ts); a WebSocket trade arrives within seconds.
         "t.source = 'ws' AND %(trades_owned)s AND t.ts >= %(lo)s - interval '1 day' "
@@ -132,7 +140,8 @@ TABLES = {
                       " AND t.trade_id = s.trade_id)"),
     ),
 }
-_TIME_INDEX = {"deltas": 1, "snapshots": 1, "lifecycle": 3, "trades": 10}
+_TIME_INDEX = {"deltas": DELTAS.index("received_at"), "snapshots": SNAPSHOTS.index("received_at"),
+               "lifecycle": LIFECYCLE.index("received_at"), "trades": TRADES.index("received_at")}
 
 
 @dataclass
@@ -406,8 +415,8 @@ def _repair(table: _Table, rows: list, lo: datetime, hi: datetime, sessions: lis
               "markets": sorted(markets) if markets is not None else None,
               "trades_owned": trades_owned}
     with transaction.atomic():
-        if rows and table.model is not None:
-            ingest._ensure_days(table.model, table.columns, table.partition_column, rows)
+        if rows and table.partitioned:
+            ingest._ensure_days(table.record, rows)
         with connection.cursor() as cursor:
             raw = cursor.cursor
             raw.execute(f"CREATE TEMP TABLE IF NOT EXISTS {staging} AS "
@@ -450,7 +459,7 @@ def _for_copy(table: _Table, rows: list):
 def _repair_gaps(gaps: list[list], start: datetime, end: datetime, sessions: list[int],
                  markets: frozenset | None) -> tuple[int, int]:
     """Gaps of the window: see the rule in the module docstring; (deleted, inserted or updated)."""
-    columns = ", ".join(ingest.GAP_COLUMNS)
+    columns = ", ".join(GAPS.columns)
     rows = []
     for gap in gaps:
         row = list(gap)

@@ -67,6 +67,8 @@ from django.db import (
 )
 
 from markets import ingest
+from markets.record.schema import GAPS
+from markets.record.schema import TABLES as RECORD_TABLES
 
 from . import runs
 from .config import CollectorConfig
@@ -178,7 +180,7 @@ class Writer:
         self._added()
 
     def open_gap(self, row: tuple) -> None:
-        """A SequenceGap row in ingest.GAP_COLUMNS order."""
+        """A SequenceGap row in GAPS.columns order (markets/record/schema.py)."""
         self._buffers["gaps"].append((ingest.GAP_OPEN, row))
         self._added()
 
@@ -631,35 +633,12 @@ def _dt(value):
     return None if value is None else datetime.fromisoformat(value)
 
 
-def _dec(value):
-    return None if value is None else Decimal(value)
-
-
-def _keep(value):
-    return value
-
-
-# Column decoders per table (JSON gives back str/int/bool/list/dict).
-_DECODERS = {
-    # market_ticker, received_at, session_id, sid, seq, side, price, delta, ts
-    "deltas": (_keep, _dt, _keep, _keep, _keep, _keep, _dec, _dec, _dt),
-    # market_ticker, received_at, session_id, sid, seq, source, yes, no, ts
-    "snapshots": (_keep, _dt, _keep, _keep, _keep, _keep, _keep, _keep, _dt),
-    # market_ticker, ts, trade_id, yes, no, count, outcome, book, taker, block, received_at, source
-    "trades": (_keep, _dt, _keep, _dec, _dec, _dec, _keep, _keep, _keep, _keep, _dt, _keep),
-    # market_ticker, event_ticker, event_type, received_at, ts, session, sid, seq, payload
-    "lifecycle": (_keep, _keep, _keep, _dt, _dt, _keep, _keep, _keep, _keep),
-}
-# ticker, channel, reason, session, sid, expected, received, detected_at, recovered_at, tickers
-_GAP_OPEN = (_keep, _keep, _keep, _keep, _keep, _keep, _keep, _dt, _dt, _keep)
-
-
 def _decode(table: str, rows: list) -> list:
     if table == "gaps":
         out = []
         for kind, row in rows:
             if kind == ingest.GAP_OPEN:
-                out.append((kind, tuple(f(v) for f, v in zip(_GAP_OPEN, row))))
+                out.append((kind, GAPS.decode(row)))
             elif kind == ingest.GAP_CLOSE_KEY:
                 ticker, channel, session, detected, at = row
                 out.append((kind, (ticker, channel, session, _dt(detected), _dt(at))))
@@ -669,5 +648,5 @@ def _decode(table: str, rows: list) -> list:
         return out
     if table == "runs":
         return [tuple(op) for op in rows]  # plain JSON values already
-    decoders = _DECODERS[table]
-    return [tuple(f(v) for f, v in zip(decoders, row)) for row in rows]
+    decode = RECORD_TABLES[table].decode
+    return [decode(row) for row in rows]

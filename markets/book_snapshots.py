@@ -22,10 +22,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Iterator
 
-from django.db.models import Q
 
 from .book import Level, OrderBook
 from .models import SequenceGap
+from .record.gaps import book_gaps, latest_covering, overlapping
 from .replay import (
     MAX_BIGINT,
     ONE_MICROSECOND,
@@ -106,13 +106,8 @@ def book_snapshots(
     book = state.book
     have_snapshot = state.snapshot is not None
     last_update = state.last_key[0] if state.last_key else None
-    gaps = list(
-        SequenceGap.objects.filter(
-            market_ticker=market_ticker, channel="orderbook_delta", detected_at__lt=end_time
-        )
-        .filter(Q(recovered_at__isnull=True) | Q(recovered_at__gt=first))
-        .order_by("detected_at")
-    )
+    gaps = list(book_gaps(market_ticker).filter(overlapping(first, end_time))
+                .order_by("detected_at"))
     yield _point(first, book, depth, have_snapshot, gaps, last_update)
 
     position = state.last_key or (first, MAX_BIGINT, MAX_BIGINT)
@@ -148,12 +143,7 @@ def book_snapshots(
 
 
 def _point(at, book: OrderBook, depth, have_snapshot, gaps, last_update) -> BookPoint:
-    gap = None
-    for candidate in gaps:
-        if candidate.detected_at <= at and (
-            candidate.recovered_at is None or candidate.recovered_at > at
-        ):
-            gap = candidate  # the latest one wins, as in replay.gap_at
+    gap = latest_covering(gaps, at)  # the latest one wins, as in replay.gap_at
     return BookPoint(
         at=at,
         yes=book.levels("yes", depth),

@@ -20,9 +20,10 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, timezone
 
 from django.db import connection
-from django.db.models import Q, TextChoices
+from django.db.models import TextChoices
 
 from .models import SequenceGap
+from .record.gaps import market_gaps, overlapping
 
 ONE_DAY = timedelta(days=1)
 
@@ -89,12 +90,7 @@ def coverage(
                 report.first_event = min(filter(None, (report.first_event, first)))
                 report.last_event = max(filter(None, (report.last_event, last)))
 
-    gaps = (
-        SequenceGap.objects.filter(Q(market_ticker=market_ticker) | Q(market_ticker=""))
-        .filter(detected_at__lt=end)
-        .filter(Q(recovered_at__isnull=True) | Q(recovered_at__gt=start))
-        .order_by("detected_at", "id")
-    )
+    gaps = market_gaps(market_ticker).filter(overlapping(start, end)).order_by("detected_at", "id")
     for gap in gaps:
         gap_end = gap.recovered_at or now
         day = max(gap.detected_at.astimezone(timezone.utc).date(), start_date)

@@ -43,17 +43,9 @@ from django.contrib.postgres.fields import ArrayField
 from django.db import connection, models
 
 from .fixedpoint import parse_count, parse_price
-from .ingest import DELTA_COLUMNS, SNAPSHOT_COLUMNS, TRADE_COLUMNS
-from .models import (
-    LifecycleEvent,
-    Market,
-    OrderbookDelta,
-    OrderbookSnapshot,
-    SequenceGap,
-    Settlement,
-    Trade,
-)
+from .models import Market, Settlement
 from .models.fields import COUNT_PLACES, PRICE_PLACES
+from .record.schema import DELTAS, GAPS, LIFECYCLE, SNAPSHOTS, TRADES, RecordTable
 
 FORMATS = ("parquet", "csv")
 # Rows per Parquet row group, and bytes per block of CSV parsed at a time:
@@ -86,29 +78,27 @@ class Table:
     ticker_filter: str = "market_ticker = ANY(%(tickers)s)"
 
 
+def _record(record: RecordTable, columns: tuple[str, ...] | None = None, **kwargs) -> Table:
+    """A record table's day files: its columns, by its day column, market then replay order."""
+    return Table(record.name, record.model, record.day_column, columns or record.columns,
+                 f"market_ticker, {record.order_sql()}", **kwargs)
+
+
 TABLES = {
     t.name: t
     for t in (
-        Table("deltas", OrderbookDelta, "received_at", DELTA_COLUMNS,
-              "market_ticker, received_at, session_id, seq, sid"),
-        Table("trades", Trade, "ts", TRADE_COLUMNS,
-              # replay order for trades is receive order (markets/replay_stream.py)
-              "market_ticker, received_at, ts, trade_id"),
-        Table("snapshots", OrderbookSnapshot, "received_at", SNAPSHOT_COLUMNS,
-              "market_ticker, received_at, session_id, seq, source"),
-        Table("lifecycle", LifecycleEvent, "received_at",
-              ("market_ticker", "event_ticker", "event_type", "received_at", "ts",
-               "session_id", "sid", "seq", "payload", "id"),
-              "market_ticker, received_at, session_id, seq, id",
-              # event-wide messages of the markets' events come along
-              "(market_ticker = ANY(%(tickers)s) OR (market_ticker = '' AND event_ticker IN "
-              "(SELECT event_ticker FROM markets WHERE ticker = ANY(%(tickers)s))))"),
-        Table("gaps", SequenceGap, "detected_at",
-              ("market_ticker", "channel", "reason", "detected_at", "recovered_at",
-               "session_id", "sid", "expected_seq", "received_seq", "tickers_on_sid", "id"),
-              "market_ticker, detected_at, id",
-              # channel-wide gaps concern every market
-              "(market_ticker = ANY(%(tickers)s) OR market_ticker = '')"),
+        _record(DELTAS),
+        _record(TRADES),
+        _record(SNAPSHOTS),
+        _record(LIFECYCLE, LIFECYCLE.columns + ("id",),
+                # event-wide messages of the markets' events come along
+                ticker_filter="(market_ticker = ANY(%(tickers)s) OR (market_ticker = '' AND "
+                "event_ticker IN (SELECT event_ticker FROM markets WHERE ticker = ANY(%(tickers)s))))"),
+        _record(GAPS, ("market_ticker", "channel", "reason", "detected_at", "recovered_at",
+                       "session_id", "sid", "expected_seq", "received_seq", "tickers_on_sid",
+                       "id"),
+                # channel-wide gaps concern every market
+                ticker_filter="(market_ticker = ANY(%(tickers)s) OR market_ticker = '')"),
         Table("settlements", Settlement, "settled_at",
               ("market_ticker", "event_ticker", "result", "settlement_value",
                "determined_at", "settled_at", "source", "metadata"),

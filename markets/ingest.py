@@ -21,50 +21,12 @@ from typing import Sequence
 
 from django.db import connection, transaction
 
-from .models import OrderbookDelta, OrderbookSnapshot, Trade
 from .partitioning import ensure_partitions
-
-TRADE_COLUMNS = (
-    "market_ticker",
-    "ts",
-    "trade_id",
-    "yes_price",
-    "no_price",
-    "count",
-    "taker_outcome_side",
-    "taker_book_side",
-    "taker_side",
-    "is_block_trade",
-    "received_at",
-    "source",
-)
-DELTA_COLUMNS = (
-    "market_ticker",
-    "received_at",
-    "session_id",
-    "sid",
-    "seq",
-    "side",
-    "price",
-    "delta",
-    "ts",
-)
-SNAPSHOT_COLUMNS = (
-    "market_ticker",
-    "received_at",
-    "session_id",
-    "sid",
-    "seq",
-    "source",
-    "yes_levels",
-    "no_levels",
-    "ts",
-)
-
+from .record.schema import DELTAS, GAPS, LIFECYCLE, SNAPSHOTS, TRADES, RecordTable
 
 def trades_ingest(rows: Sequence[tuple]) -> int:
-    """Store trades (TRADE_COLUMNS order); a trade already stored is skipped."""
-    return _copy_idempotent(Trade, TRADE_COLUMNS, "ts", rows)
+    """Store trades (TRADES.columns order); a trade already stored is skipped."""
+    return _copy_idempotent(TRADES, rows)
 
 
 def trades_ingest_new_ids(rows: Sequence[tuple]) -> int:
@@ -74,9 +36,7 @@ def trades_ingest_new_ids(rows: Sequence[tuple]) -> int:
     that differ in precision, so the primary key alone would not match it.
     """
     return _copy_idempotent(
-        Trade,
-        TRADE_COLUMNS,
-        "ts",
+        TRADES,
         rows,
         extra_where=(
             "NOT EXISTS (SELECT 1 FROM trades t WHERE t.market_ticker = s.market_ticker"
@@ -86,13 +46,13 @@ def trades_ingest_new_ids(rows: Sequence[tuple]) -> int:
 
 
 def deltas_ingest(rows: Sequence[tuple]) -> int:
-    """Store order-book deltas (DELTA_COLUMNS order); duplicates are skipped."""
-    return _copy_idempotent(OrderbookDelta, DELTA_COLUMNS, "received_at", rows)
+    """Store order-book deltas (DELTAS.columns order); duplicates are skipped."""
+    return _copy_idempotent(DELTAS, rows)
 
 
 def snapshots_ingest(rows: Sequence[tuple]) -> int:
-    """Store book snapshots (SNAPSHOT_COLUMNS order); levels may be lists or JSON text."""
-    return _copy_idempotent(OrderbookSnapshot, SNAPSHOT_COLUMNS, "received_at", rows)
+    """Store book snapshots (SNAPSHOTS.columns order); levels may be lists or JSON text."""
+    return _copy_idempotent(SNAPSHOTS, rows)
 
 
 def deltas_append(rows: Sequence[tuple]) -> int:
@@ -104,46 +64,40 @@ def deltas_append(rows: Sequence[tuple]) -> int:
     IntegrityError (and store nothing): then load the batch with
     deltas_ingest.
     """
-    return _copy_plain(
-        OrderbookDelta, DELTA_COLUMNS, "received_at", rows, binary_types=DELTA_BINARY_TYPES
-    )
-
-
-# PostgreSQL types of DELTA_COLUMNS, for binary COPY: about half the client
-# CPU of text COPY, and the bulk of what the collector writes is deltas.
-# Binary needs the Python types to match exactly (str, datetime, int, Decimal).
-DELTA_BINARY_TYPES = (
-    "text", "timestamptz", "int8", "int4", "int8", "text", "numeric", "numeric", "timestamptz",
-)
+    # Binary COPY: about half the client CPU of text COPY, and the bulk of
+    # what the collector writes is deltas. It needs the Python types to match
+    # exactly (str, datetime, int, Decimal).
+    return _copy_plain(DELTAS, rows, binary=True)
 
 
 def snapshots_append(rows: Sequence[tuple]) -> int:
     """Store snapshots that cannot be stored yet; see deltas_append()."""
-    return _copy_plain(OrderbookSnapshot, SNAPSHOT_COLUMNS, "received_at", rows)
+    return _copy_plain(SNAPSHOTS, rows)
 
 
-def _copy_plain(model, columns, time_column, rows, binary_types=None) -> int:
+def _copy_plain(table: RecordTable, rows, binary: bool = False) -> int:
     if not rows:
         return 0
-    _ensure_days(model, columns, time_column, rows)
+    _ensure_days(table, rows)
+    columns = table.columns
     with transaction.atomic():
         with connection.cursor() as cursor:
             raw = cursor.cursor
-            sql = f"COPY {model._meta.db_table} ({', '.join(columns)}) FROM STDIN"
-            if binary_types:
+            sql = f"COPY {table.db_table} ({', '.join(columns)}) FROM STDIN"
+            if binary:
                 sql += " (FORMAT BINARY)"
             with raw.copy(sql) as copy:
-                if binary_types:
-                    copy.set_types(binary_types)
+                if binary:
+                    copy.set_types(table.binary_types)
                 for row in _with_json(rows, columns):
                     copy.write_row(row)
     return len(rows)
 
 
-def _ensure_days(model, columns, time_column, rows) -> None:
-    """Every UTC day the rows fall on (by `time_column`) has its partition."""
-    time_index = columns.index(time_column)
-    ensure_partitions(model, {_utc_day(row[time_index]) for row in rows})
+def _ensure_days(table: RecordTable, rows) -> None:
+    """Every UTC day the rows fall on (by the table's day column) has its partition."""
+    day_index = table.index(table.day_column)
+    ensure_partitions(table.model, {_utc_day(row[day_index]) for row in rows})
 
 
 def _with_json(rows, columns):
@@ -162,11 +116,12 @@ def _json_row(row, json_indexes):
     return row
 
 
-def _copy_idempotent(model, columns, time_column, rows, extra_where=None) -> int:
+def _copy_idempotent(record: RecordTable, rows, extra_where=None) -> int:
     if not rows:
         return 0
-    _ensure_days(model, columns, time_column, rows)
-    table = model._meta.db_table
+    _ensure_days(record, rows)
+    table = record.db_table
+    columns = record.columns
     staging = f"_staging_{table}"
     column_list = ", ".join(columns)
     with transaction.atomic():
@@ -194,29 +149,6 @@ def _utc_day(value: datetime):
 
 # --- low-volume rows: gaps in the record and lifecycle messages --------------
 
-GAP_COLUMNS = (
-    "market_ticker",
-    "channel",
-    "reason",
-    "session_id",
-    "sid",
-    "expected_seq",
-    "received_seq",
-    "detected_at",
-    "recovered_at",
-    "tickers_on_sid",
-)
-LIFECYCLE_COLUMNS = (
-    "market_ticker",
-    "event_ticker",
-    "event_type",
-    "received_at",
-    "ts",
-    "session_id",
-    "sid",
-    "seq",
-    "payload",
-)
 GAP_OPEN = "open"
 GAP_CLOSE = "close"
 # Close one gap by its unique key (a trade hole whose backfill succeeded):
@@ -227,7 +159,7 @@ GAP_CLOSE_KEY = "close_key"
 def gaps_apply(ops: Sequence[tuple]) -> int:
     """Open and close SequenceGap rows, in the order given, in one transaction.
 
-    Each op is (GAP_OPEN, row in GAP_COLUMNS order) or
+    Each op is (GAP_OPEN, row in GAPS.columns order) or
     (GAP_CLOSE, (market_ticker, channel, recovered_at)) or
     (GAP_CLOSE_KEY, (market_ticker, channel, session_id, detected_at,
     recovered_at)), which closes that one gap only. Opening a gap that
@@ -239,8 +171,8 @@ def gaps_apply(ops: Sequence[tuple]) -> int:
     if not ops:
         return 0
     insert = (
-        f"INSERT INTO sequence_gaps ({', '.join(GAP_COLUMNS)}) "
-        f"VALUES ({', '.join(['%s'] * len(GAP_COLUMNS))}) ON CONFLICT DO NOTHING"
+        f"INSERT INTO sequence_gaps ({', '.join(GAPS.columns)}) "
+        f"VALUES ({', '.join(['%s'] * len(GAPS.columns))}) ON CONFLICT DO NOTHING"
     )
     update = (
         "UPDATE sequence_gaps SET recovered_at = %s WHERE market_ticker = %s "
@@ -278,14 +210,14 @@ def gaps_apply(ops: Sequence[tuple]) -> int:
 
 
 def lifecycle_ingest(rows: Sequence[tuple]) -> int:
-    """Store lifecycle messages (LIFECYCLE_COLUMNS order); a frame stored already is skipped."""
+    """Store lifecycle messages (LIFECYCLE.columns order); a frame stored already is skipped."""
     if not rows:
         return 0
     sql = (
-        f"INSERT INTO lifecycle_events ({', '.join(LIFECYCLE_COLUMNS)}) "
-        f"VALUES ({', '.join(['%s'] * len(LIFECYCLE_COLUMNS))}) ON CONFLICT DO NOTHING"
+        f"INSERT INTO lifecycle_events ({', '.join(LIFECYCLE.columns)}) "
+        f"VALUES ({', '.join(['%s'] * len(LIFECYCLE.columns))}) ON CONFLICT DO NOTHING"
     )
-    payload_index = LIFECYCLE_COLUMNS.index("payload")
+    payload_index = LIFECYCLE.index("payload")
     params = []
     for row in rows:
         row = list(row)

@@ -2,7 +2,7 @@
 
 The book at instant T is the latest snapshot (Kalshi's, or one of our
 checkpoints) at or before T, plus every delta after that snapshot up to T,
-applied in arrival order (`REPLAY_ORDER`). Checkpoints bound how many deltas
+applied in arrival order (the replay order of markets/record/schema.py). Checkpoints bound how many deltas
 that is. REST snapshots carry no sequence number and are never used as a
 starting point.
 
@@ -24,12 +24,13 @@ from datetime import datetime, timedelta
 from typing import Iterator
 
 from django.db import connection
-from django.db.models import Q
 
 from .book import OrderBook
 from .models import OrderbookSnapshot, SequenceGap, SnapshotSource
+from .record.gaps import book_gaps, covering
+from .record.schema import DELTAS, SNAPSHOTS
 
-ReplayKey = tuple[datetime, int, int]  # (received_at, session_id, seq)
+ReplayKey = tuple[datetime, int, int]  # the values of schema.REPLAY_KEY
 MIN_BIGINT = -(2**63)
 MAX_BIGINT = 2**63 - 1
 SNAPSHOT_BATCH_SIZE = 200  # snapshots per keyset batch: a deep book's levels are large
@@ -86,7 +87,7 @@ def latest_snapshot(market_ticker: str, at: datetime) -> OrderbookSnapshot | Non
     return (
         OrderbookSnapshot.objects.filter(market_ticker=market_ticker, received_at__lte=at)
         .exclude(source=SnapshotSource.REST)
-        .order_by("-received_at", "-session_id", "-seq")
+        .order_by(*(f"-{column}" for column in SNAPSHOTS.replay_order))
         .first()
     )
 
@@ -110,11 +111,9 @@ def delta_rows(
     `batch_size`: for callers that may stop after a few rows.
     """
     sql = (
-        "SELECT received_at, session_id, seq, sid, side, price, delta, ts "
-        "FROM orderbook_deltas "
+        f"SELECT {DELTAS.order_sql()}, side, price, delta, ts FROM {DELTAS.db_table} "
         "WHERE market_ticker = %s AND received_at >= %s AND received_at <= %s "
-        "AND (received_at, session_id, seq, sid) > (%s, %s, %s, %s) "
-        "ORDER BY received_at, session_id, seq, sid LIMIT %s"
+        f"AND {DELTAS.after_sql()} ORDER BY {DELTAS.order_sql()} LIMIT %s"
     )
     # Every sid of the `after` key itself is excluded: a checkpoint shares the
     # key of the last delta it includes.
@@ -132,15 +131,8 @@ def delta_rows(
 
 
 def gap_at(market_ticker: str, at: datetime) -> SequenceGap | None:
-    """The recorded gap of this market (or channel-wide) that `at` falls in."""
-    return (
-        SequenceGap.objects.filter(
-            market_ticker=market_ticker, channel="orderbook_delta", detected_at__lte=at
-        )
-        .filter(Q(recovered_at__isnull=True) | Q(recovered_at__gt=at))
-        .order_by("-detected_at")
-        .first()
-    )
+    """The latest recorded hole in this market's book record that `at` falls in."""
+    return book_gaps(market_ticker).filter(covering(at)).order_by("-detected_at").first()
 
 
 def book_at(market_ticker: str, at: datetime, meter: WorkMeter | None = None) -> BookAt:
@@ -166,11 +158,10 @@ def book_at(market_ticker: str, at: datetime, meter: WorkMeter | None = None) ->
 
 _SNAPSHOT_SQL = (
     "SELECT received_at, session_id, sid, seq, source, yes_levels, no_levels, ts "
-    "FROM orderbook_snapshots "
+    f"FROM {SNAPSHOTS.db_table} "
     "WHERE market_ticker = %s AND received_at >= %s AND received_at < %s "
     "AND source <> 'rest' "
-    "AND (received_at, session_id, seq, source) > (%s, %s, %s, %s) "
-    "ORDER BY received_at, session_id, seq, source LIMIT %s"
+    f"AND {SNAPSHOTS.after_sql()} ORDER BY {SNAPSHOTS.order_sql()} LIMIT %s"
 )
 
 
@@ -223,11 +214,10 @@ def stored_snapshots(
 
 
 _SNAPSHOT_KEY_SQL = (
-    "SELECT received_at, session_id, seq, source FROM orderbook_snapshots "
+    f"SELECT {SNAPSHOTS.order_sql()} FROM {SNAPSHOTS.db_table} "
     "WHERE market_ticker = %s AND received_at >= %s AND received_at < %s "
     "AND source <> 'rest' "
-    "AND (received_at, session_id, seq, source) > (%s, %s, %s, %s) "
-    "ORDER BY received_at, session_id, seq, source LIMIT %s"
+    f"AND {SNAPSHOTS.after_sql()} ORDER BY {SNAPSHOTS.order_sql()} LIMIT %s"
 )
 
 

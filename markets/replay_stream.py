@@ -19,6 +19,7 @@ from typing import Callable, Iterable, Iterator, Sequence
 from django.db.models import Q
 
 from .models import Market, SequenceGap
+from .record.schema import DELTAS, LIFECYCLE, TRADES
 from .replay import MIN_BIGINT, ONE_MICROSECOND, book_at, keyset_batches, stored_snapshots
 
 # Every event of a set of markets in [start, end), merged in the order the
@@ -121,12 +122,13 @@ _DELTA_LINE = _sql_json_object([
     ("price", _json_decimal("price")),
     ("delta", _json_decimal("delta")),
 ])
+# Each source selects its line, then the rest of its replay-order key
+# (received_at is read back from the line itself).
 _DELTA_SQL = (
-    f"SELECT {_DELTA_LINE}, session_id, seq, sid "
-    "FROM orderbook_deltas "
+    f"SELECT {_DELTA_LINE}, session_id, seq, sid FROM {DELTAS.db_table} "
     "WHERE market_ticker = %s AND received_at >= %s AND received_at < %s "
-    "AND (received_at, session_id, seq, sid) > (%s::timestamptz, %s, %s, %s) "
-    "ORDER BY received_at, session_id, seq, sid LIMIT %s"
+    f"AND {DELTAS.after_sql(('%s::timestamptz', '%s', '%s', '%s'))} "
+    f"ORDER BY {DELTAS.order_sql()} LIMIT %s"
 )
 
 _TRADE_LINE = _sql_json_object([
@@ -147,12 +149,11 @@ _TRADE_LINE = _sql_json_object([
 # In receive order, from the index trades_received_idx (market_ticker,
 # received_at, ts, trade_id) of each partition in the ts window.
 _TRADE_SQL = (
-    f"SELECT {_TRADE_LINE}, trade_id "
-    "FROM trades "
+    f"SELECT {_TRADE_LINE}, trade_id FROM {TRADES.db_table} "
     "WHERE market_ticker = %s AND ts >= %s AND ts < %s "
     "AND received_at >= %s AND received_at < %s "
-    "AND (received_at, ts, trade_id) > (%s::timestamptz, %s::timestamptz, %s) "
-    "ORDER BY received_at, ts, trade_id LIMIT %s"
+    f"AND {TRADES.after_sql(('%s::timestamptz', '%s::timestamptz', '%s'))} "
+    f"ORDER BY {TRADES.order_sql()} LIMIT %s"
 )
 
 _LIFECYCLE_LINE = _sql_json_object([
@@ -168,11 +169,10 @@ _LIFECYCLE_LINE = _sql_json_object([
     ("payload", _json_raw("payload")),
 ])
 _LIFECYCLE_SQL = (
-    f"SELECT {_LIFECYCLE_LINE}, session_id, seq, id "
-    "FROM lifecycle_events "
+    f"SELECT {_LIFECYCLE_LINE}, session_id, seq, id FROM {LIFECYCLE.db_table} "
     "WHERE {where} AND received_at >= %s AND received_at < %s "
-    "AND (received_at, session_id, seq, id) > (%s::timestamptz, %s, %s, %s) "
-    "ORDER BY received_at, session_id, seq, id LIMIT %s"
+    f"AND {LIFECYCLE.after_sql(('%s::timestamptz', '%s', '%s', '%s'))} "
+    f"ORDER BY {LIFECYCLE.order_sql()} LIMIT %s"
 )
 
 

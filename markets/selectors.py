@@ -33,7 +33,9 @@ from .models import (
     Settlement,
     SnapshotSource,
 )
-from .replay import BookAt, WorkMeter, book_at
+from .record.gaps import overlapping, overlaps
+from .record.schema import DELTAS, TRADES
+from .replay import ONE_MICROSECOND, BookAt, WorkMeter, book_at
 
 
 def fetchall_binary(sql: str, params: Sequence) -> list[tuple]:
@@ -153,11 +155,11 @@ def coverage_for(market_tickers: Sequence[str]) -> dict[str, Coverage]:
             cov = result[ticker]
             cov.first_delta_at, cov.last_delta_at = first_d, last_d
             cov.first_trade_at, cov.last_trade_at = first_t, last_t
-    spans = [c.span for c in result.values() if c.span]
+    # A span is closed, [first event, last event]: as a half-open one it ends
+    # a microsecond (PostgreSQL's resolution) after its last event.
+    spans = [(c.span[0], c.span[1] + ONE_MICROSECOND) for c in result.values() if c.span]
     if spans:
-        wide = Q(market_ticker="", detected_at__lte=max(e for _, e in spans)) & (
-            Q(recovered_at__isnull=True) | Q(recovered_at__gte=min(b for b, _ in spans))
-        )
+        wide = Q(market_ticker="") & overlapping(min(b for b, _ in spans), max(e for _, e in spans))
     else:
         wide = Q(pk__in=[])
     for gap in SequenceGap.objects.filter(Q(market_ticker__in=market_tickers) | wide):
@@ -165,9 +167,7 @@ def coverage_for(market_tickers: Sequence[str]) -> dict[str, Coverage]:
             result[gap.market_ticker].gaps.append(gap)
             continue
         for cov in result.values():
-            if cov.span and gap.detected_at <= cov.span[1] and (
-                gap.recovered_at is None or gap.recovered_at >= cov.span[0]
-            ):
+            if cov.span and overlaps(gap, cov.span[0], cov.span[1] + ONE_MICROSECOND):
                 cov.gaps.append(gap)
     return result
 
@@ -218,13 +218,15 @@ def first_snapshot_after(market_ticker: str, at: datetime) -> datetime | None:
 
 TRADE_KEY = ("ts", "trade_id")
 TRADE_KEY_TYPES = (datetime, str)
-# Replay order (REPLAY_ORDER), then sid: the full key of a market's deltas.
-DELTA_KEY = ("received_at", "session_id", "seq", "sid")
+# A page of deltas is in replay order; its cursor is the full replay key.
+DELTA_KEY = DELTAS.replay_order
 DELTA_KEY_TYPES = (datetime, int, int, int)
 
 
 @dataclass
 class TradeRow:
+    """A trade in TRADES.columns order (markets/record/schema.py)."""
+
     market_ticker: str
     ts: datetime
     trade_id: str
@@ -245,6 +247,8 @@ class TradeRow:
 
 @dataclass
 class DeltaRow:
+    """A delta in DELTAS.columns order (markets/record/schema.py)."""
+
     market_ticker: str
     received_at: datetime
     session_id: int
@@ -257,7 +261,7 @@ class DeltaRow:
 
     @property
     def key(self) -> tuple:
-        return (self.received_at, self.session_id, self.seq, self.sid)
+        return tuple(getattr(self, column) for column in DELTA_KEY)
 
 
 def trades_page(
@@ -274,9 +278,8 @@ def trades_page(
     """
     where, params = _range_sql("ts", market_ticker, start, end, after, TRADE_KEY)
     sql = (
-        "SELECT market_ticker, ts, trade_id, yes_price, no_price, count, "
-        "taker_outcome_side, taker_book_side, taker_side, is_block_trade, received_at, source "
-        f"FROM trades WHERE {where} ORDER BY ts, trade_id LIMIT %s"
+        f"SELECT {', '.join(TRADES.columns)} FROM {TRADES.db_table} "
+        f"WHERE {where} ORDER BY {', '.join(TRADE_KEY)} LIMIT %s"
     )
     return [TradeRow(*row) for row in fetchall_binary(sql, [*params, limit])]
 
@@ -294,9 +297,8 @@ def deltas_page(
         "received_at", market_ticker, start, end, after, DELTA_KEY
     )
     sql = (
-        "SELECT market_ticker, received_at, session_id, sid, seq, side, price, delta, ts "
-        f"FROM orderbook_deltas WHERE {where} "
-        "ORDER BY received_at, session_id, seq, sid LIMIT %s"
+        f"SELECT {', '.join(DELTAS.columns)} FROM {DELTAS.db_table} "
+        f"WHERE {where} ORDER BY {DELTAS.order_sql()} LIMIT %s"
     )
     return [DeltaRow(*row) for row in fetchall_binary(sql, [*params, limit])]
 

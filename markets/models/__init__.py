@@ -10,7 +10,6 @@ from .collection import BackfillStatus, CollectorRun, TradeBackfill
 from .fields import CountField, PriceField
 from .hierarchy import Event, Market, Series, Settlement, SettlementResult
 from .timeseries import (
-    REPLAY_ORDER,
     BookSide,
     GapReason,
     LifecycleEvent,
@@ -25,7 +24,6 @@ __all__ = [
     "BackfillStatus",
     "CollectorRun",
     "TradeBackfill",
-    "REPLAY_ORDER",
     "GapReason",
     "LifecycleEvent",
     "BookSide",

@@ -9,8 +9,9 @@ as the per-market range-scan index.
 
 Replay order. The collector stamps every frame it receives with a strictly
 increasing `received_at` (its clock, clamped so it never goes back), so within
-a market the order in which frames arrived is `REPLAY_ORDER`: received_at,
-then the WebSocket session, then Kalshi's per-subscription `seq`. A checkpoint
+a market the order in which frames arrived is received_at, then the WebSocket
+session, then Kalshi's per-subscription `seq` (markets/record/schema.py, where
+each table's row shape and replay order are written once). A checkpoint
 snapshot shares the key of the last delta it includes; the book at that key
 is the snapshot, and only rows with a greater key are applied on top.
 """
@@ -21,9 +22,6 @@ from psqlextra.models import PostgresPartitionedModel
 from psqlextra.types import PostgresPartitioningMethod
 
 from .fields import CountField, PriceField
-
-REPLAY_ORDER = ("received_at", "session_id", "seq")
-
 
 class BookSide(models.TextChoices):
     YES = "yes"
