@@ -140,7 +140,8 @@ class RawArchive:
         self._compressor = None
         self._dirty = False
         self.counters = {"lines": 0, "events": 0, "bytes_raw": 0, "bytes_written": 0,
-                         "syncs": 0, "files": 0, "uploads": 0, "upload_failures": 0}
+                         "syncs": 0, "files": 0, "uploads": 0, "upload_failures": 0,
+                         "write_failures": 0}
         if self._remote:
             self._upload_leftovers()
 
@@ -171,7 +172,11 @@ class RawArchive:
         waiting = self._waiting
         waiting.append(line)
         if len(waiting) > MAX_WAITING_LINES:
-            self._drain(fsync=False)
+            try:
+                self._drain(fsync=False)
+            except OSError as exc:  # never the frame's problem: recording goes on
+                self.counters["write_failures"] += 1
+                log.critical("raw archive: RAW ARCHIVE WRITE FAILED (%s); frames are missing from it", exc)
 
     def _new_hour(self, hour_us: int) -> None:
         state = self.state

@@ -309,7 +309,19 @@ def reingest(*, location: Location, start: datetime, end: datetime, markets=None
     """Rebuild [start, end) (of `markets`, or all) from the archive; see the module docstring."""
     if end <= start:
         raise ValueError("end must be after start")
-    markets = frozenset(markets) if markets else None
+    # The replay repeats every gap and malformed-frame warning the collector
+    # logged when it recorded the frames: only errors are worth showing again.
+    pipeline_log = logging.getLogger("collector.pipeline")
+    level = pipeline_log.level
+    pipeline_log.setLevel(logging.ERROR)
+    try:
+        return _reingest(location, start, end, frozenset(markets) if markets else None, progress)
+    finally:
+        pipeline_log.setLevel(level)
+
+
+def _reingest(location: Location, start: datetime, end: datetime, markets: frozenset | None,
+              progress: bool) -> ReingestReport:
     report = ReingestReport()
     capture = _Capture(start, end, markets)
     first_hour = _hour_floor(start)

@@ -159,3 +159,52 @@ def test_stamps_are_kept_to_the_microsecond(tmp_path):
     records = list(all_records(location_from_url(str(tmp_path / "raw"))))
     assert [r["at"] for r in records if r["k"] == "f"] == [to_us(at) for at in stamps]
     assert max(at.microsecond for at in stamps) >= 999_950  # the edge a float could round over
+
+
+def test_an_object_store_root_gets_each_finished_hour_uploaded_from_the_spool(tmp_path):
+    """An object store cannot be fsynced: files are spooled locally, uploaded when finished."""
+    from pyarrow import fs as pafs
+
+    from markets.objectstore import Location
+
+    store = Location("mock:///bucket/raw", pafs.FileSystem.from_uri("mock:///bucket/raw")[0], "bucket/raw")
+    spool = tmp_path / "spool"
+    # What a crashed process left in the spool goes up at the next start.
+    leftover = spool / "date=2026-12-03/hour=23/old-1-1.jsonl.zst"
+    leftover.parent.mkdir(parents=True)
+    leftover.write_bytes(b"")
+    archive = RawArchive(store, config=CollectorConfig(), stream="test-1-1", spool_dir=spool)
+    assert not leftover.exists()
+    pipeline = Pipeline(DiscardWriter(), CollectorConfig(), clock=StepClock())
+    pipeline.archive = archive.tap("0")
+    pipeline.start_session(42)
+    sent = list(stream_frames())
+    for raw in sent:  # across 13:00: the 12:00 file is finished and uploaded
+        pipeline.handle(raw)
+        archive.sync()
+    assert [r for r, _ in store.files("date=2026-12-04")] == ["date=2026-12-04/hour=12/test-1-1.jsonl.zst"]
+    archive.close()
+    assert [r for r, _ in store.files()] == [
+        "date=2026-12-03/hour=23/old-1-1.jsonl.zst",
+        "date=2026-12-04/hour=12/test-1-1.jsonl.zst",
+        "date=2026-12-04/hour=13/test-1-1.jsonl.zst",
+    ]
+    assert not list(spool.rglob("*.zst"))
+    records = [r for relative, _ in store.files("date=2026-12-04") for r in read_records(store, relative)]
+    assert [frame_text(r) for r in records if r["k"] == "f"] == sent
+
+
+def test_a_failing_archive_disk_never_fails_the_frame(tmp_path, monkeypatch):
+    """The rows matter more than their raw frames: a write error is logged and counted."""
+    import collector.raw_archive as raw_archive
+
+    monkeypatch.setattr(raw_archive, "MAX_WAITING_LINES", 5)
+    (tmp_path / "raw").write_text("a file where the archive's directory should be")
+    archive = RawArchive(location_from_url(str(tmp_path / "raw")), config=CollectorConfig(), stream="t-1-1")
+    pipeline = Pipeline(DiscardWriter(), CollectorConfig(), clock=StepClock())
+    pipeline.archive = archive.tap("0")
+    pipeline.start_session(42)
+    for raw in stream_frames():
+        pipeline.handle(raw)
+    assert archive.counters["write_failures"] > 0
+    assert pipeline.stats()["frames"] == 22

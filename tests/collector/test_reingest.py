@@ -221,3 +221,24 @@ def test_a_session_with_an_hour_missing_from_the_archive_is_left_alone_after_it(
     # After the hole: nothing deleted or rewritten, the damaged trade included.
     assert after["trades"] == damaged["trades"]
     assert after["orderbook_deltas"] == before["orderbook_deltas"]
+
+
+def test_the_command_reports_what_it_rebuilt_and_changed(recorded):
+    import io
+
+    from django.core.management import call_command
+    from django.core.management.base import CommandError
+
+    location, stamps = recorded
+    execute("DELETE FROM orderbook_deltas WHERE received_at = %s", [stamps[8]])
+    args = ["--start", (T0 - timedelta(hours=4)).isoformat(), "--end", (stamps[-1] + timedelta(hours=1)).isoformat(),
+            "--archive", location.url, "--no-progress"]
+    out = io.StringIO()
+    call_command("reingest", *args, stdout=out)
+    assert "deltas: rebuilt 28, deleted 0, inserted 1" in out.getvalue()
+    assert "changed 1 rows" in out.getvalue()
+    out = io.StringIO()
+    call_command("reingest", *args, "--markets", "MKT-A,MKT-B", stdout=out)
+    assert "changed nothing" in out.getvalue()
+    with pytest.raises(CommandError, match="--end"):
+        call_command("reingest", "--start", "2026-11-24T12:00Z", "--end", "2026-11-24T11:00Z")
