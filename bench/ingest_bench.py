@@ -282,8 +282,8 @@ def main() -> None:
         cfg = CollectorConfig(journal_dir=tmpdir / "journal", **overrides)
         print(f"config: write_ahead={cfg.journal_write_ahead} raw_archive={args.raw_archive} "
               f"flush_rows={cfg.flush_rows} flush_seconds={cfg.flush_seconds} "
-              f"checkpoint every {cfg.checkpoint_every_deltas} deltas / "
-              f"{cfg.checkpoint_every_seconds:.0f}s, max_buffered_rows={cfg.max_buffered_rows}")
+              f"checkpoint every {cfg.checkpoint_every_deltas} deltas and daily, "
+              f"max_buffered_rows={cfg.max_buffered_rows}")
         print(f"parse only:                 {stage_parse(stream, frames):>10,.0f} frames/s")
         print(f"pipeline, rows discarded:   {stage_pipeline_no_db(stream, frames, cfg):>10,.0f} frames/s")
 

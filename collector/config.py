@@ -34,10 +34,10 @@ def _default_raw_archive_retention_days() -> int:
 
 @dataclass(frozen=True)
 class CollectorConfig:
-    # --- book checkpoints: the replay cost of rebuilding a book is bounded
-    # by whichever comes first.
+    # --- book checkpoints: a market's book is written whole after this many
+    # deltas since its last baseline (so rebuilding it applies fewer), and at
+    # its first delta of each UTC day (collector/pipeline.py, _on_delta).
     checkpoint_every_deltas: int = 500
-    checkpoint_every_seconds: float = 60.0
 
     # --- writer: a batch is written when it reaches flush_rows rows or is
     # flush_seconds old; beyond max_buffered_rows rows waiting in memory the

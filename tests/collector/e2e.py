@@ -35,7 +35,6 @@ def collector_config(tmp_path, **overrides) -> CollectorConfig:
         raw_archive_url=str(tmp_path / "raw"),
         flush_seconds=0.1,
         checkpoint_every_deltas=25,
-        checkpoint_every_seconds=1.0,
         backoff_initial=0.05,
         backoff_max=0.5,
         rest_rate_per_s=500.0,

@@ -337,7 +337,7 @@ def test_received_at_never_goes_back(make):
 
 
 def test_checkpoints_every_n_deltas_share_the_last_deltas_key(make):
-    pipeline, writer = make(checkpoint_every_deltas=3, checkpoint_every_seconds=3600)
+    pipeline, writer = make(checkpoint_every_deltas=3)
     subscribe_books(pipeline, tickers=("A",))
     feed(pipeline, f.snapshot(2, 1, "A", yes=[["0.4000", "10.00"]]))
     for seq in range(2, 10):  # 8 deltas: checkpoints after the 3rd and the 6th
@@ -354,16 +354,40 @@ def test_checkpoints_every_n_deltas_share_the_last_deltas_key(make):
     assert result.book == pipeline.books["A"].book
 
 
-def test_checkpoints_every_m_seconds(make):
-    pipeline, writer = make(checkpoint_every_deltas=1000, checkpoint_every_seconds=10)
+def test_a_quiet_market_writes_no_checkpoint_however_long_between_its_deltas(make):
+    pipeline, writer = make(checkpoint_every_deltas=1000)
     subscribe_books(pipeline, tickers=("A",))
-    start = datetime(2026, 11, 24, 14, tzinfo=timezone.utc)
+    start = datetime(2026, 11, 25, 1, tzinfo=timezone.utc)
     pipeline.handle(f.snapshot(2, 1, "A"), start)
-    for i, seconds in enumerate([4, 8, 11, 15, 19, 22]):
-        pipeline.handle(f.delta(2, 2 + i, "A", "yes", "0.4000", "1.00"), start + timedelta(seconds=seconds))
+    for i in range(6):  # a delta every three hours, all on the same UTC day
+        pipeline.handle(f.delta(2, 2 + i, "A", "yes", "0.4000", "1.00"),
+                        start + timedelta(hours=3 * i + 1))
+    writer.flush_sync()
+    assert not OrderbookSnapshot.objects.filter(source="checkpoint").exists()
+    assert_replay_matches_live(pipeline)
+
+
+def test_a_market_checkpoints_at_its_first_delta_of_each_utc_day(make):
+    """Every day's partition holds a baseline for each book that changed that day."""
+    pipeline, writer = make(checkpoint_every_deltas=1000)
+    subscribe_books(pipeline, tickers=("A",))
+    start = datetime(2026, 11, 24, 23, 59, 59, tzinfo=timezone.utc)  # after the clock's T0
+    pipeline.handle(f.snapshot(2, 1, "A"), start)
+    moments = [timedelta(microseconds=999_999),  # 23:59:59.999999: still the 24th
+               timedelta(seconds=1),  # 00:00:00.000000 on the 25th: the first of the day
+               timedelta(seconds=2), timedelta(days=1, seconds=1), timedelta(days=1, seconds=5)]
+    for i, offset in enumerate(moments):
+        pipeline.handle(f.delta(2, 2 + i, "A", "yes", "0.4000", "1.00"), start + offset)
     writer.flush_sync()
     checkpoints = OrderbookSnapshot.objects.filter(source="checkpoint").order_by("received_at")
-    assert [(c.received_at - start).total_seconds() for c in checkpoints] == [11, 22]
+    assert [c.received_at for c in checkpoints] == [
+        datetime(2026, 11, 25, tzinfo=timezone.utc),
+        datetime(2026, 11, 26, 0, 0, 0, tzinfo=timezone.utc),
+    ]
+    assert [c.seq for c in checkpoints] == [3, 5]
+    # The book during the 26th needs nothing from the 25th's partition.
+    result = book_at("A", datetime(2026, 11, 26, 0, 0, 3, tzinfo=timezone.utc))
+    assert result.snapshot.received_at.date().isoformat() == "2026-11-26"
     assert_replay_matches_live(pipeline)
 
 
