@@ -17,7 +17,7 @@ from rest_framework.response import Response
 from rest_framework.reverse import reverse
 from rest_framework.views import APIView
 
-from markets import selectors
+from markets import candles, selectors
 from markets.replay import WorkBudgetExceeded, WorkMeter
 
 from . import filters, serializers
@@ -226,7 +226,7 @@ class CandleView(HeavyEndpointMixin, APIView):
     def get(self, request, ticker):
         params = parse_params(serializers.CandleParams, request)
         ticker = require_market(ticker)
-        candles = selectors.candles_for(
+        rows = candles.candles_for(
             market_ticker=ticker,
             interval=params["interval"],
             start=params["start_time"],
@@ -238,7 +238,7 @@ class CandleView(HeavyEndpointMixin, APIView):
             "interval": request.query_params.get("interval", "1m"),
             "start_time": params["start_time"],
             "end_time": params["end_time"],
-            "candles": candles,
+            "candles": rows,
         }
         return Response(self.serializer_class(body).data)
 

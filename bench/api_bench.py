@@ -314,7 +314,7 @@ def main(argv=None) -> None:
 
     from backtest_api.models import api_key_create
     from backtest_api.pagination import encode_cursor
-    from markets import selectors
+    from markets import candles, selectors
     from markets.replay import book_at
 
     settings.DEBUG = False  # no query log in this process
@@ -433,13 +433,13 @@ def main(argv=None) -> None:
 
     print("\n1-minute candles over the whole day (target <= 200 ms)")
     sql, via, naive_c = [], [], []
-    selectors.candles_for(
+    candles.candles_for(
         market_ticker=hot, interval=timedelta(minutes=1), start=start, end=end
     )
     for i in range(10):
         sql.append(
             timed(
-                selectors.candles_for,
+                candles.candles_for,
                 market_ticker=hot,
                 interval=timedelta(minutes=1),
                 start=start,

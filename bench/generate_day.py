@@ -187,6 +187,7 @@ def generate_day(
     """Generate and load one day; returns what was loaded. Re-running replaces it."""
     from django.db import connection, transaction
 
+    from markets.candles import rebuild_bars
     from markets.record.schema import DELTAS, SNAPSHOTS, TRADES
     from markets.models import (
         Event,
@@ -504,6 +505,8 @@ def generate_day(
             with raw.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
                 for row in rows:
                     copy.write_row(row)
+        # A plain COPY skips ingest, which keeps the candle bars: rebuild the day's.
+        rebuild_bars(midnight, next_day)
     with connection.cursor() as cursor:
         for table in (
             "orderbook_deltas",

@@ -66,6 +66,7 @@ from django.db import connection, transaction
 from tqdm import tqdm
 
 from markets import ingest
+from markets.candles import minute_of, refresh_bars
 from markets.models import GapReason, SnapshotSource
 from markets.record.schema import DELTAS, GAPS, LIFECYCLE, SNAPSHOTS, TRADES, RecordTable
 from markets.objectstore import Location
@@ -426,18 +427,28 @@ def _repair(table: _Table, rows: list, lo: datetime, hi: datetime, sessions: lis
                 with raw.copy(f"COPY {staging} ({columns}) FROM STDIN") as copy:
                     for row in _for_copy(table, rows):
                         copy.write_row(row)
+            # Changed trades say which candle bars to recompute (markets/candles.py).
+            bars = table.record is TRADES
+            touched = []
             raw.execute(
                 f"DELETE FROM {table.name} t WHERE t.{table.time_column} >= %(lo)s "
                 f"AND t.{table.time_column} < %(hi)s AND {table.owned}{market_filter} "
-                f"AND NOT EXISTS (SELECT 1 FROM {staging} s WHERE {key_match} AND {rest_match})",
+                f"AND NOT EXISTS (SELECT 1 FROM {staging} s WHERE {key_match} AND {rest_match})"
+                + (" RETURNING t.market_ticker, t.ts" if bars else ""),
                 params,
             )
             deleted = max(raw.rowcount, 0)
+            if bars:
+                touched += raw.fetchall()
             inserted = 0
             if rows:
                 raw.execute(f"INSERT INTO {table.name} ({columns}) SELECT {columns} FROM {staging} s "
-                            f"{table.insert_where} ON CONFLICT DO NOTHING")
+                            f"{table.insert_where} ON CONFLICT DO NOTHING"
+                            + (" RETURNING market_ticker, ts" if bars else ""))
                 inserted = max(raw.rowcount, 0)
+                if bars:
+                    touched += raw.fetchall()
+            refresh_bars((ticker, minute_of(ts)) for ticker, ts in touched)
     if deleted or inserted:
         log.warning("reingest: %s [%s, %s): %d rows deleted, %d inserted",
                     table.name, lo.isoformat(), hi.isoformat(), deleted, inserted)

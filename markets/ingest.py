@@ -21,6 +21,7 @@ from typing import Sequence
 
 from django.db import connection, transaction
 
+from .candles import minute_of, refresh_bars
 from .partitioning import ensure_partitions
 from .record.schema import DELTAS, GAPS, LIFECYCLE, SNAPSHOTS, TRADES, RecordTable
 
@@ -135,12 +136,18 @@ def _copy_idempotent(record: RecordTable, rows, extra_where=None) -> int:
                 for row in _with_json(rows, columns):
                     copy.write_row(row)
             where = f"WHERE {extra_where}" if extra_where else ""
+            # Trades keep their minute's candle bar exact: the new ones say
+            # which bars to recompute (markets/candles.py).
+            returning = " RETURNING market_ticker, ts" if record is TRADES else ""
             raw.execute(
                 f"INSERT INTO {table} ({column_list}) "
                 f"SELECT {column_list} FROM {staging} s {where} "
-                f"ON CONFLICT DO NOTHING"
+                f"ON CONFLICT DO NOTHING{returning}"
             )
-            return raw.rowcount
+            inserted = raw.rowcount
+            if returning:
+                refresh_bars((ticker, minute_of(ts)) for ticker, ts in raw.fetchall())
+            return inserted
 
 
 def _utc_day(value: datetime):

@@ -1,20 +1,19 @@
 """Reads of the recorded data, for the API and anything else that serves it.
 
-Each function is one question (a page of trades, the candles of a market,
-what a market's record covers) answered with as few queries as the question
-allows. Querysets are returned where callers filter and paginate further
+Each function is one question (a page of trades, what a market's record
+covers) answered with as few queries as the question allows. Querysets are returned where callers filter and paginate further
 (the hierarchy); the tick tables are read with raw SQL and keyset bounds, so
 a deep page costs the same as the first. Time ranges are half-open
 [start, end) on each table's partition column, so PostgreSQL prunes
-partitions. Writes live in ingest.py; the book at an instant in replay.py.
+partitions. Writes live in ingest.py; the book at an instant in replay.py;
+candles in candles.py.
 """
 
 from __future__ import annotations
 
 import hashlib
-import re
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 from decimal import Decimal
 from typing import Sequence
 
@@ -320,147 +319,6 @@ def _range_sql(time_column, market_ticker, start, end, after, key):
         where.append(f"({', '.join(key)}) > ({', '.join(['%s'] * len(key))})")
         params.extend(after)
     return " AND ".join(where), params
-
-
-# --- Candles -----------------------------------------------------------------------
-
-# Buckets are aligned to this instant (a UTC midnight), so day candles start
-# at 00:00 UTC, 4h candles at 00:00, 04:00, ..., and 15m candles on quarters.
-CANDLE_ORIGIN = datetime(2000, 1, 1, tzinfo=timezone.utc)
-INTERVAL_UNITS = {
-    "m": timedelta(minutes=1),
-    "h": timedelta(hours=1),
-    "d": timedelta(days=1),
-}
-MAX_INTERVAL = timedelta(days=366)
-# At most this many buckets per request (1-minute candles over a month fit).
-MAX_CANDLE_BUCKETS = 50_000
-_INTERVAL = re.compile(r"^([1-9][0-9]{0,5})([mhd])$")
-
-
-def parse_interval(text: str) -> timedelta:
-    """'1m', '15m', '4h', '1d' ... as a timedelta; ValueError if not one."""
-    match = _INTERVAL.match(text or "")
-    if not match:
-        raise ValueError(
-            f"Unknown interval {text!r}: use N followed by m, h or d, e.g. 1m, 15m, 4h, 1d."
-        )
-    interval = int(match.group(1)) * INTERVAL_UNITS[match.group(2)]
-    if interval > MAX_INTERVAL:
-        raise ValueError(f"Interval {text!r} is longer than {MAX_INTERVAL.days} days.")
-    return interval
-
-
-def bucket_start(at: datetime, interval: timedelta) -> datetime:
-    """The start of the bucket holding `at` (as date_bin computes it)."""
-    return at - (at - CANDLE_ORIGIN) % interval
-
-
-def bucket_count(start: datetime, end: datetime, interval: timedelta) -> int:
-    """How many buckets [start, end) touches."""
-    if end <= start:
-        return 0
-    first = bucket_start(start, interval)
-    return -(-(end - first) // interval)
-
-
-@dataclass
-class Candle:
-    start: datetime
-    end: datetime
-    open: Decimal
-    high: Decimal
-    low: Decimal
-    close: Decimal
-    volume: Decimal
-    trade_count: int
-    vwap: Decimal | None
-    yes_taker_volume: Decimal
-    no_taker_volume: Decimal
-    carried_forward: bool = False
-
-
-def candles_for(
-    *,
-    market_ticker: str,
-    interval: timedelta,
-    start: datetime,
-    end: datetime,
-    carry_forward: bool = False,
-) -> list[Candle]:
-    """OHLC of yes prices, volume, trade count, VWAP and taker-side volume per bucket.
-
-    Trades with start <= ts < end, bucketed by date_bin in SQL; open/close are
-    the first/last trade by (ts, trade_id). VWAP is rounded half away from
-    zero to 4 decimals. Buckets with no trade are omitted, unless
-    `carry_forward`: then every bucket from the first with a known price (the
-    last trade before `start` counts) to `end` is present, an empty one with
-    open = high = low = close = the last close, zero volume and no VWAP.
-    The taker side is Kalshi's taker_outcome_side, or the older taker_side.
-    """
-    sql = """
-        SELECT date_bin(%s, ts, %s) AS bucket,
-               (array_agg(yes_price ORDER BY ts, trade_id))[1],
-               max(yes_price),
-               min(yes_price),
-               -- The same order as open's, so both aggregate presorted input.
-               (array_agg(yes_price ORDER BY ts, trade_id))[count(*)],
-               sum(count),
-               count(*),
-               round(sum(yes_price * count) / NULLIF(sum(count), 0), 4),
-               coalesce(sum(count) FILTER (
-                   WHERE coalesce(taker_outcome_side, taker_side) = 'yes'), 0),
-               coalesce(sum(count) FILTER (
-                   WHERE coalesce(taker_outcome_side, taker_side) = 'no'), 0)
-        FROM trades
-        WHERE market_ticker = %s AND ts >= %s AND ts < %s
-        GROUP BY bucket
-        ORDER BY bucket
-    """
-    rows = fetchall_binary(sql, [interval, CANDLE_ORIGIN, market_ticker, start, end])
-    candles = [Candle(row[0], row[0] + interval, *row[1:]) for row in rows]
-    if not carry_forward:
-        return candles
-    return _carry_forward(candles, market_ticker, interval, start, end)
-
-
-def _carry_forward(candles, market_ticker, interval, start, end) -> list[Candle]:
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT yes_price FROM trades WHERE market_ticker = %s AND ts < %s "
-            "ORDER BY ts DESC, trade_id DESC LIMIT 1",
-            [market_ticker, start],
-        )
-        row = cursor.fetchone()
-    last_close = row[0] if row else None
-    by_start = {c.start: c for c in candles}
-    filled = []
-    bucket = bucket_start(start, interval)
-    zero = Decimal("0")
-    while bucket < end:
-        candle = by_start.get(bucket)
-        if candle is not None:
-            last_close = candle.close
-            filled.append(candle)
-        elif last_close is not None:
-            filled.append(
-                Candle(
-                    bucket,
-                    bucket + interval,
-                    last_close,
-                    last_close,
-                    last_close,
-                    last_close,
-                    zero,
-                    0,
-                    None,
-                    zero,
-                    zero,
-                    carried_forward=True,
-                )
-            )
-        bucket += interval
-    return filled
 
 
 # --- Order book at an instant --------------------------------------------------------

@@ -54,7 +54,7 @@ def read_table(spark: SparkSession, lake: str, table: str, start: date | None = 
 def candles_1m(trades: DataFrame) -> DataFrame:
     """OHLC of yes prices, volume, trade count, VWAP and taker volumes per market and minute.
 
-    The same definition as the API's (markets/selectors.py, `candles_for`):
+    The same definition as the API's (markets/candles.py, `candles_for`):
     open and close are the first and last trade by (ts, trade_id); the taker
     side is taker_outcome_side, or the older taker_side; a minute with no
     trade has no candle.

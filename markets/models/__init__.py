@@ -6,6 +6,7 @@ record of what happened (order-book deltas and snapshots, trades) and where
 that record has holes (sequence gaps).
 """
 
+from .bars import TradeBar
 from .collection import BackfillStatus, CollectorRun, TradeBackfill
 from .fields import CountField, PriceField
 from .hierarchy import Event, Market, Series, Settlement, SettlementResult
@@ -42,4 +43,5 @@ __all__ = [
     "SettlementResult",
     "SnapshotSource",
     "Trade",
+    "TradeBar",
 ]

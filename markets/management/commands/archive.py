@@ -11,7 +11,7 @@ verify: its file is not put in the lake and the next run tries again.
 from django.core.management.base import BaseCommand, CommandError
 
 from markets.record.lake import archive_day, days_to_archive, lake_location
-from markets.selectors import parse_interval
+from markets.candles import parse_interval
 
 
 class Command(BaseCommand):
