@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from decimal import ROUND_HALF_UP, Decimal, localcontext
+from decimal import ROUND_HALF_UP, Context, Decimal
 from typing import Iterable
 
 from django.db import connection
@@ -80,6 +80,9 @@ class Candle:
 
 MINUTE = timedelta(minutes=1)
 _FOUR_PLACES = Decimal("0.0001")
+# Precise enough that only the final rounding rounds; half away from zero, as
+# PostgreSQL's round(numeric, 4).
+_VWAP = Context(prec=60, rounding=ROUND_HALF_UP)
 BAR_COLUMNS = ("market_ticker", "minute", "open", "high", "low", "close", "volume",
                "trade_count", "notional", "yes_taker_volume", "no_taker_volume")
 # Trades to one-minute bars, the one definition of a bar: open and close are
@@ -234,9 +237,7 @@ def _vwap(notional: Decimal, volume: Decimal) -> Decimal | None:
     """notional / volume, rounded half away from zero to 4 places (as PostgreSQL's round)."""
     if not volume:
         return None
-    with localcontext() as context:
-        context.prec = 60  # exact enough that only the final rounding rounds
-        return (notional / volume).quantize(_FOUR_PLACES, rounding=ROUND_HALF_UP)
+    return _VWAP.divide(notional, volume).quantize(_FOUR_PLACES, context=_VWAP)
 
 
 def _carry_forward(candles, market_ticker, interval, start, end) -> list[Candle]:
