@@ -517,6 +517,12 @@ def archive_prune(location: Location, *, keep_days: int, now: datetime | None = 
         if day < cutoff:
             location.delete(relative)
             deleted.append(relative)
+    local = location.local_path
+    if local is not None:  # object stores have no empty directories to leave behind
+        for relative in sorted({r.split("/", 1)[0] for r in deleted}):
+            for directory in sorted((local / relative).glob("**/"), reverse=True):
+                if not any(directory.iterdir()):
+                    directory.rmdir()
     return deleted
 
 
