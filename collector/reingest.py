@@ -47,9 +47,10 @@ holes, session-0 holes (they are inserted if missing, never deleted), rows
 outside the window or of other markets, rows of sessions the archive does
 not know. On an untouched record nothing changes.
 
-Memory is bounded by one hour of rows: files are streamed, the rows of an
-hour are compared (one transaction per table) before the next hour is
-read; only the gaps of the window are kept to the end.
+Memory is bounded: files are streamed; a collector's deltas, snapshots and
+lifecycle rows are compared every CHUNK_ROWS rows (up to the frame just
+replayed) and at the end of each of its hours; trades (few) once an hour;
+only the gaps of the window are kept to the end.
 """
 
 from __future__ import annotations
@@ -93,6 +94,11 @@ PIPELINE_GAP_REASONS = [
 WS_SNAPSHOT_SOURCES = [SnapshotSource.SUBSCRIBE.value, SnapshotSource.RESYNC.value,
                        SnapshotSource.CHECKPOINT.value]
 TRADE_CHANNEL = "trade"
+# The tables whose rows carry their session, compared per collector; and
+# how many of their rows a replay keeps before comparing them (memory).
+SESSION_TABLES = ("deltas", "snapshots", "lifecycle")
+CHUNK_ROWS = 200_000
+ONE_US = timedelta(microseconds=1)
 
 
 @dataclass(frozen=True)
@@ -220,9 +226,16 @@ class _Capture:
     def add_run_op(self, op) -> None:  # collector_runs bookkeeping: not the record
         pass
 
-    def take_rows(self) -> dict[str, list]:
-        rows, self.rows = self.rows, {t: [] for t in TABLES}
-        return rows
+    def session_rows(self) -> int:
+        rows = self.rows
+        return len(rows["deltas"]) + len(rows["snapshots"]) + len(rows["lifecycle"])
+
+    def take(self, tables) -> dict[str, list]:
+        """The rows of `tables` made so far, forgotten here."""
+        taken = {t: self.rows[t] for t in tables}
+        for table in tables:
+            self.rows[table] = []
+        return taken
 
 
 class _Replay:
@@ -352,11 +365,11 @@ def _reingest(location: Location, start: datetime, end: datetime, markets: froze
     for hour in bar:
         present = set()
         skipped = report.skipped
+        lo, hi = max(hour, start), min(hour + HOUR, end)
         for relative, _ in sorted(files.get(hour, ())):
             stream = stream_of_path(relative)
             if stream not in begin or hour < begin[stream]:
                 continue
-            present.add(stream)
             records = read_records(location, relative, report.read)
             replay = replays.get(stream)
             if replay is None:
@@ -367,11 +380,22 @@ def _reingest(location: Location, start: datetime, end: datetime, markets: froze
                 report.records += 1
                 if first.get("k") != "hour":
                     replay.feed(first, report)
+            fed = 0
+            cursor = lo  # this collector's rows before it are compared already
             for record in records:
-                report.records += 1
+                fed += 1
                 replay.feed(record, report)
+                if capture.session_rows() >= CHUNK_ROWS and record.get("k") == "f" and lo < hi:
+                    # Every row up to this frame's stamp is made: compare them now.
+                    upto = min(max(from_us(record["at"]) + ONE_US, cursor), hi)
+                    _repair_sessions(capture, replay, cursor, upto, markets, report)
+                    cursor = upto
+            report.records += fed
+            if fed:
+                present.add(stream)
+                if lo < hi:
+                    _repair_sessions(capture, replay, cursor, hi, markets, report)
         report.hours += 1
-        rows = capture.take_rows()
         # Trades carry no session: owned only if every replayed collector
         # that was recording has its file of this hour, and no frame of the
         # hour was skipped.
@@ -380,17 +404,13 @@ def _reingest(location: Location, start: datetime, end: datetime, markets: froze
         for name, replay in replays.items():
             if name not in present and replay.live_sessions():
                 replay.abandon(hour)
-        lo, hi = max(hour, start), min(hour + HOUR, end)
+        rows = capture.take(TABLES)
         if lo >= hi:
             continue
-        sessions = sorted(s for name, r in replays.items() if name in present
-                          for s in r.sessions - r.abandoned)
-        for table, table_rows in rows.items():
-            report.rows_rebuilt[table] += len(table_rows)
-            deleted, inserted = _repair(TABLES[table], table_rows, lo, hi, sessions, markets,
-                                        trades_owned)
-            report.deleted[table] += deleted
-            report.inserted[table] += inserted
+        report.rows_rebuilt["trades"] += len(rows["trades"])
+        deleted, inserted = _repair(TABLES["trades"], rows["trades"], lo, hi, [], markets, trades_owned)
+        report.deleted["trades"] += deleted
+        report.inserted["trades"] += inserted
         bar.set_postfix(frames=report.frames, changed=report.changed)
     all_sessions = sorted(s for r in replays.values() for s in r.sessions - r.abandoned)
     gaps = list(capture.gaps.values())
@@ -399,6 +419,19 @@ def _reingest(location: Location, start: datetime, end: datetime, markets: froze
     report.deleted["gaps"] += deleted
     report.inserted["gaps"] += inserted
     return report
+
+
+def _repair_sessions(capture: _Capture, replay: _Replay, lo: datetime, hi: datetime,
+                     markets: frozenset | None, report: ReingestReport) -> None:
+    """Compare one collector's rows of [lo, hi) that carry a session (deltas,
+    snapshots, lifecycle): those of its sessions replayed and not abandoned."""
+    rows = capture.take(SESSION_TABLES)
+    sessions = sorted(replay.sessions - replay.abandoned)
+    for table in SESSION_TABLES:
+        report.rows_rebuilt[table] += len(rows[table])
+        deleted, inserted = _repair(TABLES[table], rows[table], lo, hi, sessions, markets, False)
+        report.deleted[table] += deleted
+        report.inserted[table] += inserted
 
 
 def _repair(table: _Table, rows: list, lo: datetime, hi: datetime, sessions: list[int],

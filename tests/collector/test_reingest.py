@@ -120,7 +120,11 @@ def test_an_untouched_record_is_left_as_it_is(recorded):
     assert the_record() == before
 
 
-def test_corrupted_rows_are_restored_exactly_and_a_second_run_changes_nothing(recorded):
+@pytest.mark.parametrize("chunk_rows", [200_000, 4], ids=["hourly", "every-4-rows"])
+def test_corrupted_rows_are_restored_exactly_and_a_second_run_changes_nothing(recorded, chunk_rows,
+                                                                              monkeypatch):
+    """Also when the rows are compared a few at a time (the memory bound), not per hour."""
+    monkeypatch.setattr("collector.reingest.CHUNK_ROWS", chunk_rows)
     location, stamps = recorded
     before = the_record()
     # Changed values, deleted rows, extra rows, in every table the archive makes.
