@@ -115,9 +115,10 @@ async def test_reingest_of_a_hostile_run_reproduces_its_record_exactly(tmp_path)
     from .test_end_to_end_hostile import hostile_collector, hostile_config, settle
 
     config = hostile_config(seed=5)
-    # Reconnects within a short run, too.
+    # Reconnects and terminal errors within a short run, too.
     sim = Simulator(dataclasses.replace(
-        config, faults=dataclasses.replace(config.faults, disconnect_every_frames=300)))
+        config, faults=dataclasses.replace(config.faults, disconnect_every_frames=300,
+                                           terminal_error_rate=0.005)))
     await sim.start(host="127.0.0.1", port=0)
     try:
         recording = await start_run(sim, hostile_collector(tmp_path))
