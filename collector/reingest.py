@@ -254,7 +254,7 @@ class _Replay:
         self.sessions: set[int] = set()
         # Sessions that cannot be followed (an hour of their collector has no
         # file): their frames are skipped from then on, their rows left alone.
-        self.abandoned: set[int] = set()
+        self.abandoned: dict[int, datetime] = {}  # session -> the hour it was lost at
 
     def _clock(self) -> datetime:
         # Only start_session stamps from the clock in a replay: with its archived time.
@@ -277,7 +277,7 @@ class _Replay:
             if pipeline.session_id is not None:
                 log.warning("reingest: no archive file of %s for session %s; its rows from then "
                             "on are left as stored", hour.isoformat(), pipeline.session_id)
-                self.abandoned.add(pipeline.session_id)
+                self.abandoned[pipeline.session_id] = hour
         self.pipelines.clear()
 
     def feed(self, record: dict, report: ReingestReport) -> None:
@@ -412,10 +412,11 @@ def _reingest(location: Location, start: datetime, end: datetime, markets: froze
         report.deleted["trades"] += deleted
         report.inserted["trades"] += inserted
         bar.set_postfix(frames=report.frames, changed=report.changed)
-    all_sessions = sorted(s for r in replays.values() for s in r.sessions - r.abandoned)
+    # A gap of an abandoned session is owned if it was detected before the hole.
+    owned_until = {s: r.abandoned.get(s, end) for r in replays.values() for s in r.sessions}
     gaps = list(capture.gaps.values())
     report.rows_rebuilt["gaps"] += len(gaps)
-    deleted, inserted = _repair_gaps(gaps, start, end, all_sessions, markets)
+    deleted, inserted = _repair_gaps(gaps, start, end, owned_until, markets)
     report.deleted["gaps"] += deleted
     report.inserted["gaps"] += inserted
     return report
@@ -426,7 +427,7 @@ def _repair_sessions(capture: _Capture, replay: _Replay, lo: datetime, hi: datet
     """Compare one collector's rows of [lo, hi) that carry a session (deltas,
     snapshots, lifecycle): those of its sessions replayed and not abandoned."""
     rows = capture.take(SESSION_TABLES)
-    sessions = sorted(replay.sessions - replay.abandoned)
+    sessions = sorted(replay.sessions - replay.abandoned.keys())
     for table in SESSION_TABLES:
         report.rows_rebuilt[table] += len(rows[table])
         deleted, inserted = _repair(TABLES[table], rows[table], lo, hi, sessions, markets, False)
@@ -489,7 +490,7 @@ def _for_copy(table: _Table, rows: list):
     yield from ingest._with_json(rows, table.columns)
 
 
-def _repair_gaps(gaps: list[list], start: datetime, end: datetime, sessions: list[int],
+def _repair_gaps(gaps: list[list], start: datetime, end: datetime, owned_until: dict[int, datetime],
                  markets: frozenset | None) -> tuple[int, int]:
     """Gaps of the window: see the rule in the module docstring; (deleted, inserted or updated)."""
     columns = ", ".join(GAPS.columns)
@@ -500,7 +501,9 @@ def _repair_gaps(gaps: list[list], start: datetime, end: datetime, sessions: lis
             row[8] = None  # closed by a REST backfill: the stored value stands
         rows.append(row)
     market_filter = " AND t.market_ticker = ANY(%(markets)s)" if markets is not None else ""
-    params = {"lo": start, "hi": end, "sessions": sessions, "reasons": PIPELINE_GAP_REASONS,
+    sessions = sorted(owned_until)
+    params = {"lo": start, "hi": end, "sessions": sessions, "until": [owned_until[s] for s in sessions],
+              "reasons": PIPELINE_GAP_REASONS,
               "markets": sorted(markets) if markets is not None else None}
     with transaction.atomic(), connection.cursor() as cursor:
         raw = cursor.cursor
@@ -513,7 +516,9 @@ def _repair_gaps(gaps: list[list], start: datetime, end: datetime, sessions: lis
                     copy.write_row(row)
         raw.execute(
             "DELETE FROM sequence_gaps t WHERE t.detected_at >= %(lo)s AND t.detected_at < %(hi)s "
-            "AND t.session_id = ANY(%(sessions)s) AND t.reason = ANY(%(reasons)s)"
+            "AND t.reason = ANY(%(reasons)s) AND EXISTS (SELECT 1 FROM "
+            "unnest(%(sessions)s::bigint[], %(until)s::timestamptz[]) AS o(session_id, until) "
+            "WHERE o.session_id = t.session_id AND t.detected_at < o.until)"
             f"{market_filter} AND NOT EXISTS (SELECT 1 FROM _reingest_gaps s WHERE "
             "s.market_ticker = t.market_ticker AND s.channel = t.channel "
             "AND s.session_id = t.session_id AND s.detected_at = t.detected_at)",
