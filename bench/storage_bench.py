@@ -17,8 +17,10 @@ trades at the full exchange's ratio (about 2.5M trades to 191.5M deltas a day).
    to end, until the last row is committed.
 3. Measures what that cost on disk: bytes per delta in PostgreSQL (heap,
    TOAST and indexes of every partition; trades and snapshots included),
-   the checkpoints' share, and bytes per delta of the Parquet day files
-   (`markets.export`); and projects a 191.5M-delta day.
+   the checkpoints' share, and the day archived to a Parquet lake in a
+   temporary folder (`manage.py archive`: written, read back and verified
+   market by market): its bytes per delta and how long that took; and
+   projects a 191.5M-delta day.
 4. Times `book_at` (markets/replay.py: the selector behind /orderbook) at
    random instants of the hottest market and of markets drawn by activity:
    p50/p99 and the deltas each rebuild applied.
@@ -56,7 +58,9 @@ from django.test.utils import setup_databases, teardown_databases  # noqa: E402
 from collector.config import CollectorConfig  # noqa: E402
 from collector.pipeline import Pipeline  # noqa: E402
 from collector.writer import Writer  # noqa: E402
-from markets.export import export_day  # noqa: E402
+from markets.objectstore import location_from_url  # noqa: E402
+from markets.record.lake import archive_day  # noqa: E402
+from markets.record.schema import DELTAS, SNAPSHOTS, TRADES  # noqa: E402
 from markets.replay import book_at  # noqa: E402
 
 BENCH_DB = "kalshi_storage_bench"
@@ -280,14 +284,20 @@ def report_storage(mix: dict, counts: dict, tmpdir: Path) -> None:
           f"{checkpoint_disk / max(sizes['orderbook_deltas'], 1):.1%} of delta bytes, "
           f"{checkpoint_bytes / max(checkpoint_rows, 1):,.0f} bytes a row")
     day = mix["end"].date()
-    parquet = {}
-    for table in ("deltas", "snapshots", "trades"):
-        exported = export_day(table=table, day=day, out_dir=tmpdir / "export")
-        parquet[table] = exported.bytes
-    print("Parquet (zstd day files): " + ", ".join(
+    lake = location_from_url(str(tmpdir / "lake"))
+    parquet, started = {}, time.perf_counter()
+    for table in (DELTAS, SNAPSHOTS, TRADES):
+        archived = archive_day(table, day, lake)
+        assert archived.verified, archived.mismatches[:3]
+        parquet[table.name] = archived.bytes
+    archive_seconds = time.perf_counter() - started
+    print("Parquet lake (zstd): " + ", ".join(
         f"{table} {size / deltas:.2f}" for table, size in parquet.items())
         + f" bytes per delta; deltas alone {parquet['deltas'] / deltas:.2f} "
         f"(the vendor's file: {VENDOR_BYTES_PER_DELTA:.2f})")
+    print(f"archive (write, read back, verify per market) of the day: {archive_seconds:.1f}s, "
+          f"{deltas / archive_seconds:,.0f} deltas/s; a {FULL_DAY_DELTAS / 1e6:.1f}M-delta day "
+          f"at that rate: {FULL_DAY_DELTAS / (deltas / archive_seconds) / 60:.0f} min")
     print(f"projection for a {FULL_DAY_DELTAS / 1e6:.1f}M-delta day: PostgreSQL "
           f"{total / deltas * FULL_DAY_DELTAS / 1e9:,.1f} GB, Parquet "
           f"{sum(parquet.values()) / deltas * FULL_DAY_DELTAS / 1e9:,.2f} GB")

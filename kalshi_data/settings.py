@@ -207,6 +207,9 @@ SPECTACULAR_SETTINGS = {
 # Where `manage.py export` writes day files by default, and the folder whose
 # files the API lists and serves (/api/v1/exports).
 EXPORT_DIR = Path(os.environ.get("EXPORT_DIR") or BASE_DIR / "export")
+# The Parquet lake that `manage.py archive` moves closed days to: a local path
+# or an object-store URL (s3://bucket/prefix; markets/objectstore.py).
+LAKE_URL = os.environ.get("LAKE_URL") or str(BASE_DIR / "var" / "lake")
 
 # --- Logging ----------------------------------------------------------------
 LOGGING = {

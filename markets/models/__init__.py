@@ -9,6 +9,7 @@ that record has holes (sequence gaps).
 from .collection import BackfillStatus, CollectorRun, TradeBackfill
 from .fields import CountField, PriceField
 from .hierarchy import Event, Market, Series, Settlement, SettlementResult
+from .lake import LakeDay, LakeMarketDay
 from .timeseries import (
     BookSide,
     GapReason,
@@ -29,6 +30,8 @@ __all__ = [
     "BookSide",
     "CountField",
     "Event",
+    "LakeDay",
+    "LakeMarketDay",
     "Market",
     "OrderbookDelta",
     "OrderbookSnapshot",

@@ -199,7 +199,8 @@ async def test_a_market_created_unannounced_before_a_clean_stop_is_a_recorded_ho
     sim = Simulator(SimulatorConfig(engine=EngineConfig(markets=4, lifecycle_probability=0.0)), seed=11, rate=200)
     await sim.start(host="127.0.0.1", port=0)
     try:
-        run = await start_run(sim, collector_config(tmp_path, reconcile_every_s=3600.0))
+        run = await start_run(sim, collector_config(tmp_path, reconcile_every_s=3600.0,
+                                                    relist_after_connect_s=3600.0))
         ticker = sim.create_market(announce=False)
         created = datetime.fromtimestamp(sim.markets()[ticker].created_ms / 1000, tz=timezone.utc)
         await asyncio.sleep(0.5)

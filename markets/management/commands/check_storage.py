@@ -5,6 +5,7 @@ from django.core.management.base import BaseCommand, CommandError
 from collector.config import CollectorConfig
 from collector.raw_archive import OFF
 from markets.objectstore import location_from_url
+from markets.record.lake import lake_report
 from markets.storage import raw_archive_report, storage_report
 
 
@@ -13,7 +14,8 @@ class Command(BaseCommand):
         "Report, per partitioned table, the partitions present, the days covered "
         "ahead of today, holes, and rows in any DEFAULT partition. Exits 1 when "
         "a table needs attention (for monitoring). Also the raw archive's size per "
-        "day and the hours a collector ran with no raw archive file (exit 1 too)."
+        "day and the hours a collector ran with no raw archive file (exit 1 too), "
+        "and the days in the Parquet lake, with any written but not verified (exit 1)."
     )
 
     def handle(self, *args, **options):
@@ -31,6 +33,7 @@ class Command(BaseCommand):
             for day in r.missing_days[:10]:
                 self.stdout.write(f"  missing partition for {day}")
         raw = self._raw_archive()
+        lake = self._lake()
         if not all(r.healthy for r in reports):
             raise CommandError(
                 "storage needs attention: run `python manage.py pgpartition --yes`"
@@ -40,6 +43,28 @@ class Command(BaseCommand):
                 f"raw archive needs attention: {len(raw.missing_hours)} hour(s) a collector "
                 "ran have no archive file"
             )
+        if not lake.healthy:
+            raise CommandError(
+                f"lake needs attention: {len(lake.unverified)} day(s) written but not verified; "
+                "run `python manage.py archive` again"
+            )
+
+    def _lake(self):
+        """Hot days are the partitions above; archived ones are in the lake."""
+        report = lake_report()
+        status = "ok" if report.healthy else "ATTENTION"
+        days = sorted({d.day for d in report.verified})
+        span = f"from={days[0]} to={days[-1]}" if days else "from=None to=None"
+        self.stdout.write(
+            f"lake: {status} url={report.url} archived_days={len(days)} {span} "
+            f"files={len(report.verified)} bytes={sum(d.bytes for d in report.verified)} "
+            f"still_in_postgresql={sum(1 for d in report.verified if d.dropped_at is None)} "
+            f"unverified={len(report.unverified)}"
+        )
+        for day in report.unverified[:20]:
+            self.stdout.write(f"  {day.table} {day.day}: written {day.written_at:%Y-%m-%d %H:%M} "
+                              "UTC, NOT VERIFIED")
+        return report
 
     def _raw_archive(self):
         url = CollectorConfig.from_settings().raw_archive_url

@@ -1,0 +1,47 @@
+"""Move closed days of the record to the Parquet lake (markets/record/lake.py).
+
+    python manage.py archive --older-than 7d [--dry-run]
+
+For every day of deltas, snapshots and trades older than that, not yet in the
+lake: write its Parquet file, verify it against the database market by market,
+and record it. A cron line (README) runs it daily. Exits 1 if a day did not
+verify: its file is not put in the lake and the next run tries again.
+"""
+
+from django.core.management.base import BaseCommand, CommandError
+
+from markets.record.lake import archive_day, days_to_archive, lake_location
+from markets.selectors import parse_interval
+
+
+class Command(BaseCommand):
+    help = "Write and verify closed days of deltas, snapshots and trades in the Parquet lake (LAKE_URL)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--older-than", default="7d",
+                            help="Archive days that ended at least this long ago: 7d, 36h (default 7d).")
+        parser.add_argument("--dry-run", action="store_true", help="List the days; write nothing.")
+
+    def handle(self, *args, **options):
+        try:
+            older_than = parse_interval(options["older_than"])
+        except ValueError as exc:
+            raise CommandError(f"--older-than: {exc}") from None
+        todo = days_to_archive(older_than)
+        location = lake_location()
+        self.stdout.write(f"{len(todo)} day(s) to archive to {location.url}")
+        failed = 0
+        for table, day in todo:
+            if options["dry_run"]:
+                self.stdout.write(f"  {table.name} {day}")
+                continue
+            done = archive_day(table, day, location)
+            if done.verified:
+                self.stdout.write(f"  {table.name} {day}: {done.rows:,} rows, {done.bytes:,} bytes, "
+                                  f"{done.markets:,} markets, verified")
+                continue
+            failed += 1
+            self.stderr.write(f"  {table.name} {day}: DID NOT VERIFY for {len(done.mismatches)} "
+                              f"market(s), e.g. {done.mismatches[0]}")
+        if failed:
+            raise CommandError(f"{failed} day(s) did not verify; they stay out of the lake")

@@ -1,0 +1,228 @@
+"""The Parquet lake: closed days of the record, written, verified, then kept outside PostgreSQL.
+
+A full Kalshi day is about 191.5M deltas; PostgreSQL on one machine cannot
+keep a year of them (docs/storage.md). Days older than a week move to a
+hive-partitioned Parquet dataset under LAKE_URL, in the same layout and
+types as `manage.py export` writes (markets/export.py), so DuckDB, Spark
+(spark/lake_job.py), Trino and pandas read it as they read the day files:
+
+    LAKE_URL/type=deltas/date=2026-11-23/part-0.parquet
+
+The lake is a local path (tested) or an object-store URL (s3://...; through
+pyarrow's file systems, markets/objectstore.py). A day moves in steps, each
+recorded in `LakeDay` (markets/models/lake.py) so that a crash between them
+is seen and resumed:
+
+1. written: the file is written to a temporary folder, then put in place
+   (renamed on a local lake, uploaded to an object store);
+2. verified: the file, read back with DuckDB, has for every market the same
+   number of rows, the same first and last instant and the same sums of every
+   numeric column (and of the book levels' sizes) as the day's partition. The
+   per-market numbers are kept (`LakeMarketDay`) for coverage once the day
+   has left PostgreSQL.
+
+Dropping the partition is the step after, once every read of the API serves
+archived days from the lake; until then `archive` keeps the partitions, so
+nothing the API answers changes.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
+from decimal import Decimal
+from pathlib import Path
+
+import duckdb
+from django.conf import settings
+from django.db import connection, models, transaction
+
+from ..export import _midnight, export_day
+from ..models import LakeDay, LakeMarketDay
+from ..objectstore import Location, location_from_url
+from ..partitioning import NAME_FORMAT
+from .schema import DELTAS, SNAPSHOTS, TRADES, RecordTable
+
+# The partitioned tables: the volume. Lifecycle and gaps stay in PostgreSQL.
+ARCHIVED = (DELTAS, SNAPSHOTS, TRADES)
+LEVEL_COLUMNS = ("yes_levels", "no_levels")
+
+
+def lake_location() -> Location:
+    return location_from_url(settings.LAKE_URL)
+
+
+@dataclass
+class Mismatch:
+    """A market whose numbers differ between the database and the file."""
+
+    market_ticker: str
+    database: tuple | None
+    lake: tuple | None
+
+
+@dataclass
+class ArchivedDay:
+    table: str
+    day: date
+    rows: int
+    bytes: int
+    markets: int
+    mismatches: list[Mismatch]
+
+    @property
+    def verified(self) -> bool:
+        return not self.mismatches
+
+
+# --- which days -------------------------------------------------------------------
+
+
+def hot_days(table: RecordTable) -> list[date]:
+    """The days that have a partition of `table` in PostgreSQL."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT child.relname FROM pg_inherits "
+            "JOIN pg_class parent ON parent.oid = pg_inherits.inhparent "
+            "JOIN pg_class child ON child.oid = pg_inherits.inhrelid "
+            "WHERE parent.relname = %s", [table.db_table])
+        names = [row[0] for row in cursor.fetchall()]
+    days = []
+    for name in names:
+        try:
+            days.append(datetime.strptime(name[len(table.db_table) + 1:], NAME_FORMAT).date())
+        except ValueError:
+            continue  # a DEFAULT partition, or one named by hand
+    return sorted(days)
+
+
+def days_to_archive(older_than: timedelta, *, today: date | None = None) -> list[tuple[RecordTable, date]]:
+    """(table, day) of every closed day before today - older_than not yet verified in the lake."""
+    today = today or datetime.now(timezone.utc).date()
+    cutoff = today - older_than
+    done = set(LakeDay.objects.filter(verified_at__isnull=False).values_list("table", "day"))
+    return [(table, day) for table in ARCHIVED for day in hot_days(table)
+            if day < cutoff and (table.name, day) not in done]
+
+
+# --- the per-market numbers, from both sides ----------------------------------------
+
+
+def _numeric_columns(table: RecordTable) -> list[str]:
+    kinds = (models.DecimalField, models.IntegerField)  # BigIntegerField is one too
+    return [c for c in table.columns
+            if c != "market_ticker" and isinstance(table.model._meta.get_field(c), kinds)]
+
+
+def _database_numbers(table: RecordTable, day: date) -> dict[str, tuple]:
+    sums = [f"sum({c})" for c in _numeric_columns(table)]
+    if table is SNAPSHOTS:
+        sums += [f"sum((SELECT coalesce(sum((level->>1)::numeric), 0) "
+                 f"FROM jsonb_array_elements({c}) level))" for c in LEVEL_COLUMNS]
+    sql = (f"SELECT market_ticker, count(*), min({table.day_column}), max({table.day_column}), "
+           f"{', '.join(sums)} FROM {table.db_table} "
+           f"WHERE {table.day_column} >= %s AND {table.day_column} < %s GROUP BY market_ticker")
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [_midnight(day), _midnight(day) + timedelta(days=1)])
+        return {row[0]: _normal(row[1:]) for row in cursor.fetchall()}
+
+
+def _lake_numbers(table: RecordTable, path: Path) -> dict[str, tuple]:
+    sums = [f"sum({c})" for c in _numeric_columns(table)]
+    if table is SNAPSHOTS:
+        sums += [f"sum(coalesce(list_sum(list_transform({c}, lambda level: level.size)), 0))"
+                 for c in LEVEL_COLUMNS]
+    sql = (f"SELECT market_ticker, count(*), min({table.day_column}), max({table.day_column}), "
+           f"{', '.join(sums)} FROM read_parquet(?) GROUP BY market_ticker")
+    with duckdb.connect() as con:
+        con.execute("SET TimeZone = 'UTC'")
+        return {row[0]: _normal(row[1:]) for row in con.execute(sql, [str(path)]).fetchall()}
+
+
+def _normal(values) -> tuple:
+    """Numbers compared exactly, whichever engine computed them."""
+    out = []
+    for value in values:
+        if isinstance(value, datetime):
+            value = value.astimezone(timezone.utc)
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            value = Decimal(value)
+        elif isinstance(value, Decimal):
+            value = value.normalize() if value else Decimal(0)
+        out.append(value)
+    return tuple(out)
+
+
+def verify_file(table: RecordTable, day: date, path: Path) -> tuple[dict[str, tuple], list[Mismatch]]:
+    """Compare the file with the day's partition, market by market."""
+    database = _database_numbers(table, day)
+    lake = _lake_numbers(table, path)
+    mismatches = [Mismatch(m, database.get(m), lake.get(m))
+                  for m in sorted(set(database) | set(lake)) if database.get(m) != lake.get(m)]
+    return database, mismatches
+
+
+# --- archiving ----------------------------------------------------------------------
+
+
+def archive_day(table: RecordTable, day: date, location: Location | None = None) -> ArchivedDay:
+    """Write one day of `table` to the lake and verify it (see the module docstring)."""
+    location = location or lake_location()
+    with tempfile.TemporaryDirectory(prefix="lake-") as tmp:
+        exported = export_day(table=table.name, day=day, out_dir=Path(tmp))
+        relative = exported.path.relative_to(tmp).as_posix()
+        numbers, mismatches = verify_file(table, day, exported.path)
+        if not mismatches:
+            _put(location, exported.path, relative)
+    now = datetime.now(timezone.utc)
+    with transaction.atomic():
+        LakeDay.objects.update_or_create(
+            table=table.name, day=day,
+            defaults={"path": relative, "rows": exported.rows, "bytes": exported.bytes,
+                      "written_at": now, "verified_at": None if mismatches else now,
+                      "dropped_at": None})
+        if not mismatches:
+            LakeMarketDay.objects.filter(table=table.name, day=day).delete()
+            LakeMarketDay.objects.bulk_create(
+                [LakeMarketDay(table=table.name, day=day, market_ticker=market, rows=n[0],
+                               first_at=n[1], last_at=n[2]) for market, n in numbers.items()],
+                batch_size=5000)
+    return ArchivedDay(table.name, day, exported.rows, exported.bytes, len(numbers), mismatches)
+
+
+def _put(location: Location, local_file: Path, relative: str) -> None:
+    """The verified file into the lake: renamed in place locally, uploaded otherwise."""
+    target_dir = location.local_path
+    if target_dir is None:
+        location.upload(local_file, relative)
+        return
+    target = target_dir / relative
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(target.name + ".partial")
+    shutil.copyfile(local_file, partial)
+    with open(partial, "rb") as f:
+        os.fsync(f.fileno())
+    os.replace(partial, target)
+
+
+# --- health -------------------------------------------------------------------------
+
+
+@dataclass
+class LakeReport:
+    url: str
+    verified: list[LakeDay]
+    unverified: list[LakeDay]  # written but not verified: a crash, or a mismatch
+
+    @property
+    def healthy(self) -> bool:
+        return not self.unverified
+
+
+def lake_report() -> LakeReport:
+    days = list(LakeDay.objects.all())
+    return LakeReport(settings.LAKE_URL, [d for d in days if d.verified_at],
+                      [d for d in days if not d.verified_at])

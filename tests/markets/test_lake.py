@@ -1,0 +1,118 @@
+"""`manage.py archive`: closed days written to the Parquet lake, verified market by market."""
+
+from datetime import date, datetime, timedelta, timezone
+from decimal import Decimal as D
+
+import pyarrow.parquet as pq
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from django.db import connection
+
+from markets import ingest
+from markets.models import LakeDay, LakeMarketDay, OrderbookDelta
+from markets.record import lake
+from markets.record.schema import DELTAS, SNAPSHOTS, TRADES
+from tests.engines.uncrossed import MARKET, OTHER, record_engine_day
+
+pytestmark = pytest.mark.django_db
+
+OLD = date(2026, 11, 20)
+
+
+@pytest.fixture
+def lake_dir(settings, tmp_path):
+    settings.LAKE_URL = str(tmp_path / "lake")
+    return tmp_path / "lake"
+
+
+def _count(table, market, day):
+    start = datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT count(*) FROM {table.db_table} WHERE market_ticker = %s "
+                       f"AND {table.day_column} >= %s AND {table.day_column} < %s",
+                       [market, start, start + timedelta(days=1)])
+        return cursor.fetchone()[0]
+
+
+def test_archive_writes_and_verifies_closed_days_only(lake_dir):
+    record_engine_day(OLD)
+    today = datetime.now(timezone.utc).date()
+    record_engine_day(today, seed=12)
+    call_command("archive", "--older-than", "2d")
+
+    for table in (DELTAS, SNAPSHOTS, TRADES):
+        day = LakeDay.objects.get(table=table.name, day=OLD)
+        assert day.verified_at is not None and day.dropped_at is None
+        path = lake_dir / day.path
+        assert path == lake_dir / f"type={table.name}" / f"date={OLD}" / "part-0.parquet"
+        assert pq.ParquetFile(path).metadata.num_rows == day.rows > 0
+        for market in (MARKET, OTHER):
+            kept = LakeMarketDay.objects.get(table=table.name, day=OLD, market_ticker=market)
+            assert kept.rows == _count(table, market, OLD)
+    assert not LakeDay.objects.filter(day=today).exists()  # not closed long enough
+    # The partitions stay until the API reads the lake: nothing it answers changes.
+    assert OrderbookDelta.objects.filter(received_at__date=OLD).exists()
+
+    # Done days are not done again.
+    assert lake.days_to_archive(timedelta(days=2)) == []
+
+
+def test_verification_finds_a_changed_row_of_one_market(lake_dir):
+    record_engine_day(OLD)
+    lake.archive_day(DELTAS, OLD)
+    path = lake_dir / LakeDay.objects.get(table="deltas", day=OLD).path
+    assert lake.verify_file(DELTAS, OLD, path)[1] == []
+    row = OrderbookDelta.objects.filter(market_ticker=OTHER, received_at__date=OLD).first()
+    OrderbookDelta.objects.filter(pk=row.pk).update(delta=row.delta + D("0.01"))
+    _, mismatches = lake.verify_file(DELTAS, OLD, path)
+    assert [m.market_ticker for m in mismatches] == [OTHER]
+
+
+def test_a_row_landing_while_archiving_keeps_the_day_out_of_the_lake(lake_dir, monkeypatch):
+    record_engine_day(OLD)
+    real_export = lake.export_day
+    late = datetime(OLD.year, OLD.month, OLD.day, 23, 59, 59, 999_999, tzinfo=timezone.utc)
+
+    def export_then_a_late_trade(**kwargs):
+        exported = real_export(**kwargs)
+        if (kwargs["table"], kwargs["day"]) != ("trades", OLD):
+            return exported
+        # A backfilled trade lands in the day after its file was written.
+        ingest.trades_ingest([(MARKET, late, "late-1", D("0.5000"), D("0.5000"), D("1.00"),
+                               "yes", None, None, False, late + timedelta(days=3), "rest")])
+        return exported
+
+    monkeypatch.setattr(lake, "export_day", export_then_a_late_trade)
+    with pytest.raises(CommandError, match="did not verify"):
+        call_command("archive", "--older-than", "2d")
+    trades_day = LakeDay.objects.get(table="trades", day=OLD)
+    assert trades_day.verified_at is None
+    assert not (lake_dir / trades_day.path).exists()
+    assert lake.lake_report().unverified == [trades_day]
+
+    # The next run writes the day again, with the late trade, and verifies it.
+    monkeypatch.setattr(lake, "export_day", real_export)
+    call_command("archive", "--older-than", "2d")
+    trades_day.refresh_from_db()
+    assert trades_day.verified_at is not None and lake.lake_report().healthy
+    assert pq.ParquetFile(lake_dir / trades_day.path).metadata.num_rows == _count(
+        TRADES, MARKET, OLD) + _count(TRADES, OTHER, OLD)
+
+
+def test_older_than_must_be_a_duration(lake_dir):
+    with pytest.raises(CommandError, match="--older-than"):
+        call_command("archive", "--older-than", "a week")
+
+
+def test_check_storage_reports_the_lake_and_an_unverified_day(lake_dir, capsys):
+    record_engine_day(OLD)
+    call_command("archive", "--older-than", "2d")
+    call_command("pgpartition", "--yes")
+    call_command("check_storage")
+    out = capsys.readouterr().out
+    assert "lake: ok" in out and "unverified=0" in out
+    LakeDay.objects.filter(table="trades", day=OLD).update(verified_at=None)
+    with pytest.raises(CommandError, match="lake needs attention"):
+        call_command("check_storage")
+    assert f"trades {OLD}" in capsys.readouterr().out
