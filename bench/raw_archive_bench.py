@@ -6,7 +6,10 @@
    random over the markets), as text frames.
 2. Archive alone: every frame through an ArchiveTap, then close (compression
    and fsync included): frames/s, bytes a frame on disk (zstd) and as lines.
-3. Reading it back (read_records): frames/s.
+3. Reading it back (read_records): frames/s. The same archive-alone numbers
+   on the simulator's own stream (simulator/offline.py: Kalshi's wire format
+   as the simulator renders it, a market's events in their order), which
+   compresses like a real feed rather than like random numbers.
 4. Re-ingest: the stream recorded into a scratch database (`kalshi_bench`)
    through the pipeline and Writer with the archive on, then `reingest()`
    over the whole window twice: on the untouched record (changes nothing)
@@ -37,6 +40,7 @@ from collector.config import CollectorConfig  # noqa: E402
 from collector.raw_archive import RawArchive, ReadStats, archive_files, read_records  # noqa: E402
 from collector.reingest import reingest  # noqa: E402
 from markets.objectstore import location_from_url  # noqa: E402
+from simulator.offline import offline_stream  # noqa: E402
 
 
 def stage_archive(frames: list[str], root: Path) -> tuple[float, dict]:
@@ -71,6 +75,8 @@ def main() -> None:
     parser.add_argument("--markets", type=int, default=2000)
     parser.add_argument("--trade-share", type=float, default=0.1)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--sim-steps", type=int, default=100_000,
+                        help="steps of the simulator's offline stream (500 markets)")
     args = parser.parse_args()
     print(f"load average at start: {os.getloadavg()}  cores: {os.cpu_count()}")
     with tempfile.TemporaryDirectory(prefix="raw-bench-") as tmp:
@@ -91,6 +97,14 @@ def main() -> None:
               f"{stats['bytes_written'] / count * 191.5e6 / 1e9:.1f} GB a day at 191.5M frames")
         rate, read = stage_read(tmpdir / "raw-alone")
         print(f"read back:      {rate:>10,.0f} records/s ({read:,} records)")
+
+        sim_frames = offline_stream(markets=500, steps=args.sim_steps).frames
+        sim_bytes = sum(len(f) for f in sim_frames)
+        rate, stats = stage_archive(sim_frames, tmpdir / "raw-sim")
+        print(f"simulator stream: {len(sim_frames):,} frames, {sim_bytes / len(sim_frames):.0f} bytes a "
+              f"frame as received; archive alone {rate:,.0f} frames/s; on disk "
+              f"{stats['bytes_written'] / len(sim_frames):.1f} bytes a frame "
+              f"({stats['bytes_raw'] / stats['bytes_written']:.1f}x)")
 
         cfg = CollectorConfig(journal_dir=tmpdir / "journal", raw_archive_url=str(tmpdir / "raw"))
         connection.settings_dict.setdefault("TEST", {})["NAME"] = BENCH_DB

@@ -162,7 +162,7 @@ class RawArchive:
         if at_us is not None:
             hour = at_us - at_us % HOUR_US
             if hour != self._hour_us:
-                self._new_hour(hour)
+                self._new_hour(hour, at_us)
         elif self._hour_us is None:
             now = to_us(datetime.now(timezone.utc))
             self._new_hour(now - now % HOUR_US)
@@ -178,8 +178,15 @@ class RawArchive:
                 self.counters["write_failures"] += 1
                 log.critical("raw archive: RAW ARCHIVE WRITE FAILED (%s); frames are missing from it", exc)
 
-    def _new_hour(self, hour_us: int) -> None:
+    def _new_hour(self, hour_us: int, first_us: int | None = None) -> None:
+        """Queue the next hour's file, its header first. `first_us` is the
+        stamp of the record that begins the hour: the pipeline has stamped it
+        already, so the header's `last` is kept below it (a replay from this
+        header must give that record its own stamp, not one clamped after it)."""
         state = self.state
+        last = to_us(state.last_received) if state is not None and state.last_received else None
+        if first_us is not None and last is not None:
+            last = min(last, first_us - 1)
         header = {
             "k": "hour",
             "v": 1,
@@ -189,7 +196,7 @@ class RawArchive:
             "open": dict(self.open_sessions),
             "gapped": sorted(state.gapped) if state is not None else [],
             "baselined": sorted(state.baselined) if state is not None else [],
-            "last": to_us(state.last_received) if state is not None and state.last_received else None,
+            "last": last,
         }
         self._hour_us = hour_us
         self._waiting.append(_Rotate(hour_us, orjson.dumps(header)))
@@ -517,6 +524,12 @@ def archive_prune(location: Location, *, keep_days: int, now: datetime | None = 
         if day < cutoff:
             location.delete(relative)
             deleted.append(relative)
+    local = location.local_path
+    if local is not None:  # object stores have no empty directories to leave behind
+        for relative in sorted({r.split("/", 1)[0] for r in deleted}):
+            for directory in sorted((local / relative).glob("**/"), reverse=True):
+                if not any(directory.iterdir()):
+                    directory.rmdir()
     return deleted
 
 

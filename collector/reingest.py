@@ -47,9 +47,10 @@ holes, session-0 holes (they are inserted if missing, never deleted), rows
 outside the window or of other markets, rows of sessions the archive does
 not know. On an untouched record nothing changes.
 
-Memory is bounded by one hour of rows: files are streamed, the rows of an
-hour are compared (one transaction per table) before the next hour is
-read; only the gaps of the window are kept to the end.
+Memory is bounded: files are streamed; a collector's deltas, snapshots and
+lifecycle rows are compared every CHUNK_ROWS rows (up to the frame just
+replayed) and at the end of each of its hours; trades (few) once an hour;
+only the gaps of the window are kept to the end.
 """
 
 from __future__ import annotations
@@ -94,6 +95,11 @@ PIPELINE_GAP_REASONS = [
 WS_SNAPSHOT_SOURCES = [SnapshotSource.SUBSCRIBE.value, SnapshotSource.RESYNC.value,
                        SnapshotSource.CHECKPOINT.value]
 TRADE_CHANNEL = "trade"
+# The tables whose rows carry their session, compared per collector; and
+# how many of their rows a replay keeps before comparing them (memory).
+SESSION_TABLES = ("deltas", "snapshots", "lifecycle")
+CHUNK_ROWS = 200_000
+ONE_US = timedelta(microseconds=1)
 
 
 @dataclass(frozen=True)
@@ -221,9 +227,16 @@ class _Capture:
     def add_run_op(self, op) -> None:  # collector_runs bookkeeping: not the record
         pass
 
-    def take_rows(self) -> dict[str, list]:
-        rows, self.rows = self.rows, {t: [] for t in TABLES}
-        return rows
+    def session_rows(self) -> int:
+        rows = self.rows
+        return len(rows["deltas"]) + len(rows["snapshots"]) + len(rows["lifecycle"])
+
+    def take(self, tables) -> dict[str, list]:
+        """The rows of `tables` made so far, forgotten here."""
+        taken = {t: self.rows[t] for t in tables}
+        for table in tables:
+            self.rows[table] = []
+        return taken
 
 
 class _Replay:
@@ -242,7 +255,7 @@ class _Replay:
         self.sessions: set[int] = set()
         # Sessions that cannot be followed (an hour of their collector has no
         # file): their frames are skipped from then on, their rows left alone.
-        self.abandoned: set[int] = set()
+        self.abandoned: dict[int, datetime] = {}  # session -> the hour it was lost at
 
     def _clock(self) -> datetime:
         # Only start_session stamps from the clock in a replay: with its archived time.
@@ -265,7 +278,7 @@ class _Replay:
             if pipeline.session_id is not None:
                 log.warning("reingest: no archive file of %s for session %s; its rows from then "
                             "on are left as stored", hour.isoformat(), pipeline.session_id)
-                self.abandoned.add(pipeline.session_id)
+                self.abandoned[pipeline.session_id] = hour
         self.pipelines.clear()
 
     def feed(self, record: dict, report: ReingestReport) -> None:
@@ -353,11 +366,11 @@ def _reingest(location: Location, start: datetime, end: datetime, markets: froze
     for hour in bar:
         present = set()
         skipped = report.skipped
+        lo, hi = max(hour, start), min(hour + HOUR, end)
         for relative, _ in sorted(files.get(hour, ())):
             stream = stream_of_path(relative)
             if stream not in begin or hour < begin[stream]:
                 continue
-            present.add(stream)
             records = read_records(location, relative, report.read)
             replay = replays.get(stream)
             if replay is None:
@@ -368,11 +381,22 @@ def _reingest(location: Location, start: datetime, end: datetime, markets: froze
                 report.records += 1
                 if first.get("k") != "hour":
                     replay.feed(first, report)
+            fed = 0
+            cursor = lo  # this collector's rows before it are compared already
             for record in records:
-                report.records += 1
+                fed += 1
                 replay.feed(record, report)
+                if capture.session_rows() >= CHUNK_ROWS and record.get("k") == "f" and lo < hi:
+                    # Every row up to this frame's stamp is made: compare them now.
+                    upto = min(max(from_us(record["at"]) + ONE_US, cursor), hi)
+                    _repair_sessions(capture, replay, cursor, upto, markets, report)
+                    cursor = upto
+            report.records += fed
+            if fed:
+                present.add(stream)
+                if lo < hi:
+                    _repair_sessions(capture, replay, cursor, hi, markets, report)
         report.hours += 1
-        rows = capture.take_rows()
         # Trades carry no session: owned only if every replayed collector
         # that was recording has its file of this hour, and no frame of the
         # hour was skipped.
@@ -381,25 +405,35 @@ def _reingest(location: Location, start: datetime, end: datetime, markets: froze
         for name, replay in replays.items():
             if name not in present and replay.live_sessions():
                 replay.abandon(hour)
-        lo, hi = max(hour, start), min(hour + HOUR, end)
+        rows = capture.take(TABLES)
         if lo >= hi:
             continue
-        sessions = sorted(s for name, r in replays.items() if name in present
-                          for s in r.sessions - r.abandoned)
-        for table, table_rows in rows.items():
-            report.rows_rebuilt[table] += len(table_rows)
-            deleted, inserted = _repair(TABLES[table], table_rows, lo, hi, sessions, markets,
-                                        trades_owned)
-            report.deleted[table] += deleted
-            report.inserted[table] += inserted
+        report.rows_rebuilt["trades"] += len(rows["trades"])
+        deleted, inserted = _repair(TABLES["trades"], rows["trades"], lo, hi, [], markets, trades_owned)
+        report.deleted["trades"] += deleted
+        report.inserted["trades"] += inserted
         bar.set_postfix(frames=report.frames, changed=report.changed)
-    all_sessions = sorted(s for r in replays.values() for s in r.sessions - r.abandoned)
+    # A gap of an abandoned session is owned if it was detected before the hole.
+    owned_until = {s: r.abandoned.get(s, end) for r in replays.values() for s in r.sessions}
     gaps = list(capture.gaps.values())
     report.rows_rebuilt["gaps"] += len(gaps)
-    deleted, inserted = _repair_gaps(gaps, start, end, all_sessions, markets)
+    deleted, inserted = _repair_gaps(gaps, start, end, owned_until, markets)
     report.deleted["gaps"] += deleted
     report.inserted["gaps"] += inserted
     return report
+
+
+def _repair_sessions(capture: _Capture, replay: _Replay, lo: datetime, hi: datetime,
+                     markets: frozenset | None, report: ReingestReport) -> None:
+    """Compare one collector's rows of [lo, hi) that carry a session (deltas,
+    snapshots, lifecycle): those of its sessions replayed and not abandoned."""
+    rows = capture.take(SESSION_TABLES)
+    sessions = sorted(replay.sessions - replay.abandoned.keys())
+    for table in SESSION_TABLES:
+        report.rows_rebuilt[table] += len(rows[table])
+        deleted, inserted = _repair(TABLES[table], rows[table], lo, hi, sessions, markets, False)
+        report.deleted[table] += deleted
+        report.inserted[table] += inserted
 
 
 def _repair(table: _Table, rows: list, lo: datetime, hi: datetime, sessions: list[int],
@@ -467,7 +501,7 @@ def _for_copy(table: _Table, rows: list):
     yield from ingest._with_json(rows, table.columns)
 
 
-def _repair_gaps(gaps: list[list], start: datetime, end: datetime, sessions: list[int],
+def _repair_gaps(gaps: list[list], start: datetime, end: datetime, owned_until: dict[int, datetime],
                  markets: frozenset | None) -> tuple[int, int]:
     """Gaps of the window: see the rule in the module docstring; (deleted, inserted or updated)."""
     columns = ", ".join(GAPS.columns)
@@ -478,7 +512,9 @@ def _repair_gaps(gaps: list[list], start: datetime, end: datetime, sessions: lis
             row[8] = None  # closed by a REST backfill: the stored value stands
         rows.append(row)
     market_filter = " AND t.market_ticker = ANY(%(markets)s)" if markets is not None else ""
-    params = {"lo": start, "hi": end, "sessions": sessions, "reasons": PIPELINE_GAP_REASONS,
+    sessions = sorted(owned_until)
+    params = {"lo": start, "hi": end, "sessions": sessions, "until": [owned_until[s] for s in sessions],
+              "reasons": PIPELINE_GAP_REASONS,
               "markets": sorted(markets) if markets is not None else None}
     with transaction.atomic(), connection.cursor() as cursor:
         raw = cursor.cursor
@@ -491,7 +527,9 @@ def _repair_gaps(gaps: list[list], start: datetime, end: datetime, sessions: lis
                     copy.write_row(row)
         raw.execute(
             "DELETE FROM sequence_gaps t WHERE t.detected_at >= %(lo)s AND t.detected_at < %(hi)s "
-            "AND t.session_id = ANY(%(sessions)s) AND t.reason = ANY(%(reasons)s)"
+            "AND t.reason = ANY(%(reasons)s) AND EXISTS (SELECT 1 FROM "
+            "unnest(%(sessions)s::bigint[], %(until)s::timestamptz[]) AS o(session_id, until) "
+            "WHERE o.session_id = t.session_id AND t.detected_at < o.until)"
             f"{market_filter} AND NOT EXISTS (SELECT 1 FROM _reingest_gaps s WHERE "
             "s.market_ticker = t.market_ticker AND s.channel = t.channel "
             "AND s.session_id = t.session_id AND s.detected_at = t.detected_at)",

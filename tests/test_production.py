@@ -255,7 +255,7 @@ def test_the_systemd_units_verify_against_this_checkout(tmp_path):
     problems = [line for line in result.stderr.splitlines()
                 if "Unknown" in line or "not executable" in line or "Failed" in line]
     assert result.returncode == 0 and not problems, result.stderr
-    assert len(units) == 4
+    assert len(units) == 6  # api, collector, pgpartition + timer, raw-prune + timer
 
 
 def test_the_units_run_commands_that_exist():

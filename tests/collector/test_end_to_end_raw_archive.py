@@ -9,6 +9,7 @@ was durable (in PostgreSQL or in its journal).
 """
 
 import asyncio
+import dataclasses
 import shutil
 import signal
 import uuid
@@ -107,6 +108,45 @@ async def test_the_archive_holds_every_frame_and_reingest_restores_a_damaged_rec
     await asyncio.to_thread(in_thread)
 
 
+@pytest.mark.django_db(transaction=True)
+async def test_reingest_of_a_hostile_run_reproduces_its_record_exactly(tmp_path):
+    """Gaps, duplicates, malformed frames, terminal errors, reconnects and refused
+    subscriptions, over several connections: the replay makes every row again."""
+    from .test_end_to_end_hostile import hostile_collector, hostile_config, settle
+
+    config = hostile_config(seed=5)
+    # Reconnects and terminal errors within a short run, too.
+    sim = Simulator(dataclasses.replace(
+        config, faults=dataclasses.replace(config.faults, disconnect_every_frames=300,
+                                           terminal_error_rate=0.005)))
+    await sim.start(host="127.0.0.1", port=0)
+    try:
+        recording = await start_run(sim, hostile_collector(tmp_path))
+        await asyncio.sleep(6.0)
+        await settle(recording)
+    finally:
+        await sim.stop()
+    final = recording.final
+    assert final["gaps"] > 0 and final["duplicates"] > 0 and final["malformed"] > 0
+    assert final["reconnects"] > 0 and final["connections"] >= 2
+    assert sum(v for k, v in final.items() if k.startswith("error_")) > 0  # terminal errors
+
+    def reingest_untouched():
+        try:
+            before = the_record()
+            now = datetime.now(timezone.utc)
+            report = reingest(location=location_from_url(str(tmp_path / "raw")),
+                              start=now - timedelta(hours=1), end=now + timedelta(minutes=1))
+            return before, report, the_record()
+        finally:
+            connection.close()
+
+    before, report, after = await asyncio.to_thread(reingest_untouched)
+    assert report.frames > 1000 and sum(report.rows_rebuilt.values()) > 1000
+    assert report.changed == 0, (report.deleted, report.inserted)
+    assert after == before
+
+
 async def test_kill_9_leaves_the_frames_of_every_durable_row_in_the_archive(tmp_path):
     pgdata = ROOT / "var" / f"test-raw-{uuid.uuid4().hex[:8]}"
     pgdata.parent.mkdir(exist_ok=True)
@@ -143,6 +183,18 @@ async def test_kill_9_leaves_the_frames_of_every_durable_row_in_the_archive(tmp_
         stamps = {(r["at"], r["s"]) for r in frames}
         missing = [row for row in stored if (_us(row[0]), row[1]) not in stamps]
         assert len(stored) > 200 and not missing, missing[:5]
+
+        # The archive the kill left (its last block possibly cut short) re-ingests:
+        # rows only the journal held come back from it, and a second run changes nothing.
+        first, last = min(r[0] for r in stored), max(r[0] for r in stored)
+        window = ["--start", (first - timedelta(hours=1)).isoformat(),
+                  "--end", (last + timedelta(hours=1)).isoformat(), "--no-progress"]
+        await run("manage.py", "reingest", *window, env=env)
+        in_db = await asyncio.to_thread(
+            pg.query, "SELECT received_at, session_id FROM orderbook_deltas UNION ALL "
+                      "SELECT received_at, session_id FROM orderbook_snapshots")
+        assert set(stored) <= set(in_db)
+        assert "changed nothing" in await run("manage.py", "reingest", *window, env=env)
     finally:
         if collect is not None and collect.proc is not None and collect.proc.returncode is None:
             collect.proc.kill()

@@ -144,6 +144,7 @@ def test_prune_deletes_only_days_past_the_retention(tmp_path):
     assert [r for r, _ in location.files()] == [
         "date=2026-11-30/hour=00/x.jsonl.zst", "date=2026-12-04/hour=00/x.jsonl.zst"
     ]
+    assert sorted(p.name for p in (tmp_path / "raw").iterdir()) == ["date=2026-11-30", "date=2026-12-04"]
 
 
 @pytest.mark.parametrize("value", ["off", "OFF", ""])

@@ -120,7 +120,11 @@ def test_an_untouched_record_is_left_as_it_is(recorded):
     assert the_record() == before
 
 
-def test_corrupted_rows_are_restored_exactly_and_a_second_run_changes_nothing(recorded):
+@pytest.mark.parametrize("chunk_rows", [200_000, 4], ids=["hourly", "every-4-rows"])
+def test_corrupted_rows_are_restored_exactly_and_a_second_run_changes_nothing(recorded, chunk_rows,
+                                                                              monkeypatch):
+    """Also when the rows are compared a few at a time (the memory bound), not per hour."""
+    monkeypatch.setattr("collector.reingest.CHUNK_ROWS", chunk_rows)
     location, stamps = recorded
     before = the_record()
     # Changed values, deleted rows, extra rows, in every table the archive makes.
@@ -242,3 +246,37 @@ def test_the_command_reports_what_it_rebuilt_and_changed(recorded):
     assert "changed nothing" in out.getvalue()
     with pytest.raises(CommandError, match="--end"):
         call_command("reingest", "--start", "2026-11-24T12:00Z", "--end", "2026-11-24T11:00Z")
+
+
+def test_a_replay_that_begins_at_a_later_hour_gives_every_row_its_own_stamp(tmp_path):
+    """The window's sessions began in a later hour than the collector: the replay
+    starts from that hour's header, and the gap the session's first frame reveals
+    (it begins just after the session's start) comes out with its stored key."""
+    cfg = CollectorConfig(journal_dir=tmp_path / "journal", raw_archive_url=str(tmp_path / "raw"))
+    writer = Writer(cfg)
+    writer.archive = RawArchive.from_config(cfg)
+    clock = StepClock()
+    pipeline = Pipeline(writer, cfg, clock=clock)
+    writer.archive.state = pipeline.state
+    pipeline.archive = writer.archive.tap("0")
+    pipeline.start_session(SESSION)
+    for raw in list(session_frames())[:10]:
+        pipeline.handle(raw)
+    pipeline.end_session()
+    clock.now = T0 + timedelta(hours=2, minutes=30)  # a reconnect, two hours later
+    pipeline.start_session(SESSION + 1)
+    # The first frame: a delta whose snapshot was lost, a hole from the session's start.
+    pipeline.handle(f.delta(9, 2, "MKT-A", "yes", "0.1000", "1.00"))
+    pipeline.handle(f.snapshot(9, 3, "MKT-A", yes=[["0.4000", "10.00"]], no=[]))
+    for seq in range(4, 9):
+        pipeline.handle(f.delta(9, seq, "MKT-A", "yes", "0.3000", "1.00"))
+    writer.flush_sync()
+    writer.archive.close()
+    before = the_record()
+    assert [g for g in before["sequence_gaps"] if g[3] == str(SESSION + 1) and g[2] == "seq_gap"]
+
+    report = reingest(location=location_from_url(str(tmp_path / "raw")),
+                      start=T0 + timedelta(hours=2, minutes=30), end=T0 + timedelta(hours=4))
+    assert report.frames == 7 and report.rows_rebuilt["deltas"] == 5
+    assert report.changed == 0, (report.deleted, report.inserted)
+    assert the_record() == before
