@@ -18,6 +18,26 @@ from rest_framework.renderers import BrowsableAPIRenderer, JSONRenderer
 from .middleware import request_id_for
 
 
+class RawJSON:
+    """JSON text written elsewhere (by PostgreSQL: markets/candles.py), embedded as it is."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: bytes):
+        self.text = text
+
+
+def _expanded(data):
+    """`data` with every RawJSON parsed, for renderers that cannot embed text."""
+    if isinstance(data, RawJSON):
+        return orjson.loads(data.text)
+    if isinstance(data, dict):
+        return {key: _expanded(value) for key, value in data.items()}
+    if isinstance(data, list):
+        return [_expanded(value) for value in data]
+    return data
+
+
 def envelope(data, request, extra: dict | None = None) -> dict:
     body = {"data": data}
     body.update(extra or {})
@@ -43,10 +63,11 @@ class EnvelopeJSONRenderer(JSONRenderer):
             and 200 <= response.status_code < 300
         ):
             data = envelope(data, request, getattr(response, "envelope_extra", None))
-        if data is None or self.get_indent(accepted_media_type, context):
-            return super().render(data, accepted_media_type, renderer_context)
-        return _compact(data, self.encoder_class().default) or super().render(
-            data, accepted_media_type, renderer_context)
+        if data is not None and not self.get_indent(accepted_media_type, context):
+            compact = _compact(data, self.encoder_class().default)
+            if compact is not None:
+                return compact
+        return super().render(_expanded(data), accepted_media_type, renderer_context)
 
 
 def _compact(data, default) -> bytes | None:
@@ -58,8 +79,11 @@ def _compact(data, default) -> bytes | None:
     None when orjson refuses (an integer beyond 64 bits, a float that is not
     finite): the caller then uses DRF's renderer, which decides.
     """
+    def embed(value):
+        return orjson.Fragment(value.text) if isinstance(value, RawJSON) else default(value)
+
     try:
-        return orjson.dumps(data, default=default, option=orjson.OPT_PASSTHROUGH_DATETIME)
+        return orjson.dumps(data, default=embed, option=orjson.OPT_PASSTHROUGH_DATETIME)
     except (orjson.JSONEncodeError, TypeError):
         return None
 

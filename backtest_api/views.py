@@ -22,6 +22,7 @@ from markets.replay import WorkBudgetExceeded, WorkMeter
 
 from . import filters, serializers
 from .exceptions import TooMuchWork
+from .renderers import RawJSON
 from .limits import HeavyEndpointMixin
 from .pagination import (
     KeysetPagination,
@@ -226,21 +227,21 @@ class CandleView(HeavyEndpointMixin, APIView):
     def get(self, request, ticker):
         params = parse_params(serializers.CandleParams, request)
         ticker = require_market(ticker)
-        rows = candles.candles_for(
-            market_ticker=ticker,
-            interval=params["interval"],
-            start=params["start_time"],
-            end=params["end_time"],
-            carry_forward=params["carry_forward"],
-        )
+        window = {"market_ticker": ticker, "interval": params["interval"],
+                  "start": params["start_time"], "end": params["end_time"]}
         body = {
             "market_ticker": ticker,
             "interval": request.query_params.get("interval", "1m"),
             "start_time": params["start_time"],
             "end_time": params["end_time"],
-            "candles": rows,
         }
-        return Response(self.serializer_class(body).data)
+        if params["carry_forward"]:
+            body["candles"] = candles.candles_for(**window, carry_forward=True)
+            return Response(self.serializer_class(body).data)
+        # PostgreSQL writes the candles' JSON (markets/candles.py, candles_json).
+        body = self.serializer_class({**body, "candles": []}).data
+        body["candles"] = RawJSON(candles.candles_json(**window))
+        return Response(body)
 
 
 class OrderbookView(APIView):

@@ -12,10 +12,11 @@ minute takes that partial minute from the trades themselves. A day of
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from decimal import ROUND_HALF_UP, Context, Decimal
+from decimal import Decimal
 from typing import Iterable
 
 from django.db import connection
@@ -79,10 +80,6 @@ class Candle:
 
 
 MINUTE = timedelta(minutes=1)
-_FOUR_PLACES = Decimal("0.0001")
-# Precise enough that only the final rounding rounds; half away from zero, as
-# PostgreSQL's round(numeric, 4).
-_VWAP = Context(prec=60, rounding=ROUND_HALF_UP)
 BAR_COLUMNS = ("market_ticker", "minute", "open", "high", "low", "close", "volume",
                "trade_count", "notional", "yes_taker_volume", "no_taker_volume")
 # Trades to one-minute bars, the one definition of a bar: open and close are
@@ -99,9 +96,9 @@ _BARS_FROM_TRADES = """
            count(*),
            sum(t.yes_price * t.count),
            coalesce(sum(t.count) FILTER (
-               WHERE coalesce(t.taker_outcome_side, t.taker_side) = 'yes'), 0),
+               WHERE coalesce(t.taker_outcome_side, t.taker_side) = 'yes'), 0::numeric(18, 2)),
            coalesce(sum(t.count) FILTER (
-               WHERE coalesce(t.taker_outcome_side, t.taker_side) = 'no'), 0)
+               WHERE coalesce(t.taker_outcome_side, t.taker_side) = 'no'), 0::numeric(18, 2))
     FROM trades t {join}
     WHERE {where}
     GROUP BY 1, 2
@@ -154,34 +151,90 @@ def rebuild_bars(start: datetime, end: datetime) -> int:
         return cursor.rowcount
 
 
-def minute_bars(market_ticker: str, start: datetime, end: datetime) -> list[tuple]:
-    """The market's one-minute bars of trades in [start, end), in order.
+# The candles of [start, end), one row per bucket, in SQL: the minutes are the
+# stored bars of the whole minutes in the range, and bars computed from the
+# trades of the partial minutes at either end; buckets combine minutes (the
+# first minute's open, the last one's close; VWAP is the notional over the
+# volume, rounded half away from zero as before bars existed).
+_STORED_MINUTES = """
+    SELECT minute, open, high, low, close, volume, trade_count, notional,
+           yes_taker_volume, no_taker_volume
+    FROM trade_bars_1m
+    WHERE market_ticker = %(ticker)s AND minute >= %(first_whole)s AND minute < %(last_whole)s
+"""
+_PARTIAL_MINUTE = """
+    SELECT minute, open, high, low, close, volume, trade_count, notional, yes, no
+    FROM ({bars}) AS partial (market_ticker, minute, open, high, low, close, volume,
+                              trade_count, notional, yes, no)
+"""
+# Buckets of several minutes combine them.
+_COMBINE = """
+    SELECT date_bin(%(interval)s, minute, %(origin)s) AS bucket,
+           (array_agg(open ORDER BY minute))[1] AS open,
+           max(high) AS high,
+           min(low) AS low,
+           (array_agg(close ORDER BY minute DESC))[1] AS close,
+           sum(volume) AS volume,
+           sum(trade_count)::int AS trade_count,
+           round(sum(notional) / NULLIF(sum(volume), 0), 4) AS vwap,
+           sum(yes_taker_volume) AS yes_taker_volume,
+           sum(no_taker_volume) AS no_taker_volume
+    FROM minutes
+    GROUP BY 1
+"""
+# One-minute buckets are the minutes themselves (the same numbers, without
+# grouping 1,440 groups of one).
+_AS_IS = """
+    SELECT minute AS bucket, open, high, low, close, volume, trade_count,
+           round(notional / NULLIF(volume, 0), 4) AS vwap, yes_taker_volume, no_taker_volume
+    FROM minutes
+"""
+_EDGE = "t.market_ticker = %(ticker)s AND t.ts >= %({lo})s AND t.ts < %({hi})s"
 
-    Rows are (minute, open, high, low, close, volume, trade_count, notional,
-    yes_taker_volume, no_taker_volume). Whole minutes come from the bars
-    table; a minute cut by `start` or `end` from the trades inside the range.
-    """
+
+@functools.cache
+def _candle_sql(one_minute: bool, left: bool, right: bool) -> str:
+    """The candles' SQL; the partial minutes' parts only when the range cuts a minute
+    (each one is planned over every partition of `trades`)."""
+    parts = [_STORED_MINUTES]
+    if left:
+        parts.append(_PARTIAL_MINUTE.format(bars=_BARS_FROM_TRADES.format(
+            join="", where=_EDGE.format(lo="start", hi="left_end"))))
+    if right:
+        parts.append(_PARTIAL_MINUTE.format(bars=_BARS_FROM_TRADES.format(
+            join="", where=_EDGE.format(lo="right_start", hi="end"))))
+    minutes = " UNION ALL ".join(parts)
+    return f"WITH minutes AS ({minutes}) {_AS_IS if one_minute else _COMBINE}"
+# The API's JSON of one candle, rendered by PostgreSQL (see candles_json):
+# prices print with their 4 places and volumes with their 2, as
+# backtest_api's serializers write them; bucket bounds are whole minutes.
+_ISO_MINUTE = """'"' || to_char(({column}) AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') || '"'"""
+_CANDLE_JSON = " || ".join([
+    """'{"start":' || """ + _ISO_MINUTE.format(column="bucket"),
+    """',"end":' || """ + _ISO_MINUTE.format(column="bucket + %(interval)s"),
+    """',"open":"' || open::text || '","high":"' || high::text || '","low":"' || low::text""",
+    """'","close":"' || close::text || '","volume":"' || volume::text""",
+    """'","trade_count":' || trade_count::text""",
+    """',"vwap":' || coalesce('"' || vwap::text || '"', 'null')""",
+    """',"yes_taker_volume":"' || yes_taker_volume::text""",
+    """'","no_taker_volume":"' || no_taker_volume::text || '","carried_forward":false}'""",
+])
+
+
+def _candles_query(market_ticker: str, interval: timedelta, start: datetime,
+                   end: datetime) -> tuple[str, dict]:
     first_whole = -(-(start - CANDLE_ORIGIN) // MINUTE) * MINUTE + CANDLE_ORIGIN
     last_whole = minute_of(end)
-    if first_whole >= last_whole:
-        return _bars_from_trades(market_ticker, start, end)
-    rows = _bars_from_trades(market_ticker, start, first_whole) if start < first_whole else []
-    rows += fetchall_binary(
-        f"SELECT {', '.join(BAR_COLUMNS[1:])} FROM trade_bars_1m "
-        "WHERE market_ticker = %s AND minute >= %s AND minute < %s ORDER BY minute",
-        [market_ticker, first_whole, last_whole])
-    if last_whole < end:
-        rows += _bars_from_trades(market_ticker, last_whole, end)
-    return rows
-
-
-def _bars_from_trades(market_ticker: str, start: datetime, end: datetime) -> list[tuple]:
-    select = _BARS_FROM_TRADES.format(
-        join="", where="t.market_ticker = %(ticker)s AND t.ts >= %(lo)s AND t.ts < %(hi)s")
-    with connection.cursor() as cursor:
-        cursor.execute(select + " ORDER BY 2", {"ticker": market_ticker, "lo": start, "hi": end,
-                                                 "origin": CANDLE_ORIGIN})
-        return [row[1:] for row in cursor.fetchall()]
+    params = {
+        "ticker": market_ticker, "interval": interval, "origin": CANDLE_ORIGIN,
+        "start": start, "end": end, "first_whole": first_whole, "last_whole": last_whole,
+        # The partial minutes: [start, first whole minute) and [end's minute, end),
+        # empty when the range starts or ends on a minute, never overlapping.
+        "left_end": min(first_whole, end), "right_start": max(last_whole, first_whole),
+    }
+    sql = _candle_sql(interval == MINUTE, start < params["left_end"],
+                      params["right_start"] < end)
+    return sql, params
 
 
 def candles_for(
@@ -201,43 +254,25 @@ def candles_for(
     `end` is present, an empty one with open = high = low = close = the last
     close, zero volume and no VWAP.
     """
-    candles = []
-    bucket = None
-    for minute, open_, high, low, close, volume, count, notional, yes, no in minute_bars(
-        market_ticker, start, end
-    ):
-        first = bucket_start(minute, interval)
-        if bucket is None or first != bucket[0]:
-            if bucket is not None:
-                candles.append(_candle(bucket, interval))
-            bucket = [first, open_, high, low, close, volume, count, notional, yes, no]
-            continue
-        bucket[2] = max(bucket[2], high)
-        bucket[3] = min(bucket[3], low)
-        bucket[4] = close
-        bucket[5] += volume
-        bucket[6] += count
-        bucket[7] += notional
-        bucket[8] += yes
-        bucket[9] += no
-    if bucket is not None:
-        candles.append(_candle(bucket, interval))
+    sql, params = _candles_query(market_ticker, interval, start, end)
+    rows = fetchall_binary(sql + " ORDER BY bucket", params)
+    candles = [Candle(row[0], row[0] + interval, *row[1:]) for row in rows]
     if not carry_forward:
         return candles
     return _carry_forward(candles, market_ticker, interval, start, end)
 
 
-def _candle(bucket: list, interval: timedelta) -> Candle:
-    first, open_, high, low, close, volume, count, notional, yes, no = bucket
-    return Candle(first, first + interval, open_, high, low, close, volume, count,
-                  _vwap(notional, volume), yes, no)
+def candles_json(*, market_ticker: str, interval: timedelta, start: datetime, end: datetime) -> bytes:
+    """The candles of candles_for (without carry_forward) as the API's JSON array.
 
-
-def _vwap(notional: Decimal, volume: Decimal) -> Decimal | None:
-    """notional / volume, rounded half away from zero to 4 places (as PostgreSQL's round)."""
-    if not volume:
-        return None
-    return _VWAP.divide(notional, volume).quantize(_FOUR_PLACES, context=_VWAP)
+    PostgreSQL writes the JSON: for a day of 1-minute candles, turning 1,440
+    rows into Python objects and back into text cost more than the query.
+    """
+    sql, params = _candles_query(market_ticker, interval, start, end)
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT coalesce(string_agg({_CANDLE_JSON}, ',' ORDER BY bucket), '') "
+                       f"FROM ({sql}) c", params)
+        return b"[" + cursor.fetchone()[0].encode() + b"]"
 
 
 def _carry_forward(candles, market_ticker, interval, start, end) -> list[Candle]:

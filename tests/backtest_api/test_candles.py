@@ -257,3 +257,12 @@ def test_bad_candle_parameters_are_400s_naming_them(client, query, param):
 def test_unknown_market_candles_are_404(client):
     url = "/api/v1/candles/NOPE?interval=1m&start_time=2026-11-23T00:00:00Z&end_time=2026-11-24T00:00:00Z"
     error_of(client.get(url), 404, "not_found")
+
+
+def test_the_browsable_api_shows_the_candles_postgresql_wrote(client, trades):
+    start, end = T0, T0 + timedelta(hours=1)
+    url = f"/api/v1/candles/{M}?interval=1m&start_time={iso(start)}&end_time={iso(end)}"
+    json_candles = data_of(client.get(url))["candles"]
+    page = client.get(url, HTTP_ACCEPT="text/html")
+    assert page.status_code == 200 and json_candles
+    assert f"&quot;open&quot;: &quot;{json_candles[0]['open']}&quot;" in page.content.decode()
