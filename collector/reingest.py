@@ -67,7 +67,7 @@ from django.db import connection, transaction
 from tqdm import tqdm
 
 from markets import ingest
-from markets.candles import minute_of, refresh_bars
+from markets.candles import lock_trade_writes, minute_of, refresh_bars
 from markets.models import GapReason, SnapshotSource
 from markets.record.schema import DELTAS, GAPS, LIFECYCLE, SNAPSHOTS, TRADES, RecordTable
 from markets.objectstore import Location
@@ -450,6 +450,9 @@ def _repair(table: _Table, rows: list, lo: datetime, hi: datetime, sessions: lis
               "markets": sorted(markets) if markets is not None else None,
               "trades_owned": trades_owned}
     with transaction.atomic():
+        if table.record is TRADES:
+            with connection.cursor() as cursor:
+                lock_trade_writes(cursor)  # before any write: markets/candles.py
         if rows and table.partitioned:
             ingest._ensure_days(table.record, rows)
         with connection.cursor() as cursor:

@@ -105,6 +105,21 @@ _BARS_FROM_TRADES = """
 """
 
 
+# Every transaction that writes trades takes this lock before its first
+# write (lock_trade_writes), so bars are recomputed one transaction at a time:
+# two transactions refreshing the same minute at once would otherwise both
+# delete its bar and both insert one (a unique violation that would refuse
+# the trades' batch), or the later would miss the earlier's trades. Taken
+# first, it cannot deadlock: whoever holds it never waits for a transaction
+# that is waiting for it.
+TRADE_WRITES_LOCK = 0x6B616C7368692062  # "kalshi b"
+
+
+def lock_trade_writes(cursor) -> None:
+    """Serialize this transaction's trade writes and bar refreshes with others'."""
+    cursor.execute("SELECT pg_advisory_xact_lock(%s)", [TRADE_WRITES_LOCK])
+
+
 def minute_of(at: datetime) -> datetime:
     """The start of the minute holding `at`."""
     return bucket_start(at, MINUTE)
@@ -113,8 +128,9 @@ def minute_of(at: datetime) -> datetime:
 def refresh_bars(minutes: Iterable[tuple[str, datetime]]) -> int:
     """Recompute the bars of these (market, minute start) pairs from their trades.
 
-    Call it in the transaction that changed the trades. A minute left with
-    no trade loses its bar. Returns the number of bars written.
+    Call it in the transaction that changed the trades, after
+    lock_trade_writes. A minute left with no trade loses its bar. Returns
+    the number of bars written.
     """
     pairs = sorted(set(minutes))
     if not pairs:
@@ -134,6 +150,7 @@ def refresh_bars(minutes: Iterable[tuple[str, datetime]]) -> int:
         where="t.ts >= %(lo)s AND t.ts < %(hi)s",
     )
     with connection.cursor() as cursor:
+        lock_trade_writes(cursor)  # held already if the caller followed the rule; re-entrant
         cursor.execute(
             f"DELETE FROM trade_bars_1m b USING {pairs_sql} "
             "WHERE b.market_ticker = p.market_ticker AND b.minute = p.minute", params)

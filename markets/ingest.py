@@ -21,7 +21,7 @@ from typing import Sequence
 
 from django.db import connection, transaction
 
-from .candles import minute_of, refresh_bars
+from .candles import lock_trade_writes, minute_of, refresh_bars
 from .partitioning import ensure_partitions
 from .record.schema import DELTAS, GAPS, LIFECYCLE, SNAPSHOTS, TRADES, RecordTable
 
@@ -120,13 +120,16 @@ def _json_row(row, json_indexes):
 def _copy_idempotent(record: RecordTable, rows, extra_where=None) -> int:
     if not rows:
         return 0
-    _ensure_days(record, rows)
     table = record.db_table
     columns = record.columns
     staging = f"_staging_{table}"
     column_list = ", ".join(columns)
     with transaction.atomic():
         with connection.cursor() as cursor:
+            if record is TRADES:
+                # Before any write, a new partition included: markets/candles.py.
+                lock_trade_writes(cursor)
+            _ensure_days(record, rows)
             raw = cursor.cursor  # psycopg 3 cursor, for COPY
             raw.execute(
                 f"CREATE TEMP TABLE IF NOT EXISTS {staging} "

@@ -4,7 +4,7 @@ from datetime import datetime, timedelta, timezone
 from decimal import Decimal as D
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 
 from markets import candles, ingest
 from markets.models import Market, Trade, TradeBar
@@ -31,11 +31,10 @@ def bars():
 def from_scratch():
     """The bars as a full recomputation from the trades table gives them."""
     kept = bars()
-    with connection.cursor() as cursor:
-        cursor.execute("SAVEPOINT scratch")
+    with transaction.atomic():
         candles.rebuild_bars(T0 - timedelta(days=1), T0 + timedelta(days=1))
         rebuilt = bars()
-        cursor.execute("ROLLBACK TO SAVEPOINT scratch")
+        transaction.set_rollback(True)
     assert bars() == kept
     return rebuilt
 
@@ -115,3 +114,34 @@ def _candles_from_trades(interval, start, end):
     with connection.cursor() as cursor:
         cursor.execute(sql, [interval, candles.CANDLE_ORIGIN, M, start, end])
         return [candles.Candle(row[0], row[0] + interval, *row[1:]) for row in cursor.fetchall()]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_writers_of_the_same_minutes_neither_fail_nor_leave_a_bar_stale():
+    """The collector's writer and a REST backfill store trades of the same minutes at once."""
+    import threading
+
+    from django.db import connections
+
+    errors = []
+
+    def writer(name, ids):
+        try:
+            for i in ids:
+                at = T0 + timedelta(seconds=i % 90, microseconds=i)
+                # Some trades both store (the same id): ON CONFLICT, stored once.
+                ingest.trades_ingest([trade(f"t{i}", at, "0.5000", "1.00"),
+                                      trade(f"{name}{i}", at, "0.4000", "2.00")])
+        except Exception as exc:  # noqa: BLE001 - the test reports it
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=writer, args=(name, range(60))) for name in ("ws", "rest")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert sum(b[5] for b in bars().values()) == Trade.objects.filter(market_ticker=M).count() == 180
+    assert bars() == from_scratch()
