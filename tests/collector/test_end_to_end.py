@@ -22,6 +22,7 @@ from .e2e import (
     stored_settlements,
     stored_trades,
     truth_trades,
+    wait_for,
 )
 
 from markets.models import OrderbookSnapshot, SequenceGap, Series
@@ -201,6 +202,10 @@ async def test_a_market_created_unannounced_before_a_clean_stop_is_a_recorded_ho
     try:
         run = await start_run(sim, collector_config(tmp_path, reconcile_every_s=3600.0,
                                                     relist_after_connect_s=3600.0))
+        # The listing every connect makes may still be under way (on a loaded
+        # machine it ends after the first snapshots): it must not see the market.
+        catalog = run.collector.connections.catalog
+        await wait_for(lambda: catalog.relists >= 1, "the listing on connect")
         ticker = sim.create_market(announce=False)
         created = datetime.fromtimestamp(sim.markets()[ticker].created_ms / 1000, tz=timezone.utc)
         await asyncio.sleep(0.5)
