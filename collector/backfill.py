@@ -359,7 +359,6 @@ class BackfillQueue:
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - retried for as long as the hole is open
-            self.failures += 1
             pause = delays.setdefault(item.id, backoff_delays(
                 initial=self.config.backfill_retry_initial, factor=2.0,
                 maximum=self.config.backfill_retry_max,
@@ -374,6 +373,7 @@ class BackfillQueue:
                 await run_db(_failed, item.id, item.attempts + 1, repr(exc), retry_at)
             except DB_ERRORS:
                 pass  # still pending in the table; retried when PostgreSQL is back
+            self.failures += 1  # counted once recorded, so a watcher never sees a failure the table lacks
             return
         now = datetime.now(timezone.utc)
         done = await run_db(_done, item, result.stored, now)
