@@ -124,6 +124,9 @@ class RestApi:
     async def orderbook(self, request: web.Request) -> web.Response:
         market = self._market(request.match_info["ticker"])
         depth = _int(request.query, "depth", *ORDERBOOK_DEPTH) or 0
+        known = getattr(self.sim.exchange, "book_known", None)  # a replay inside a recorded hole
+        if known is not None and not known(market.ticker):
+            return error_response(503, "book_unknown", "no book of this market is recorded at this instant")
         book = self.sim.exchange.book(market.ticker)
         return web.json_response(wire.orderbook_json(book, depth=depth, fmt=self.fmt))
 

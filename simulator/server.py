@@ -14,11 +14,13 @@ import asyncio
 import json
 import logging
 import random
+import time
 from typing import TYPE_CHECKING
 
 from aiohttp import WSMsgType, web
 
 from .config import REST_PREFIX, WS_PATH
+from .events import BookHole
 from .faults import FaultInjector
 from .ratelimit import TokenBucket
 from .rest import RestApi, error_response
@@ -46,13 +48,29 @@ class Connection:
         self.frames_sent = 0  # frames queued so far (what disconnect_every_frames counts)
         self.unsent = 0  # frames queued and not yet written to the socket
         self.closing = False
+        self.last_command_at = 0.0  # time.monotonic() of the last command (the replay waits for quiet)
 
     # Called synchronously by the simulator right after each exchange step.
     def deliver_events(self, events) -> None:
-        if not self.closing:
+        if self.closing:
+            return
+        holes = [i for i, e in enumerate(events) if isinstance(e, BookHole)]
+        if not holes:
             self.send(self.session.on_events(events))
+            return
+        # A replayed hole (simulator/recorded.py): what came before it is sent,
+        # then a connection that records any of its books is closed.
+        done = 0
+        for i in holes:
+            self.send(self.session.on_events(events[done:i]))
+            done = i + 1
+            if self.session.subscribes_any(events[i].market_tickers):
+                self.close()
+                return
+        self.send(self.session.on_events(events[done:]))
 
     def command(self, raw) -> None:
+        self.last_command_at = time.monotonic()
         if not self.closing:
             self.send(self.session.handle_command(raw))
 

@@ -16,7 +16,10 @@ from dataclasses import dataclass, field
 
 from kalshi import wire
 
-from .events import BookDelta, EventCreated, EventFeeUpdate, MarketCreated, MarketLifecycle, TradeExecuted
+from .events import (
+    BookDelta, BookRecovered, ChannelHole, EventCreated, EventFeeUpdate, MarketCreated, MarketLifecycle,
+    RecordedLifecycle, TradeExecuted,
+)
 from .exchange import Exchange
 from .ratelimit import TokenBucket
 
@@ -173,7 +176,7 @@ class Session:
                     Frame({"id": cid, "type": "subscribed", "msg": {"channel": channel, "sid": existing.sid}})
                 )
                 if channel == "orderbook_delta":
-                    out += [self._snapshot(existing, t) for t in added]
+                    out += self._snapshots(existing, added)
                 continue
             sub = Subscription(
                 sid=self.next_sid,
@@ -192,7 +195,7 @@ class Session:
                 )
             )
             if channel == "orderbook_delta":
-                out += [self._snapshot(sub, t) for t in tickers]
+                out += self._snapshots(sub, tickers)
             elif channel == "ticker" and params.get("send_initial_snapshot"):
                 out += [self._ticker(sub, t, self.exchange.markets[t].updated_ms) for t in tickers or ()]
         return [Frame(_without_none(f.body), f.sid, f.seq, f.data) for f in out]
@@ -253,7 +256,7 @@ class Session:
         if not tickers:
             return out
         if action == "get_snapshot":
-            return out + [self._snapshot(sub, t, cid=cid) for t in tickers]
+            return out + self._snapshots(sub, tickers, cid=cid)
         if action == "add_markets":
             if self.market_cap is not None and len(current | set(tickers)) > self.market_cap:
                 return out + [self._sid_error(sub, 26, cid)]
@@ -266,7 +269,7 @@ class Session:
             sub.tickers = current - set(tickers)
         out.append(self._ok(sub, cid))
         if sub.channel == "orderbook_delta":
-            out += [self._snapshot(sub, t) for t in added]
+            out += self._snapshots(sub, added)
         return out
 
     def _ok(self, sub: Subscription, cid) -> Frame:
@@ -291,6 +294,13 @@ class Session:
             return sub.seq + 1
         sub.seq += 1
         return sub.seq
+
+    def subscribes_any(self, tickers) -> bool:
+        """True if an order-book subscription of this session covers any of `tickers`."""
+        return any(
+            sub.channel == "orderbook_delta" and sub.tickers is not None and not sub.tickers.isdisjoint(tickers)
+            for sub in self.subscriptions.values()
+        )
 
     # -- exchange events ----------------------------------------------------------
 
@@ -319,6 +329,20 @@ class Session:
             ticker = event.trade.market_ticker
             if channel == "trade" and sub.wants(ticker):
                 return [self._data(sub, "trade", wire.trade_msg(event.trade, fmt=fmt))]
+        elif isinstance(event, BookRecovered):
+            if channel == "orderbook_delta" and sub.wants(event.market_ticker):
+                return [self._snapshot(sub, event.market_ticker, book=event.book)]
+        elif isinstance(event, ChannelHole):
+            if channel == event.channel:
+                sub.seq += 1  # the lost message's number: the next one reveals the gap
+        elif isinstance(event, RecordedLifecycle):
+            if channel not in ("market_lifecycle_v2", "multivariate_market_lifecycle"):
+                return []
+            if event.kind == "market_lifecycle_v2":
+                if self._combo_channel(event.market_ticker) == channel:
+                    return [self._data(sub, channel, event.msg)]
+            elif channel == "market_lifecycle_v2":
+                return [self._data(sub, event.kind, event.msg)]
         elif channel in ("market_lifecycle_v2", "multivariate_market_lifecycle"):
             # Combo markets' lifecycle goes on its own channel (same payload).
             if isinstance(event, MarketCreated):
@@ -358,11 +382,19 @@ class Session:
         sub.seq += 1
         return Frame({"type": kind, "sid": sub.sid, "seq": sub.seq, "msg": msg}, sub.sid, sub.seq, data=True)
 
-    def _snapshot(self, sub: Subscription, ticker: str, *, cid: int | None = None) -> Frame:
+    def _snapshots(self, sub: Subscription, tickers, *, cid: int | None = None) -> list[Frame]:
+        """Snapshots of the tickers whose book is known now. A replayed market
+        inside a recorded hole has none: it gets its snapshot when the record
+        has the book again (BookRecovered), never a made-up one."""
+        known = getattr(self.exchange, "book_known", None)
+        return [self._snapshot(sub, t, cid=cid) for t in tickers if known is None or known(t)]
+
+    def _snapshot(self, sub: Subscription, ticker: str, *, cid: int | None = None, book=None) -> Frame:
         sub.seq += 1
         market = self.exchange.markets[ticker]
         msg = wire.snapshot_msg(
-            market, self.exchange.book(ticker), use_yes_price=sub.use_yes_price, fmt=self.fmt
+            market, book if book is not None else self.exchange.book(ticker),
+            use_yes_price=sub.use_yes_price, fmt=self.fmt,
         )
         body = {"type": "orderbook_snapshot", "sid": sub.sid, "seq": sub.seq, "msg": msg}
         if cid is not None:

@@ -70,6 +70,7 @@ class Simulator:
         accepted_keys: Mapping[str, rsa.RSAPublicKey] | None = None,
         clock: Callable[[], int] | None = None,
         record_events: bool = True,
+        exchange=None,
         **overrides,
     ):
         config = config or SimulatorConfig()
@@ -84,7 +85,8 @@ class Simulator:
             engine = dataclasses.replace(engine, whole_units_only=True)
         self.config = dataclasses.replace(config, engine=engine, **overrides)
         self.clock = clock or (lambda: int(time.time() * 1000))
-        self.exchange = Exchange(seed=self.config.seed, start_ms=self.clock(), config=self.config.engine)
+        # The engine makes the world up; a RecordedExchange (recorded.py) replays ours.
+        self.exchange = exchange or Exchange(seed=self.config.seed, start_ms=self.clock(), config=self.config.engine)
         self.private_key: rsa.RSAPrivateKey | None = None
         self.key_id: str | None = None
         if accepted_keys is None:
@@ -164,16 +166,20 @@ class Simulator:
         happened: list[ExchangeEvent] = []
         for _ in range(n):
             events = self.exchange.step(self.clock())
-            if self.history is not None:
-                self.history.extend(events)
-                for event in events:
-                    if isinstance(event, BookDelta):
-                        self._deltas.setdefault(event.market_ticker, []).append(event)
-            for connection in list(self.connections):
-                connection.deliver_events(events)
+            self.publish(events)
             happened += events
         self.stats["steps"] += n
         return happened
+
+    def publish(self, events: list[ExchangeEvent]) -> None:
+        """Hand what just happened on the exchange to every client (and the history)."""
+        if self.history is not None:
+            self.history.extend(events)
+            for event in events:
+                if isinstance(event, BookDelta):
+                    self._deltas.setdefault(event.market_ticker, []).append(event)
+        for connection in list(self.connections):
+            connection.deliver_events(events)
 
     def create_market(self, *, announce: bool = True) -> str:
         """Create a market now; return its ticker. With `announce=False` no
