@@ -27,12 +27,13 @@ what it was sent, so nothing is dropped for a slow reader.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import json
 import logging
 import time
 import uuid
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Iterator, Sequence
@@ -67,6 +68,8 @@ LIFECYCLE_KIND = {"event_created": "event_lifecycle", "event_fee_update": "event
 MAX_SPEED_BATCH = 2_000
 LOW_WATER = 2_000
 TICK_SECONDS = 0.01
+MIN_SLEEP_SECONDS = 0.0005
+RECONNECT_WAIT_S = 5.0
 
 
 def _us(iso: str | None) -> int | None:
@@ -220,6 +223,20 @@ class RecordedExchange:
         self._buffered = 0
         self._exhausted = False
         self._next_us: int | None = None
+        self._open()
+
+    def _open(self) -> None:
+        """Each market's book at the start (the stream's first lines), before any client asks for one."""
+        self.fill(self.start_us)
+        self._peek()
+        while self._next_us is not None:
+            event = json.loads(self._run[self._position])
+            if event.get("source") != "start":
+                break
+            self._position += 1
+            self._buffered -= 1
+            self._on_snapshot(event["market_ticker"], event, self.start_us, [])
+            self._peek()
 
     # -- what rest.py and session.py read --------------------------------------------
 
@@ -286,6 +303,8 @@ class RecordedExchange:
             self._apply(json.loads(line), out)
             applied += 1
             self._peek()
+            if out and isinstance(out[-1], BookHole) and self._next_us != self.clock_us:
+                break  # the clients it closes get the chance to come back before what follows
         else:
             if self._exhausted or self._buffered_until_us >= until_us:
                 self.clock_us = max(self.clock_us, until_us)
@@ -412,17 +431,39 @@ def _received_at(line: str) -> str:
 
 @dataclass
 class ReplayClock:
-    """Replay time: `start_us` at wall time `t0`, running `speed` times as fast (0: as fast as clients read)."""
+    """Replay time, running `speed` times as fast as the wall clock (0: as fast as clients read).
+
+    It starts at `start_us` when the first client subscribes, and pauses
+    while clients that a recorded hole disconnected come back (at most
+    RECONNECT_WAIT_S), so a replayed hole costs them the hole and nothing
+    more. `segments` holds each (re)start as (monotonic s, wall s, replay µs):
+    with them, a wall instant maps to a replay instant and back."""
 
     start_us: int
     speed: float
-    t0: float = 0.0
+    segments: list = field(default_factory=list)
 
-    def begin(self) -> None:
-        self.t0 = time.monotonic()
+    def resume(self, at_us: int) -> None:
+        self.segments.append((time.monotonic(), time.time(), at_us))
 
     def target_us(self) -> int:
-        return self.start_us + int((time.monotonic() - self.t0) * self.speed * 1_000_000)
+        mono, _, at_us = self.segments[-1]
+        return at_us + int((time.monotonic() - mono) * self.speed * 1_000_000)
+
+    def replay_at_wall(self, wall_s: float) -> int:
+        """The replay instant (µs) the clock showed at wall time `wall_s`."""
+        index = max(0, bisect.bisect_right([seg[1] for seg in self.segments], wall_s) - 1)
+        _, wall, at_us = self.segments[index]
+        value = at_us + int((wall_s - wall) * self.speed * 1_000_000)
+        if index + 1 < len(self.segments):
+            value = min(value, self.segments[index + 1][2])  # paused until the next segment
+        return value
+
+    def wall_at_replay(self, at_us: int) -> float:
+        """The wall time (s) at which the clock reached replay instant `at_us` (the last time, after a pause)."""
+        index = max(0, bisect.bisect_right([seg[2] for seg in self.segments], at_us) - 1)
+        _, wall, start_us = self.segments[index]
+        return wall + (at_us - start_us) / self.speed / 1_000_000
 
 
 async def run_replay(sim, exchange: RecordedExchange, clock: ReplayClock, *, wait_for_client: bool = True) -> None:
@@ -433,15 +474,22 @@ async def run_replay(sim, exchange: RecordedExchange, clock: ReplayClock, *, wai
     if clock.speed > 0:
         if wait_for_client:
             await _first_subscriber(sim)
-        clock.begin()
+        clock.resume(exchange.clock_us)
         while exchange.clock_us < exchange.end_us:
             target = clock.target_us()
             # Read ahead a second of replay time, so a slow read never stalls the clock.
             ahead = target + int(clock.speed * 1_000_000)
             if exchange.wants_fill(ahead):
                 await run_db(exchange.fill, ahead)
-            sim.publish(exchange.advance_to(target))
-            await asyncio.sleep(TICK_SECONDS)
+            events = exchange.advance_to(target)
+            sim.publish(events)
+            if any(isinstance(e, BookHole) for e in events) and _dropped(sim):
+                await _reconnected(sim)
+                clock.resume(exchange.clock_us)
+            # Wake when the next event is due (within a tick), so it leaves on time.
+            due = exchange.next_us
+            wait = TICK_SECONDS if due is None else (due - clock.target_us()) / clock.speed / 1_000_000
+            await asyncio.sleep(min(TICK_SECONDS, max(MIN_SLEEP_SECONDS, wait)))
         return
     while exchange.clock_us < exchange.end_us:
         await _clients_ready(sim)
@@ -449,6 +497,19 @@ async def run_replay(sim, exchange: RecordedExchange, clock: ReplayClock, *, wai
             await run_db(exchange.fill, exchange.clock_us, MAX_SPEED_BATCH)
         sim.publish(exchange.advance_to(exchange.end_us, limit=MAX_SPEED_BATCH))
         await asyncio.sleep(0)
+
+
+def _dropped(sim) -> bool:
+    return any(c.closing for c in sim.connections)
+
+
+async def _reconnected(sim) -> None:
+    """Wait (at most RECONNECT_WAIT_S) until the clients a hole closed are back and subscribed."""
+    try:
+        await asyncio.wait_for(_clients_ready(sim), RECONNECT_WAIT_S)
+    except TimeoutError:
+        logger.warning("replay: a client disconnected by a recorded hole did not come back in %ss; "
+                       "the clock goes on", RECONNECT_WAIT_S)
 
 
 def _subscribed(sim) -> bool:
