@@ -17,6 +17,7 @@ WebSocket functions return the `msg` body; the sender adds type/sid/seq/id.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from decimal import Decimal
 from typing import Protocol, Sequence
 
@@ -128,10 +129,17 @@ def iso(ms: int | None) -> str | None:
     """RFC 3339 UTC, with milliseconds when there are any."""
     if ms is None:
         return None
-    moment = dt.datetime.fromtimestamp(ms / 1000, tz=dt.timezone.utc)
-    if ms % 1000:
-        return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+    seconds, millis = divmod(ms, 1000)
+    if millis:
+        return _iso_second(seconds) + f".{millis:03d}Z"
+    return _iso_second(seconds) + "Z"
+
+
+@functools.lru_cache(maxsize=4096)
+def _iso_second(seconds: int) -> str:
+    # Every delta carries its second: formatting it once per second, not per
+    # frame, was a sixth of the replay's CPU (bench/replay_bench.py).
+    return dt.datetime.fromtimestamp(seconds, tz=dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
 
 
 def cents(price: Decimal) -> int:

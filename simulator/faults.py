@@ -48,6 +48,11 @@ class FaultConfig:
     disconnect_every_seconds: float | None = None
     silent_pings: bool = False
 
+    def none(self) -> bool:
+        """No fault at all: every frame is sent as it is (no random draw is spent)."""
+        return not (self.drop_rate or self.duplicate_rate or self.reorder_rate or self.malformed_rate
+                    or self.numeric_rate or self.terminal_error_rate)
+
     def __post_init__(self):
         for name in (
             "drop_rate",
@@ -85,7 +90,7 @@ class FaultInjector:
 
     def decide(self, frame: Frame) -> Decision:
         cfg, rng = self.config, self.rng
-        if not frame.data:
+        if not frame.data or (not self.held and cfg.none()):
             return Decision((frame.text(),) + self._release())
         sequenced = frame.seq is not None
         # One draw per fault, always in the same order: determinism.

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
-import json
+import functools
 import logging
 import time
 import uuid
@@ -38,12 +38,15 @@ from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Iterator, Sequence
 
+import orjson
+
 from collector.db import run_db
 from markets.book import OrderBook
 from markets.models import Event as EventRow, LifecycleEvent, Market as MarketRow, Series as SeriesRow
 from markets.replay_stream import replay_runs
 
 from .catalog import Event, Market, Series, Trade
+from .record_reader import RecordReader
 from .events import (
     BookDelta, BookHole, BookRecovered, ChannelHole, ExchangeEvent, RecordedLifecycle, TradeExecuted,
 )
@@ -66,6 +69,7 @@ LIFECYCLE_KIND = {"event_created": "event_lifecycle", "event_fee_update": "event
 # Speed 0: advance by at most this many events at a time, and only while
 # every client has fewer than LOW_WATER frames waiting.
 MAX_SPEED_BATCH = 2_000
+READ_AHEAD_LINES = 20_000
 LOW_WATER = 2_000
 TICK_SECONDS = 0.01
 MIN_SLEEP_SECONDS = 0.0005
@@ -73,10 +77,17 @@ RECONNECT_WAIT_S = 5.0
 
 
 def _us(iso: str | None) -> int | None:
-    """Microseconds since the epoch of the stream's fixed-width ISO instant."""
+    """Microseconds since the epoch of the stream's fixed-width ISO instant
+    (YYYY-MM-DDTHH:MM:SS.ffffffZ, markets/replay_stream.iso_utc)."""
     if iso is None:
         return None
-    return (datetime.fromisoformat(iso) - EPOCH) // ONE_US
+    return _second_us(iso[:19]) + int(iso[20:26])
+
+
+@functools.lru_cache(maxsize=8192)
+def _second_us(second: str) -> int:
+    # Parsed once per second of history, not once per line (bench/replay_bench.py).
+    return (datetime.fromisoformat(second + "+00:00") - EPOCH) // ONE_US
 
 
 def _ms(value: datetime | str | None, default: int = 0) -> int:
@@ -177,7 +188,8 @@ def apply_lifecycle(market: Market, event_type: str, payload: dict, at_ms: int) 
 class RecordedExchange:
     """The exchange as our record saw it, at the replay clock (see the module docstring)."""
 
-    def __init__(self, market_tickers: Sequence[str], start: datetime, end: datetime):
+    def __init__(self, market_tickers: Sequence[str], start: datetime, end: datetime, *,
+                 in_process: bool = False):
         self.start, self.end = start, end
         self.start_us = (start - EPOCH) // ONE_US
         self.end_us = (end - EPOCH) // ONE_US
@@ -210,9 +222,13 @@ class RecordedExchange:
         self._unknown: set[str] = set()  # markets whose book the record does not know now
         self._open_holes: dict[str, int] = {}  # market -> the hole's end (µs), None-free
         self.trades: list[Trade] = []
-        self._stream: Iterator[list[str]] = replay_runs(
-            market_tickers=tickers, start_time=start, end_time=end,
-            types=("deltas", "trades", "lifecycle"),
+        # The replay stream, read in a child process (record_reader.py) or,
+        # with in_process=True, here (one fewer process; half the speed).
+        types = ("deltas", "trades", "lifecycle")
+        self._reader = None if in_process else RecordReader(tickers, start, end, types=types)
+        self._stream: Iterator[list[str]] = (
+            replay_runs(market_tickers=tickers, start_time=start, end_time=end, types=types)
+            if in_process else self._reader.runs()
         )
         # Lines read from the record and not yet replayed. Only fill() reads
         # the database (in a worker thread); advancing never waits on it.
@@ -220,7 +236,10 @@ class RecordedExchange:
         self._run: list[str] = []
         self._position = 0
         self._buffered_until_us = self.start_us - 1  # received_at of the last line read
-        self._buffered = 0
+        # Lines read (by fill, in its thread) and used (by advancing, in the
+        # loop): two counters, each written by one side only.
+        self._lines_read = 0
+        self._lines_used = 0
         self._exhausted = False
         self._next_us: int | None = None
         self._open()
@@ -230,13 +249,18 @@ class RecordedExchange:
         self.fill(self.start_us)
         self._peek()
         while self._next_us is not None:
-            event = json.loads(self._run[self._position])
+            event = orjson.loads(self._run[self._position])
             if event.get("source") != "start":
                 break
             self._position += 1
-            self._buffered -= 1
+            self._lines_used += 1
             self._on_snapshot(event["market_ticker"], event, self.start_us, [])
             self._peek()
+
+    def close(self) -> None:
+        """Stop reading the record (the reader process, if any)."""
+        if self._reader is not None:
+            self._reader.close()
 
     # -- what rest.py and session.py read --------------------------------------------
 
@@ -252,11 +276,13 @@ class RecordedExchange:
     @property
     def done(self) -> bool:
         """Every recorded event of the window has been replayed."""
+        self._peek()
         return self._exhausted and self._next_us is None
 
     @property
     def next_us(self) -> int | None:
         """When the next read event happens (None: none is read yet, or the record is exhausted)."""
+        self._peek()
         return self._next_us
 
     # -- reading (in a worker thread) -------------------------------------------------
@@ -267,18 +293,19 @@ class RecordedExchange:
         Synchronous, and the only method that touches the database: call it
         through collector.db.run_db. The stream reads in bounded keyset
         batches, so memory stays bounded at any speed."""
-        while not self._exhausted and (self._buffered_until_us < until_us or self._buffered < lines):
+        while self.wants_fill(until_us, lines):
             run = next(self._stream, None)
             if run is None:
                 self._exhausted = True
                 break
             if run:
                 self._runs.append(run)
-                self._buffered += len(run)
+                self._lines_read += len(run)
                 self._buffered_until_us = _us(_received_at(run[-1]))
 
     def wants_fill(self, until_us: int, lines: int = 0) -> bool:
-        return not self._exhausted and (self._buffered_until_us < until_us or self._buffered < lines)
+        buffered = self._lines_read - self._lines_used
+        return not self._exhausted and (self._buffered_until_us < until_us or buffered < lines)
 
     # -- advancing (in the event loop) -----------------------------------------------
 
@@ -298,9 +325,9 @@ class RecordedExchange:
                 break
             line = self._run[self._position]
             self._position += 1
-            self._buffered -= 1
+            self._lines_used += 1
             self.clock_us = max(self.clock_us, self._next_us)
-            self._apply(json.loads(line), out)
+            self._apply(orjson.loads(line), out)
             applied += 1
             self._peek()
             if out and isinstance(out[-1], BookHole) and self._next_us != self.clock_us:
@@ -470,33 +497,54 @@ async def run_replay(sim, exchange: RecordedExchange, clock: ReplayClock, *, wai
     """Advance the exchange by the clock and hand its events to the clients until the window ends.
 
     The clock starts when the first client has subscribed (speed > 0) or
-    follows the clients' reading (speed 0)."""
+    follows the clients' reading (speed 0). The record is read ahead in a
+    worker thread while events are sent, so reading and sending overlap."""
     if clock.speed > 0:
         if wait_for_client:
             await _first_subscriber(sim)
         clock.resume(exchange.clock_us)
+        # A second of replay time ahead, so a slow read never stalls the clock.
+        reader = asyncio.create_task(_read_ahead(
+            exchange, lambda: (clock.target_us() + int(clock.speed * 1_000_000), 0)))
+    else:
+        reader = asyncio.create_task(_read_ahead(exchange, lambda: (exchange.clock_us, READ_AHEAD_LINES)))
+    try:
         while exchange.clock_us < exchange.end_us:
-            target = clock.target_us()
-            # Read ahead a second of replay time, so a slow read never stalls the clock.
-            ahead = target + int(clock.speed * 1_000_000)
-            if exchange.wants_fill(ahead):
-                await run_db(exchange.fill, ahead)
-            events = exchange.advance_to(target)
-            sim.publish(events)
-            if any(isinstance(e, BookHole) for e in events) and _dropped(sim):
-                await _reconnected(sim)
-                clock.resume(exchange.clock_us)
-            # Wake when the next event is due (within a tick), so it leaves on time.
-            due = exchange.next_us
-            wait = TICK_SECONDS if due is None else (due - clock.target_us()) / clock.speed / 1_000_000
-            await asyncio.sleep(min(TICK_SECONDS, max(MIN_SLEEP_SECONDS, wait)))
-        return
-    while exchange.clock_us < exchange.end_us:
-        await _clients_ready(sim)
-        if exchange.wants_fill(exchange.clock_us, MAX_SPEED_BATCH):
-            await run_db(exchange.fill, exchange.clock_us, MAX_SPEED_BATCH)
-        sim.publish(exchange.advance_to(exchange.end_us, limit=MAX_SPEED_BATCH))
-        await asyncio.sleep(0)
+            if clock.speed > 0:
+                target = clock.target_us()
+                while exchange.wants_fill(target) and not reader.done():
+                    await asyncio.sleep(MIN_SLEEP_SECONDS)  # the record is behind the clock
+                events = exchange.advance_to(target)
+                sim.publish(events)
+                if any(isinstance(e, BookHole) for e in events) and _dropped(sim):
+                    await _reconnected(sim)
+                    clock.resume(exchange.clock_us)
+                # Wake when the next event is due (within a tick), so it leaves on time.
+                due = exchange.next_us
+                wait = TICK_SECONDS if due is None else (due - clock.target_us()) / clock.speed / 1_000_000
+                await asyncio.sleep(min(TICK_SECONDS, max(MIN_SLEEP_SECONDS, wait)))
+            else:
+                await _clients_ready(sim)
+                events = exchange.advance_to(exchange.end_us, limit=MAX_SPEED_BATCH)
+                sim.publish(events)
+                # Nothing to send: the reader is behind (or the lines were checkpoints).
+                await asyncio.sleep(0 if events else MIN_SLEEP_SECONDS)
+            if reader.done():
+                reader.result()  # a failed read stops the replay with its error
+    finally:
+        reader.cancel()
+
+
+async def _read_ahead(exchange: RecordedExchange, wanted) -> None:
+    """Keep the exchange's buffer ahead of the clock: `wanted()` gives (until µs, lines)."""
+    while not exchange.done:
+        until_us, lines = wanted()
+        if exchange.wants_fill(until_us, lines):
+            await run_db(exchange.fill, until_us, lines)
+        else:
+            await asyncio.sleep(MIN_SLEEP_SECONDS)
+        if exchange._exhausted:
+            return
 
 
 def _dropped(sim) -> bool:

@@ -34,7 +34,7 @@ from simulator import FaultConfig, Simulator
 from simulator.recorded import RecordedExchange, ReplayClock, replay_simulator, run_replay
 
 from tests.collector.e2e import collector_config, finish_run, start_run
-from tests.collector.test_commands import ROOT, manage
+from tests.collector.test_commands import ROOT, database_url, manage
 from tests.collector.test_end_to_end_db_outage import Postgres
 
 from .record_timeline import timeline
@@ -95,6 +95,7 @@ class PlainClient:
         self.last_seq: dict[int, int] = {}
         self.seq_gaps = 0
         self.frames = 0
+        self.closed = None
 
     def on_message(self, message: dict) -> None:
         self.frames += 1
@@ -122,10 +123,10 @@ class PlainClient:
             self.trades.append(body)
 
 
-async def plain_client_run(urls, key_id, private_key, tickers, done) -> PlainClient:
+async def plain_client_run(ws_url, key_id, private_key, tickers, done) -> PlainClient:
     client = PlainClient()
     headers = signed_headers(key_id, private_key, "GET", "/trade-api/ws/v2")
-    async with aiohttp.ClientSession() as http, http.ws_connect(urls.ws, headers=headers) as ws:
+    async with aiohttp.ClientSession() as http, http.ws_connect(ws_url, headers=headers) as ws:
         await ws.send_str(json.dumps({"id": 1, "cmd": "subscribe", "params": {
             "channels": ["orderbook_delta"], "market_tickers": tickers}}))
         await ws.send_str(json.dumps({"id": 2, "cmd": "subscribe", "params": {"channels": ["trade"]}}))
@@ -137,7 +138,8 @@ async def plain_client_run(urls, key_id, private_key, tickers, done) -> PlainCli
                     return client
                 continue
             if frame.type != aiohttp.WSMsgType.TEXT:
-                raise AssertionError(f"the replay closed the connection: {frame}")
+                client.closed = frame
+                return client  # the server closed the connection (the command checks it ended)
             client.on_message(json.loads(frame.data))
 
 
@@ -160,19 +162,34 @@ async def test_a_plain_client_rebuilds_our_orderbook_from_the_replay(tmp_path):
     tickers = sorted(run.start_markets)
     start, end = await run_db(window)
 
-    exchange = await run_db(RecordedExchange, tickers, start, end)
-    replay = replay_simulator(exchange, ReplayClock(exchange.start_us, speed=0))
-    urls = await replay.start(host="127.0.0.1", port=0)
-    task = asyncio.create_task(run_replay(replay, exchange, ReplayClock(exchange.start_us, speed=0)))
+    # `manage.py kalshi_replay`, as a user runs it, as fast as the client reads.
+    key_path = tmp_path / "dev-key.pem"
+    key = auth.generate_private_key()
+    key_path.write_bytes(auth.private_key_pem(key))
+    env = {**os.environ, "DEBUG": "1", "PYTHONUNBUFFERED": "1", "DATABASE_URL": await run_db(database_url)}
+    server = await asyncio.create_subprocess_exec(
+        sys.executable, "manage.py", "kalshi_replay", "--start", start.isoformat(), "--end", end.isoformat(),
+        "--markets", ",".join(tickers), "--speed", "0", "--port", "0", "--dev-key", str(key_path),
+        "--exit-at-end", cwd=ROOT, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    output = []
     try:
+        while True:
+            line = (await asyncio.wait_for(server.stdout.readline(), WAIT_S)).decode()
+            assert line, "".join(output)
+            output.append(line)
+            if "WebSocket ws://" in line:
+                ws_url = line.split("WebSocket ")[1].split()[0]
+                break
         client = await asyncio.wait_for(plain_client_run(
-            urls, replay.key_id, replay.private_key, tickers,
-            done=lambda: task.done() and not any(c.pending for c in replay.connections),
-        ), WAIT_S)
-        task.result()
+            ws_url, "sim-dev-key", key, tickers, done=lambda: server.returncode is not None), WAIT_S)
+        rest, _ = await asyncio.wait_for(server.communicate(), WAIT_S)
     finally:
-        task.cancel()
-        await replay.stop()
+        if server.returncode is None:
+            server.kill()
+            await server.wait()
+    output.append(rest.decode())
+    assert server.returncode == 0, "".join(output)
+    assert "replay reached" in "".join(output)
 
     assert client.seq_gaps == 0
     assert client.frames > 300
@@ -180,8 +197,23 @@ async def test_a_plain_client_rebuilds_our_orderbook_from_the_replay(tmp_path):
     assert client.books == expected
     stored = await run_db(lambda: sorted(Trade.objects.filter(
         market_ticker__in=tickers, received_at__gte=start, received_at__lt=end)
-                                         .values_list("trade_id", flat=True)))
+        .values_list("trade_id", flat=True)))
     assert stored and sorted(t["trade_id"] for t in client.trades) == stored
+
+
+async def test_kalshi_replay_refuses_bad_arguments_clearly():
+    env = {**os.environ, "DEBUG": "1", "DATABASE_URL": await run_db(database_url)}
+    for args, message in (
+        (["--start", "yesterday", "--end", "2026-11-23T00:00:00Z"], "--start: an ISO 8601 instant"),
+        (["--start", "2026-11-23T01:00:00Z", "--end", "2026-11-23T00:00:00Z"], "--end must be after --start"),
+        (["--start", "2026-11-23T00:00:00Z", "--end", "2026-11-24T00:00:00Z", "--dev-key", "/tmp/x.pem",
+          "--markets", "NOPE"], "not recorded: NOPE"),
+    ):
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "manage.py", "kalshi_replay", *args, cwd=ROOT, env=env,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        out, _ = await asyncio.wait_for(proc.communicate(), WAIT_S)
+        assert proc.returncode != 0 and message in out.decode(), out.decode()
 
 
 # -- the round trip: record, replay, record the replay into a second database ------------
@@ -251,6 +283,7 @@ async def test_round_trip_a_second_collector_records_the_same_history_holes_incl
             collector.send_signal(signal.SIGTERM)
             out, _ = await asyncio.wait_for(collector.communicate(), WAIT_S)
             await replay.stop()
+            exchange.close()
         assert collector.returncode == 0, out.decode()[-3000:]
 
         def to_b(a_us):  # B stamps with its wall clock; the replay clock maps it

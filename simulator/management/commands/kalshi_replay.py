@@ -2,7 +2,7 @@
 
 import asyncio
 import signal
-from datetime import datetime
+from datetime import datetime, timezone
 
 from django.core.management.base import BaseCommand, CommandError
 from django.utils.dateparse import parse_datetime
@@ -104,25 +104,25 @@ class Command(BaseCommand):
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         replay = asyncio.create_task(run_replay(sim, exchange, clock))
+        stopping = asyncio.create_task(stop.wait())
         try:
             while not stop.is_set():
-                try:
-                    await asyncio.wait_for(stop.wait(), STATS_EVERY_SECONDS)
-                except asyncio.TimeoutError:
-                    pass
-                if replay.done():
+                done, _ = await asyncio.wait({replay, stopping}, timeout=STATS_EVERY_SECONDS,
+                                             return_when=asyncio.FIRST_COMPLETED)
+                if replay in done:
                     replay.result()  # raise what stopped it
-                    self.stdout.write(f"replay reached {end.isoformat()}")
+                    self.stdout.write(f"replay reached {end.isoformat()}: {len(exchange.trades)} trades")
                     if o["exit_at_end"]:
                         await sim.drain(timeout=60)
                         break
-                    replay = asyncio.create_task(asyncio.sleep(float("inf")))
-                    continue
-                self.stdout.write(
-                    f"clock={datetime.fromtimestamp(exchange.clock_us / 1e6).astimezone().isoformat()} "
-                    f"connections={len(sim.connections)} trades={len(exchange.trades)}"
-                )
+                    await stopping  # keep serving the last instant until stopped
+                    break
+                if not done:
+                    at = datetime.fromtimestamp(exchange.clock_us / 1e6, timezone.utc).isoformat()
+                    self.stdout.write(f"clock={at} connections={len(sim.connections)} trades={len(exchange.trades)}")
         finally:
             replay.cancel()
+            stopping.cancel()
             await sim.stop()
+            await asyncio.to_thread(exchange.close)
             self.stdout.write("Kalshi replay stopped.")
