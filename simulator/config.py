@@ -43,6 +43,10 @@ class SimulatorConfig:
     # Kalshi's does briefly (PROTOCOL.md 4.4); 0 serves it at once.
     new_market_rest_delay_s: float = 0.0
     heartbeat_seconds: float = 10.0
+    # Accept permessage-deflate when a client offers it (the websockets
+    # library does by default). A local replay turns it off: it costs more
+    # CPU per frame than the frame's JSON.
+    ws_compression: bool = True
     # Frames waiting for one connection beyond which its subscription gets error 25.
     outbound_queue_limit: int = 10_000
 

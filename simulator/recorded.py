@@ -584,7 +584,7 @@ def replay_config(**overrides):
     generation (the record's holes are the faults), and nothing historical."""
     from .config import SimulatorConfig
 
-    settings = dict(rate=0, historical_age_s=10 * 365 * 86400.0, rest_rate_per_s=None)
+    settings = dict(rate=0, historical_age_s=10 * 365 * 86400.0, rest_rate_per_s=None, ws_compression=False)
     settings.update(overrides)
     return SimulatorConfig(**settings)
 
