@@ -248,59 +248,69 @@ def _lifecycle_source(ticker, where, where_params, start, end, batch_size) -> _S
     )
 
 
-def _run_end(batch: list, position: int, limit: tuple, key) -> int:
-    """The first index after `position` whose row sorts at or after `limit`.
+def _run_end(keys: list, position: int, limit: tuple) -> int:
+    """The first index after `position` whose key sorts at or after `limit`.
 
-    batch[position] sorts before `limit`. Runs are often short (a trade every
+    keys[position] sorts before `limit`. Runs are often short (a trade every
     few deltas), so this gallops (1, 2, 4... rows ahead) before bisecting the
     last step: a short run costs a comparison or two, a long one log n.
     """
-    size, step, low = len(batch), 1, position + 1
+    size, step, low = len(keys), 1, position + 1
     while True:
         probe = position + step
         if probe >= size:
-            return bisect.bisect_left(batch, limit, low, size, key=key)
-        if key(batch[probe]) >= limit:
-            return bisect.bisect_left(batch, limit, low, probe, key=key)
+            return bisect.bisect_left(keys, limit, low, size)
+        if keys[probe] >= limit:
+            return bisect.bisect_left(keys, limit, low, probe)
         low, step = probe + 1, step * 2
 
 
 def _merge_runs(sources: list[_Source]) -> Iterator[list[str]]:
-    """The lines of all sources in merge-key order, as runs (lists) of lines."""
+    """The lines of all sources in merge-key order, as runs (lists) of lines.
+
+    Each batch's merge keys and lines are listed once when it arrives, so a
+    row costs one key however many times the merge looks at it (many
+    interleaved markets make runs of one row: bench/replay_bench.py)."""
+
+    def load(index: int, batch: list) -> list:
+        key = keys_of[index]
+        return [[key(row) for row in batch], [row[0] for row in batch], 0]
+
     heap = []  # (merge key of the head row, source index)
-    state = {}  # source index -> [batch, position, key function]
+    state = {}  # source index -> [keys, lines, position]
+    keys_of = {}
     for index, source in enumerate(sources):
+        keys_of[index] = (lambda replay_key, tail: lambda row: replay_key(row) + tail)(
+            source.replay_key, (source.rank, index))
         batch = next(source.batches, None)
         if batch:
-            key = (lambda replay_key, tail: lambda row: replay_key(row) + tail)(
-                source.replay_key, (source.rank, index))
-            state[index] = [batch, 0, key]
-            heap.append((key(batch[0]), index))
+            state[index] = load(index, batch)
+            heap.append((state[index][0][0], index))
     heapq.heapify(heap)
     while heap:
         _, index = heapq.heappop(heap)
-        batch, position, key = state[index]
+        keys, lines, position = state[index]
         if not heap:  # the last source left: the rest of it, batch by batch
-            yield [row[0] for row in batch[position:]]
+            yield lines[position:]
             for batch in sources[index].batches:
                 yield [row[0] for row in batch]
             return
         limit = heap[0][0]
         while True:
-            end = _run_end(batch, position, limit, key)
-            yield [row[0] for row in batch[position:end]]
-            if end < len(batch):
-                state[index][1] = end
-                heapq.heappush(heap, (key(batch[end]), index))
+            end = _run_end(keys, position, limit)
+            yield lines[position:end]
+            if end < len(keys):
+                state[index][2] = end
+                heapq.heappush(heap, (keys[end], index))
                 break
             batch = next(sources[index].batches, None)
             if not batch:
                 del state[index]
                 break
-            state[index][0], position = batch, 0
-            if key(batch[0]) >= limit:  # the new batch starts behind another source
-                state[index][1] = 0
-                heapq.heappush(heap, (key(batch[0]), index))
+            state[index] = load(index, batch)
+            keys, lines, position = state[index]
+            if keys[0] >= limit:  # the new batch starts behind another source
+                heapq.heappush(heap, (keys[0], index))
                 break
 
 
