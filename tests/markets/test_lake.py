@@ -39,7 +39,7 @@ def test_archive_writes_and_verifies_closed_days_only(lake_dir):
     record_engine_day(OLD)
     today = datetime.now(timezone.utc).date()
     record_engine_day(today, seed=12)
-    call_command("archive", "--older-than", "2d")
+    call_command("archive", "--older-than", "2d", "--keep-partitions")
 
     for table in (DELTAS, SNAPSHOTS, TRADES):
         day = LakeDay.objects.get(table=table.name, day=OLD)
@@ -51,7 +51,7 @@ def test_archive_writes_and_verifies_closed_days_only(lake_dir):
             kept = LakeMarketDay.objects.get(table=table.name, day=OLD, market_ticker=market)
             assert kept.rows == _count(table, market, OLD)
     assert not LakeDay.objects.filter(day=today).exists()  # not closed long enough
-    # The partitions stay until the API reads the lake: nothing it answers changes.
+    # --keep-partitions: the days stay in PostgreSQL too.
     assert OrderbookDelta.objects.filter(received_at__date=OLD).exists()
 
     # Done days are not done again.
@@ -85,7 +85,7 @@ def test_a_row_landing_while_archiving_keeps_the_day_out_of_the_lake(lake_dir, m
 
     monkeypatch.setattr(lake, "export_day", export_then_a_late_trade)
     with pytest.raises(CommandError, match="did not verify"):
-        call_command("archive", "--older-than", "2d")
+        call_command("archive", "--older-than", "2d", "--keep-partitions")
     trades_day = LakeDay.objects.get(table="trades", day=OLD)
     assert trades_day.verified_at is None
     assert not (lake_dir / trades_day.path).exists()
@@ -93,7 +93,7 @@ def test_a_row_landing_while_archiving_keeps_the_day_out_of_the_lake(lake_dir, m
 
     # The next run writes the day again, with the late trade, and verifies it.
     monkeypatch.setattr(lake, "export_day", real_export)
-    call_command("archive", "--older-than", "2d")
+    call_command("archive", "--older-than", "2d", "--keep-partitions")
     trades_day.refresh_from_db()
     assert trades_day.verified_at is not None and lake.lake_report().healthy
     assert pq.ParquetFile(lake_dir / trades_day.path).metadata.num_rows == _count(
@@ -116,3 +116,26 @@ def test_check_storage_reports_the_lake_and_an_unverified_day(lake_dir, capsys):
     with pytest.raises(CommandError, match="lake needs attention"):
         call_command("check_storage")
     assert f"trades {OLD}" in capsys.readouterr().out
+
+
+def test_a_row_landing_after_verification_keeps_the_partition(lake_dir):
+    record_engine_day(OLD)
+    call_command("archive", "--older-than", "2d", "--keep-partitions")
+    late = datetime(OLD.year, OLD.month, OLD.day, 23, 0, tzinfo=timezone.utc)
+    ingest.trades_ingest([(MARKET, late, "late-2", D("0.5000"), D("0.5000"), D("1.50"),
+                           "yes", None, None, False, late + timedelta(days=3), "rest")])
+    with pytest.raises(CommandError, match="did not verify"):
+        call_command("archive", "--older-than", "2d")
+    trades_day = LakeDay.objects.get(table="trades", day=OLD)
+    assert trades_day.verified_at is None and trades_day.dropped_at is None
+    assert _count(TRADES, MARKET, OLD) > 0  # the partition is still there
+    deltas_day = LakeDay.objects.get(table="deltas", day=OLD)
+    assert deltas_day.dropped_at is not None  # the unchanged tables moved on
+
+    # The next run writes the day again, with the late trade, then drops it.
+    call_command("archive", "--older-than", "2d")
+    trades_day.refresh_from_db()
+    assert trades_day.dropped_at is not None and _count(TRADES, MARKET, OLD) == 0
+    kept = LakeMarketDay.objects.get(table="trades", day=OLD, market_ticker=MARKET)
+    assert kept.rows == trades_day.rows - LakeMarketDay.objects.get(
+        table="trades", day=OLD, market_ticker=OTHER).rows
