@@ -89,6 +89,10 @@ def _duckdb() -> duckdb.DuckDBPyConnection:
     if con is None:
         con = duckdb.connect()
         con.execute("SET TimeZone = 'UTC'")
+        # A day file is written once and never changed: keep its footer
+        # (row groups' statistics) between queries instead of reading it for
+        # each one.
+        con.execute("SET parquet_metadata_cache = true")
         _local.con = con
     return con
 
