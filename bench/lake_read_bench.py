@@ -83,7 +83,8 @@ def main(argv=None) -> None:
     old_config = setup_databases(verbosity=0, interactive=False, keepdb=False)
     try:
         with tempfile.TemporaryDirectory(prefix="lake-bench-") as tmp:
-            settings.LAKE_URL = str(Path(tmp) / "lake")
+            # LAKE_BENCH_KEEP=<dir> keeps the lake there, to look into its files.
+            settings.LAKE_URL = os.environ.get("LAKE_BENCH_KEEP") or str(Path(tmp) / "lake")
             with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull):
                 loaded = generate_day(day=day, hot_deltas=args.hot_deltas,
                                       hot_trades=args.hot_trades,
@@ -126,6 +127,13 @@ def main(argv=None) -> None:
 
             timed_books(hot[:20])  # the first DuckDB query opens the files
             print("archived (Parquet lake through DuckDB):")
+            if os.environ.get("LAKE_BENCH_PROFILE"):
+                import cProfile
+                import pstats
+
+                profile = cProfile.Profile()
+                profile.runcall(timed_books, hot)
+                pstats.Stats(profile).sort_stats("tottime").print_stats(18)
             lake_times, lake_books = timed_books(hot)
             report("book_at, hot market", lake_times, lake_books)
             lake_quiet_times, lake_quiet_books = timed_books(quiet)

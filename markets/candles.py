@@ -246,7 +246,8 @@ def _candle_sql(one_minute: bool, left: bool, right: bool, left_lake: bool = Fal
 
 def _lake_edge(params: dict, edge: str, start: datetime, end: datetime) -> bool:
     """Put the trades of a partial minute in `params` if its day is in the lake."""
-    if not reads.lake_days(TRADES, start.date(), start.date(), params["ticker"]):
+    day = start.astimezone(timezone.utc).date()
+    if not reads.lake_days(TRADES, day, day, params["ticker"]):
         return False
     trades = []
     after = None

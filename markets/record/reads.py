@@ -24,12 +24,14 @@ from __future__ import annotations
 import heapq
 import json
 import threading
+from contextlib import contextmanager
 from datetime import date, datetime, time, timedelta, timezone
 from typing import Sequence
 
 import duckdb
 import psycopg
 from django.db import connection
+from pyarrow import dataset as pads
 
 from ..fixedpoint import format_count, format_price
 from ..models import LakeDay, LakeMarketDay
@@ -236,27 +238,43 @@ def _sql(table, market_ticker, columns, order, column, start, end, until, days, 
 
 def _lake_rows(table, archived, sql, params, columns, order, descending, limit) -> list[tuple]:
     """The query on the day files: day by day when days sort as the rows do."""
-    con = _duckdb()
-    text = sql.format(source="read_parquet(?)", mark="?")
     by_day = order[0] == table.day_column
     groups = ([[d] for d in (reversed(archived) if descending else archived)] if by_day
               else [archived])
     found: list[tuple] = []
     for group in groups:
-        files = [_file(day) for day in group]
-        found.extend(con.execute(text, [files, *params, limit - len(found)]).fetchall())
+        with _day_files(group) as (source, source_params):
+            text = sql.format(source=source, mark="?")
+            found.extend(_duckdb().execute(
+                text, [*source_params, *params, limit - len(found)]).fetchall())
         if len(found) >= limit:
             break
     return [_python_row(table, columns, row) for row in found]
 
 
-def _file(day: LakeDay) -> str:
+@contextmanager
+def _day_files(days: list[LakeDay]):
+    """(SQL of a relation over the days' files, its parameters), for DuckDB.
+
+    A local lake is read by DuckDB itself; an object store through pyarrow's
+    file system (markets/objectstore.py), as a dataset that DuckDB scans
+    with the query's filters pushed down.
+    """
     from .lake import lake_location  # lake.py imports the export machinery
 
     location = lake_location()
-    if location.local_path is None:
-        raise NotImplementedError("reading an object-store lake: register it with DuckDB")
-    return str(location.local_path / day.path)
+    if location.local_path is not None:
+        yield "read_parquet(?)", [[str(location.local_path / day.path) for day in days]]
+        return
+    dataset = pads.dataset([location.path(day.path) for day in days],
+                           filesystem=location.filesystem, format="parquet")
+    name = f"lake_files_{threading.get_ident()}"
+    con = _duckdb()
+    con.register(name, dataset)
+    try:
+        yield name, []
+    finally:
+        con.unregister(name)
 
 
 def _python_row(table: RecordTable, columns, row) -> tuple:
