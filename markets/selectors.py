@@ -2,8 +2,9 @@
 
 Each function is one question (a page of trades, what a market's record
 covers) answered with as few queries as the question allows. Querysets are returned where callers filter and paginate further
-(the hierarchy); the tick tables are read with raw SQL and keyset bounds, so
-a deep page costs the same as the first. Time ranges are half-open
+(the hierarchy); the tick tables are read with keyset bounds through
+markets/record/reads.py (PostgreSQL, and the Parquet lake for days moved
+there), so a deep page costs the same as the first. Time ranges are half-open
 [start, end) on each table's partition column, so PostgreSQL prunes
 partitions. Writes live in ingest.py; the book at an instant in replay.py;
 candles in candles.py.
@@ -25,11 +26,9 @@ from django.db.models.functions import Coalesce
 from .models import (
     Event,
     Market,
-    OrderbookSnapshot,
     SequenceGap,
     Series,
     Settlement,
-    SnapshotSource,
 )
 from .record.gaps import overlapping, overlaps
 from .record import reads

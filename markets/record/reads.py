@@ -25,7 +25,7 @@ import heapq
 import json
 import threading
 from contextlib import contextmanager
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import date, datetime, timezone
 from typing import Sequence
 
 import duckdb
@@ -38,7 +38,6 @@ from ..models import LakeDay, LakeMarketDay
 from .schema import SNAPSHOTS, RecordTable
 
 LEVEL_COLUMNS = ("yes_levels", "no_levels")
-ONE_DAY = timedelta(days=1)
 _local = threading.local()
 
 
@@ -101,10 +100,6 @@ def _duckdb() -> duckdb.DuckDBPyConnection:
 
 def _day(at: datetime) -> date:
     return at.astimezone(timezone.utc).date()
-
-
-def _midnight(day: date) -> datetime:
-    return datetime.combine(day, time(0), tzinfo=timezone.utc)
 
 
 def lake_days(table: RecordTable, first: date | None, last: date | None,
@@ -181,8 +176,8 @@ def rows(
     first = _day(days[0]) if days[0] is not None else None
     last = _day(days[1]) if days[1] is not None else None
     archived = lake_days(table, first, last, market_ticker)
-    sql, params = _sql(table, market_ticker, columns, order, column, start, end, until, days, after, where,
-                       descending)
+    sql, params = _sql(table, market_ticker, columns, order, column, start, end, until, days,
+                       after, where, descending)
     # PostgreSQL is asked even when every day of the range is in the lake:
     # a late row (a backfilled trade) may have recreated a dropped day's
     # partition, and it is served with the lake's rows, not hidden.
@@ -201,7 +196,8 @@ def rows(
     return [row for row, _ in zip(merged, range(limit))]
 
 
-def _sql(table, market_ticker, columns, order, column, start, end, until, days, after, where, descending):
+def _sql(table, market_ticker, columns, order, column, start, end, until, days, after, where,
+         descending):
     """The query, with {source} for the table and {mark} for a placeholder."""
     direction = " DESC" if descending else ""
     conditions, params = ["market_ticker = {mark}"], [market_ticker]
