@@ -26,7 +26,7 @@ import json
 import threading
 from contextlib import contextmanager
 from datetime import date, datetime, timezone
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import duckdb
 import psycopg
@@ -102,22 +102,30 @@ def _day(at: datetime) -> date:
     return at.astimezone(timezone.utc).date()
 
 
+class ArchivedDay(NamedTuple):
+    day: date
+    path: str  # the day file, relative to LAKE_URL
+
+
 def lake_days(table: RecordTable, first: date | None, last: date | None,
-              market_ticker: str | None = None) -> list[LakeDay]:
+              market_ticker: str | None = None) -> list[ArchivedDay]:
     """The days of `table` in [first, last] (None: unbounded) served from the lake, in order.
 
     With `market_ticker`, only the days that hold rows of that market
-    (LakeMarketDay): a market's quiet days cost no read of the lake.
+    (LakeMarketDay): a market's quiet days cost no read of the lake. Every
+    read of ticks asks this first, so it is one index probe in plain SQL
+    (the ORM's query building cost about 0.8 ms of a 1 ms call).
     """
-    days = LakeDay.objects.filter(table=table.name, dropped_at__isnull=False)
+    sql = ('SELECT day, path FROM lake_days d WHERE "table" = %s AND dropped_at IS NOT NULL '
+           "AND day >= %s AND day <= %s")
+    params = [table.name, first or date.min, last or date.max]
     if market_ticker is not None:
-        days = days.filter(day__in=LakeMarketDay.objects.filter(
-            table=table.name, market_ticker=market_ticker).values("day"))
-    if first is not None:
-        days = days.filter(day__gte=first)
-    if last is not None:
-        days = days.filter(day__lte=last)
-    return list(days.order_by("day"))
+        sql += (' AND EXISTS (SELECT 1 FROM lake_market_days m WHERE m."table" = d."table" '
+                "AND m.day = d.day AND m.market_ticker = %s)")
+        params.append(market_ticker)
+    with connection.cursor() as cursor:
+        cursor.execute(sql + " ORDER BY day", params)
+        return [ArchivedDay(*row) for row in cursor.fetchall()]
 
 
 def lake_bounds_sql(table: RecordTable, market_sql: str) -> str:
@@ -249,7 +257,7 @@ def _lake_rows(table, archived, sql, params, columns, order, descending, limit) 
 
 
 @contextmanager
-def _day_files(days: list[LakeDay]):
+def _day_files(days: list[ArchivedDay]):
     """(SQL of a relation over the days' files, its parameters), for DuckDB.
 
     A local lake is read by DuckDB itself; an object store through pyarrow's
