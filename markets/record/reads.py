@@ -282,18 +282,16 @@ def _day_files(days: list[ArchivedDay]):
 
 
 def _python_row(table: RecordTable, columns, row) -> tuple:
+    """A DuckDB row as PostgreSQL's: the same, but book levels as [[price, size], ...].
+
+    Times are left as DuckDB loads them, aware in ZoneInfo("UTC") where
+    psycopg's are in timezone.utc: the same instants, equal, and printed
+    the same (isoformat, strftime); converting each cost about 2 ms of an
+    archived book_at.
+    """
     if table is not SNAPSHOTS:
-        return tuple(_utc(v) if isinstance(v, datetime) else v for v in row)
-    out = []
-    for name, value in zip(columns, row):
-        if name in LEVEL_COLUMNS:
-            value = [[format_price(level["price"]), format_count(level["size"])]
-                     for level in value or ()]
-        elif isinstance(value, datetime):
-            value = _utc(value)
-        out.append(value)
-    return tuple(out)
-
-
-def _utc(value: datetime) -> datetime:
-    return value.astimezone(timezone.utc)
+        return row
+    return tuple(
+        [[format_price(level["price"]), format_count(level["size"])] for level in value or ()]
+        if name in LEVEL_COLUMNS else value
+        for name, value in zip(columns, row))
