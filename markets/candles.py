@@ -147,7 +147,7 @@ def refresh_bars(minutes: Iterable[tuple[str, datetime]]) -> int:
     }
     pairs_sql = "unnest(%(tickers)s::text[], %(minutes)s::timestamptz[]) AS p(market_ticker, minute)"
     select = _BARS_FROM_TRADES.format(
-        source=_TRADES,
+        source=_trades_with_lake(pairs, params),
         join=f"JOIN {pairs_sql} ON t.market_ticker = p.market_ticker "
              "AND t.ts >= p.minute AND t.ts < p.minute + interval '1 minute'",
         # The plain bounds let the planner prune the trades' partitions.
@@ -160,6 +160,30 @@ def refresh_bars(minutes: Iterable[tuple[str, datetime]]) -> int:
             "WHERE b.market_ticker = p.market_ticker AND b.minute = p.minute", params)
         cursor.execute(f"INSERT INTO trade_bars_1m ({', '.join(BAR_COLUMNS)}) {select}", params)
         return cursor.rowcount
+
+
+def _trades_with_lake(pairs: list[tuple[str, datetime]], params: dict) -> str:
+    """The trades of the minutes to refresh: the table's, and the lake's for dropped days.
+
+    A trade backfilled late for a day moved to the lake lands in a
+    recreated partition beside none of its minute's other trades: the
+    day's file holds them (markets/record/reads.py). The lake's trades of
+    such minutes are handed to the bar SQL as arrays.
+    """
+    days = {minute.astimezone(timezone.utc).date() for _, minute in pairs}
+    if not reads.lake_days(TRADES, min(days), max(days)):
+        return _TRADES
+    lake = []
+    for ticker, minute in pairs:
+        lake += reads.lake_rows(TRADES, market_ticker=ticker, columns=_EDGE_COLUMNS,
+                                order=("ts", "trade_id"), start=minute, end=minute + MINUTE)
+    if not lake:
+        return _TRADES
+    for index, column in enumerate(_EDGE_COLUMNS):
+        params[f"lake_{column}"] = [trade[index] for trade in lake]
+    columns = ", ".join(_EDGE_COLUMNS)
+    return (f"(SELECT {columns} FROM trades UNION ALL SELECT {columns} FROM "
+            f"{_edge_source('lake').replace(' AS t(', ' AS lake(')}) t")
 
 
 def rebuild_bars(start: datetime, end: datetime) -> int:

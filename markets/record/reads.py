@@ -204,6 +204,30 @@ def rows(
     return [row for row, _ in zip(merged, range(limit))]
 
 
+def lake_rows(table: RecordTable, *, market_ticker: str, columns: Sequence[str],
+              order: Sequence[str], start: datetime, end: datetime,
+              batch_size: int = 10_000) -> list[tuple]:
+    """Only the lake's rows of one market with start <= day column < end, in `order`.
+
+    For the few writes that must see a dropped day's rows beside a late
+    row (a candle bar recomputed for a late trade, markets/candles.py);
+    reads use rows(). Callers keep the range short (a minute).
+    """
+    archived = lake_days(table, _day(start), _day(end), market_ticker)
+    found: list[tuple] = []
+    after = None
+    while archived:
+        sql, params = _sql(table, market_ticker, columns, order, table.day_column, start, end,
+                           None, (start, end), after, "", False)
+        batch = _lake_rows(table, archived, sql, params, columns, order, False, batch_size)
+        found.extend(batch)
+        if len(batch) < batch_size:
+            break
+        positions = [list(columns).index(c) for c in order]
+        after = tuple(batch[-1][p] for p in positions)
+    return found
+
+
 def _sql(table, market_ticker, columns, order, column, start, end, until, days, after, where,
          descending):
     """The query, with {source} for the table and {mark} for a placeholder."""

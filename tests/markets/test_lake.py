@@ -10,7 +10,7 @@ from django.core.management.base import CommandError
 from django.db import connection
 
 from markets import ingest
-from markets.models import LakeDay, LakeMarketDay, OrderbookDelta
+from markets.models import LakeDay, LakeMarketDay, OrderbookDelta, TradeBar
 from markets.record import lake
 from markets.record.schema import DELTAS, SNAPSHOTS, TRADES
 from tests.engines.uncrossed import MARKET, OTHER, record_engine_day
@@ -199,6 +199,13 @@ def test_a_late_row_for_a_dropped_day_is_served_with_the_lake_rows(lake_dir):
     assert [t for t in served if t.trade_id != "late-3"] == archived
     assert [t.key for t in served] == sorted(t.key for t in served)
     assert served[len(archived) // 2 + 1].trade_id == "late-3"
+    # The late trade's minute bar counts the day file's trades of that minute too.
+    minute = late.replace(second=0, microsecond=0)
+    same_minute = [t for t in served if minute <= t.ts < minute + timedelta(minutes=1)]
+    bar = TradeBar.objects.get(market_ticker=MARKET, minute=minute)
+    assert bar.trade_count == len(same_minute) > 1
+    assert bar.volume == sum(t.count for t in same_minute)
+    assert bar.high == max(t.yes_price for t in same_minute)
     # Pages cut anywhere give the same rows.
     paged, after = [], None
     while page := trades_page(market_ticker=MARKET, after=after, limit=7):
