@@ -212,3 +212,21 @@ def test_a_late_row_for_a_dropped_day_is_served_with_the_lake_rows(lake_dir):
         paged += page
         after = page[-1].key
     assert paged == served
+
+
+def test_rows_loaded_again_for_a_dropped_day_are_not_stored_twice(lake_dir):
+    record_engine_day(OLD)
+    call_command("archive", "--older-than", "2d")
+    from markets.selectors import deltas_page, trades_page
+
+    archived = trades_page(market_ticker=MARKET, limit=10_000)
+    again = [tuple(getattr(t, c) for c in TRADES.columns) for t in archived[:20]]
+    assert ingest.trades_ingest(again) == 0
+    # A backfill's copy of a trade, stamped a millisecond apart, is the same trade.
+    shifted = [(r[0], r[1] + timedelta(milliseconds=1), *r[2:]) for r in again]
+    assert ingest.trades_ingest_new_ids(shifted) == 0
+    deltas = [tuple(getattr(d, c) for c in DELTAS.columns)
+              for d in deltas_page(market_ticker=MARKET, limit=50)]
+    assert ingest.deltas_ingest(deltas) == 0
+    assert _count(TRADES, MARKET, OLD) == 0 and _count(DELTAS, MARKET, OLD) == 0
+    assert trades_page(market_ticker=MARKET, limit=10_000) == archived
