@@ -21,6 +21,8 @@ from typing import Iterable
 
 from django.db import connection
 
+from .record import reads
+from .record.schema import TRADES
 from .selectors import fetchall_binary
 
 # Buckets are aligned to this instant (a UTC midnight), so day candles start
@@ -99,10 +101,11 @@ _BARS_FROM_TRADES = """
                WHERE coalesce(t.taker_outcome_side, t.taker_side) = 'yes'), 0::numeric(18, 2)),
            coalesce(sum(t.count) FILTER (
                WHERE coalesce(t.taker_outcome_side, t.taker_side) = 'no'), 0::numeric(18, 2))
-    FROM trades t {join}
+    FROM {source} {join}
     WHERE {where}
     GROUP BY 1, 2
 """
+_TRADES = "trades t"
 
 
 # Every transaction that writes trades takes this lock before its first
@@ -144,6 +147,7 @@ def refresh_bars(minutes: Iterable[tuple[str, datetime]]) -> int:
     }
     pairs_sql = "unnest(%(tickers)s::text[], %(minutes)s::timestamptz[]) AS p(market_ticker, minute)"
     select = _BARS_FROM_TRADES.format(
+        source=_trades_with_lake(pairs, params),
         join=f"JOIN {pairs_sql} ON t.market_ticker = p.market_ticker "
              "AND t.ts >= p.minute AND t.ts < p.minute + interval '1 minute'",
         # The plain bounds let the planner prune the trades' partitions.
@@ -158,10 +162,35 @@ def refresh_bars(minutes: Iterable[tuple[str, datetime]]) -> int:
         return cursor.rowcount
 
 
+def _trades_with_lake(pairs: list[tuple[str, datetime]], params: dict) -> str:
+    """The trades of the minutes to refresh: the table's, and the lake's for dropped days.
+
+    A trade backfilled late for a day moved to the lake lands in a
+    recreated partition beside none of its minute's other trades: the
+    day's file holds them (markets/record/reads.py). The lake's trades of
+    such minutes are handed to the bar SQL as arrays.
+    """
+    days = {minute.astimezone(timezone.utc).date() for _, minute in pairs}
+    if not reads.lake_days(TRADES, min(days), max(days)):
+        return _TRADES
+    lake = []
+    for ticker, minute in pairs:
+        lake += reads.lake_rows(TRADES, market_ticker=ticker, columns=_EDGE_COLUMNS,
+                                order=("ts", "trade_id"), start=minute, end=minute + MINUTE)
+    if not lake:
+        return _TRADES
+    for index, column in enumerate(_EDGE_COLUMNS):
+        params[f"lake_{column}"] = [trade[index] for trade in lake]
+    columns = ", ".join(_EDGE_COLUMNS)
+    return (f"(SELECT {columns} FROM trades UNION ALL SELECT {columns} FROM "
+            f"{_edge_source('lake').replace(' AS t(', ' AS lake(')}) t")
+
+
 def rebuild_bars(start: datetime, end: datetime) -> int:
     """Recompute every bar of trades with start <= ts < end (bulk loads, migrations)."""
     params = {"lo": minute_of(start), "hi": end, "origin": CANDLE_ORIGIN}
-    select = _BARS_FROM_TRADES.format(join="", where="t.ts >= %(lo)s AND t.ts < %(hi)s")
+    select = _BARS_FROM_TRADES.format(source=_TRADES, join="",
+                                      where="t.ts >= %(lo)s AND t.ts < %(hi)s")
     with connection.cursor() as cursor:
         cursor.execute("DELETE FROM trade_bars_1m WHERE minute >= %(lo)s AND minute < %(hi)s", params)
         cursor.execute(f"INSERT INTO trade_bars_1m ({', '.join(BAR_COLUMNS)}) {select}", params)
@@ -207,21 +236,61 @@ _AS_IS = """
     FROM minutes
 """
 _EDGE = "t.market_ticker = %(ticker)s AND t.ts >= %({lo})s AND t.ts < %({hi})s"
+# A partial minute on a day moved to the lake: its trades, read by
+# markets/record/reads.py, are handed over as arrays, and the bar is computed
+# by the same SQL as from the table.
+_EDGE_COLUMNS = ("market_ticker", "ts", "trade_id", "yes_price", "count", "taker_outcome_side",
+                 "taker_side")
+_EDGE_TYPES = ("text", "timestamptz", "text", "numeric", "numeric", "text", "text")
+
+
+def _edge_source(edge: str) -> str:
+    arrays = ", ".join(f"%({edge}_{column})s::{kind}[]"
+                       for column, kind in zip(_EDGE_COLUMNS, _EDGE_TYPES))
+    return f"unnest({arrays}) AS t({', '.join(_EDGE_COLUMNS)})"
 
 
 @functools.cache
-def _candle_sql(one_minute: bool, left: bool, right: bool) -> str:
+def _candle_sql(one_minute: bool, left: bool, right: bool, left_lake: bool = False,
+                right_lake: bool = False) -> str:
     """The candles' SQL; the partial minutes' parts only when the range cuts a minute
     (each one is planned over every partition of `trades`)."""
     parts = [_STORED_MINUTES]
     if left:
         parts.append(_PARTIAL_MINUTE.format(bars=_BARS_FROM_TRADES.format(
+            source=_edge_source("left") if left_lake else _TRADES,
             join="", where=_EDGE.format(lo="start", hi="left_end"))))
     if right:
         parts.append(_PARTIAL_MINUTE.format(bars=_BARS_FROM_TRADES.format(
+            source=_edge_source("right") if right_lake else _TRADES,
             join="", where=_EDGE.format(lo="right_start", hi="end"))))
     minutes = " UNION ALL ".join(parts)
     return f"WITH minutes AS ({minutes}) {_AS_IS if one_minute else _COMBINE}"
+
+
+def _lake_edge(params: dict, edge: str, start: datetime, end: datetime) -> bool:
+    """Put the trades of a partial minute in `params` if its day is in the lake."""
+    day = start.astimezone(timezone.utc).date()
+    if not reads.lake_days(TRADES, day, day, params["ticker"]):
+        return False
+    trades = []
+    after = None
+    while True:  # a minute of trades, in bounded batches
+        batch = reads.rows(TRADES, market_ticker=params["ticker"], columns=_EDGE_COLUMNS,
+                           order=("ts", "trade_id"), start=start, end=end, after=after,
+                           limit=EDGE_BATCH_SIZE)
+        trades.extend(batch)
+        if len(batch) < EDGE_BATCH_SIZE:
+            break
+        after = batch[-1][1:3]
+    for index, column in enumerate(_EDGE_COLUMNS):
+        params[f"{edge}_{column}"] = [trade[index] for trade in trades]
+    return True
+
+
+EDGE_BATCH_SIZE = 10_000
+
+
 # The API's JSON of one candle, rendered by PostgreSQL (see candles_json):
 # prices print with their 4 places and volumes with their 2, as
 # backtest_api's serializers write them; bucket bounds are whole minutes.
@@ -249,8 +318,11 @@ def _candles_query(market_ticker: str, interval: timedelta, start: datetime,
         # empty when the range starts or ends on a minute, never overlapping.
         "left_end": min(first_whole, end), "right_start": max(last_whole, first_whole),
     }
-    sql = _candle_sql(interval == MINUTE, start < params["left_end"],
-                      params["right_start"] < end)
+    left, right = start < params["left_end"], params["right_start"] < end
+    # A partial minute never spans midnight: one day each.
+    left_lake = left and _lake_edge(params, "left", start, params["left_end"])
+    right_lake = right and _lake_edge(params, "right", params["right_start"], end)
+    sql = _candle_sql(interval == MINUTE, left, right, left_lake, right_lake)
     return sql, params
 
 
@@ -293,13 +365,9 @@ def candles_json(*, market_ticker: str, interval: timedelta, start: datetime, en
 
 
 def _carry_forward(candles, market_ticker, interval, start, end) -> list[Candle]:
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT yes_price FROM trades WHERE market_ticker = %s AND ts < %s "
-            "ORDER BY ts DESC, trade_id DESC LIMIT 1",
-            [market_ticker, start],
-        )
-        row = cursor.fetchone()
+    found = reads.rows(TRADES, market_ticker=market_ticker, columns=("ts", "trade_id", "yes_price"),
+                       order=("ts", "trade_id"), end=start, descending=True, limit=1)
+    row = found[0][2:] if found else None
     last_close = row[0] if row else None
     by_start = {c.start: c for c in candles}
     filled = []

@@ -23,7 +23,9 @@ from django.db import connection
 from django.db.models import TextChoices
 
 from .models import SequenceGap
+from .record import reads
 from .record.gaps import market_gaps, overlapping
+from .record.schema import DELTAS, SNAPSHOTS, TRADES
 
 ONE_DAY = timedelta(days=1)
 
@@ -89,6 +91,14 @@ def coverage(
                 setattr(report, attribute, count)
                 report.first_event = min(filter(None, (report.first_event, first)))
                 report.last_event = max(filter(None, (report.last_event, last)))
+
+    # Days moved to the lake: their numbers were kept when they were verified.
+    for table in (DELTAS, SNAPSHOTS, TRADES):
+        for kept in reads.lake_market_days(table, market_ticker, start_date, end_date):
+            report = days[kept.day]
+            setattr(report, table.name, getattr(report, table.name) + kept.rows)
+            report.first_event = min(filter(None, (report.first_event, kept.first_at)))
+            report.last_event = max(filter(None, (report.last_event, kept.last_at)))
 
     gaps = market_gaps(market_ticker).filter(overlapping(start, end)).order_by("detected_at", "id")
     for gap in gaps:

@@ -43,7 +43,7 @@ from django.contrib.postgres.fields import ArrayField
 from django.db import connection, models
 
 from .fixedpoint import parse_count, parse_price
-from .models import Market, Settlement
+from .models import LakeDay, Market, Settlement
 from .models.fields import COUNT_PLACES, PRICE_PLACES
 from .record.schema import DELTAS, GAPS, LIFECYCLE, SNAPSHOTS, TRADES, RecordTable
 
@@ -336,8 +336,17 @@ def export_day(
     *, table: str, day: date, out_dir: Path, fmt: str = "parquet",
     tickers: Sequence[str] | None = None,
 ) -> ExportedFile:
-    """Write one table's day file; return what was written."""
+    """Write one table's day file; return what was written.
+
+    A day whose partition `archive` dropped is no longer in PostgreSQL: it
+    is refused (ValueError) rather than written as an empty file; its day
+    file is in the lake already (markets/record/lake.py).
+    """
     spec = TABLES[table]
+    dropped = LakeDay.objects.filter(table=table, day=day, dropped_at__isnull=False).first()
+    if dropped is not None:
+        raise ValueError(f"{table} {day} was moved to the lake: read {dropped.path} under "
+                         "LAKE_URL")
     path = file_path(out_dir, table, day, fmt)
     path.parent.mkdir(parents=True, exist_ok=True)
     sql, params = copy_sql(spec, tickers, header=(fmt == "csv"))

@@ -62,18 +62,34 @@ class DailyWindowStrategy(PostgresCurrentTimePartitioningStrategy):
     """Daily partitions from N days behind today to M days ahead, never deleted.
 
     The window is read from settings when the plan is made, not at import.
+    A day whose partition `archive` dropped after moving it to the lake
+    (markets/record/lake.py) is not created again: its rows are read from
+    the lake.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, model=None) -> None:
         super().__init__(size=DAY, count=0, max_age=None, name_format=NAME_FORMAT)
+        self.model = model
+
+    def _dropped(self) -> set[date]:
+        if self.model is None:
+            return set()
+        from .models import LakeDay
+        from .record.schema import TABLES
+
+        names = [t.name for t in TABLES.values() if t.model is self.model]
+        return set(LakeDay.objects.filter(table__in=names, dropped_at__isnull=False)
+                   .values_list("day", flat=True))
 
     def to_create(self):
         today = datetime.now(timezone.utc).date()
         first = today - timedelta(days=settings.PARTITION_DAYS_BEHIND)
         last = today + timedelta(days=settings.PARTITION_DAYS_AHEAD)
+        dropped = self._dropped()
         day = first
         while day <= last:
-            yield DailyPartition(day)
+            if day not in dropped:
+                yield DailyPartition(day)
             day += timedelta(days=1)
 
     def to_delete(self):
@@ -82,7 +98,7 @@ class DailyWindowStrategy(PostgresCurrentTimePartitioningStrategy):
 
 manager = PostgresPartitioningManager(
     [
-        PostgresPartitioningConfig(model=model, strategy=DailyWindowStrategy())
+        PostgresPartitioningConfig(model=model, strategy=DailyWindowStrategy(model))
         for model in PARTITIONED_MODELS
     ]
 )

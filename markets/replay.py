@@ -18,7 +18,6 @@ replay event stream (markets/replay_stream.py) all build on it.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Iterator
@@ -26,8 +25,9 @@ from typing import Iterator
 from django.db import connection
 
 from .book import OrderBook
-from .models import OrderbookSnapshot, SequenceGap, SnapshotSource
+from .models import OrderbookSnapshot, SequenceGap
 from .record.gaps import book_gaps, covering
+from .record import reads
 from .record.schema import DELTAS, SNAPSHOTS
 
 ReplayKey = tuple[datetime, int, int]  # the values of schema.REPLAY_KEY
@@ -37,6 +37,7 @@ SNAPSHOT_BATCH_SIZE = 200  # snapshots per keyset batch: a deep book's levels ar
 SNAPSHOT_KEY_BATCH_SIZE = 10_000  # replay keys per keyset batch
 ONE_MICROSECOND = timedelta(microseconds=1)  # PostgreSQL's resolution
 DELTA_BATCH_SIZE = 5000  # deltas per keyset batch when rebuilding a book
+NOT_REST = "source <> 'rest'"  # REST snapshots carry no seq: never replayed onto
 
 
 class WorkBudgetExceeded(Exception):
@@ -84,12 +85,15 @@ class BookAt:
 
 def latest_snapshot(market_ticker: str, at: datetime) -> OrderbookSnapshot | None:
     """The newest replayable snapshot of the market at or before `at`."""
-    return (
-        OrderbookSnapshot.objects.filter(market_ticker=market_ticker, received_at__lte=at)
-        .exclude(source=SnapshotSource.REST)
-        .order_by(*(f"-{column}" for column in SNAPSHOTS.replay_order))
-        .first()
-    )
+    found = reads.rows(
+        SNAPSHOTS, market_ticker=market_ticker, columns=SNAPSHOTS.columns,
+        order=SNAPSHOTS.replay_order, until=at, where=NOT_REST, descending=True, limit=1)
+    if not found:
+        return None
+    snapshot = OrderbookSnapshot(**dict(zip(SNAPSHOTS.columns, found[0])))
+    snapshot.yes_levels = reads.levels(snapshot.yes_levels)
+    snapshot.no_levels = reads.levels(snapshot.no_levels)
+    return snapshot
 
 
 def snapshot_key(snapshot: OrderbookSnapshot) -> ReplayKey:
@@ -110,24 +114,17 @@ def delta_rows(
     `first_batch_size`, batches start that small and double up to
     `batch_size`: for callers that may stop after a few rows.
     """
-    sql = (
-        f"SELECT {DELTAS.order_sql()}, side, price, delta, ts FROM {DELTAS.db_table} "
-        "WHERE market_ticker = %s AND received_at >= %s AND received_at <= %s "
-        f"AND {DELTAS.after_sql()} ORDER BY {DELTAS.order_sql()} LIMIT %s"
-    )
     # Every sid of the `after` key itself is excluded: a checkpoint shares the
     # key of the last delta it includes.
-    key = (after[0], after[1], after[2], MAX_BIGINT)
-    size = first_batch_size or batch_size
-    while True:
-        with connection.cursor() as cursor:
-            cursor.execute(sql, [market_ticker, key[0], until, *key, size])
-            rows = cursor.fetchall()
-        yield from rows
-        if len(rows) < size:
-            return
-        key = rows[-1][:4]
-        size = min(size * 2, batch_size)
+    for batch in reads.batches(
+        DELTAS, market_ticker=market_ticker, columns=_DELTA_COLUMNS, order=DELTAS.replay_order,
+        start=after[0], until=until, after=(after[0], after[1], after[2], MAX_BIGINT),
+        batch_size=batch_size, first_batch_size=first_batch_size,
+    ):
+        yield from batch
+
+
+_DELTA_COLUMNS = DELTAS.replay_order + ("side", "price", "delta", "ts")
 
 
 def gap_at(market_ticker: str, at: datetime) -> SequenceGap | None:
@@ -156,15 +153,6 @@ def book_at(market_ticker: str, at: datetime, meter: WorkMeter | None = None) ->
     return BookAt(market_ticker, at, book, snapshot, applied, last_key, gap_at(market_ticker, at))
 
 
-_SNAPSHOT_SQL = (
-    "SELECT received_at, session_id, sid, seq, source, yes_levels, no_levels, ts "
-    f"FROM {SNAPSHOTS.db_table} "
-    "WHERE market_ticker = %s AND received_at >= %s AND received_at < %s "
-    "AND source <> 'rest' "
-    f"AND {SNAPSHOTS.after_sql()} ORDER BY {SNAPSHOTS.order_sql()} LIMIT %s"
-)
-
-
 def keyset_batches(sql: str, params: list, first_key: tuple, key_of, batch_size: int):
     """Batches (lists) of rows of `sql`; `key_of(last row)` is the next batch's keyset.
 
@@ -182,15 +170,6 @@ def keyset_batches(sql: str, params: list, first_key: tuple, key_of, batch_size:
         key = key_of(rows[-1])
 
 
-def keyset_rows(sql: str, params: list, first_key: tuple, key_of, batch_size: int):
-    for batch in keyset_batches(sql, params, first_key, key_of, batch_size):
-        yield from batch
-
-
-def _levels(value) -> list:
-    return json.loads(value) if isinstance(value, str) else (value or [])
-
-
 def stored_snapshots(
     market_ticker: str, start: datetime, end: datetime, *, batch_size: int = SNAPSHOT_BATCH_SIZE,
     parse: bool = True,
@@ -202,32 +181,27 @@ def stored_snapshots(
     parse=False, `book` is a function that builds it, for callers that skip
     most snapshots (parsing a deep book's levels is the expensive part).
     """
-    for received_at, session_id, sid, seq, source, yes, no, ts in keyset_rows(
-        _SNAPSHOT_SQL,
-        [market_ticker, start, end],
-        (start, MIN_BIGINT, MIN_BIGINT, ""),
-        lambda row: (row[0], row[1], row[3], row[4]),
-        batch_size,
-    ):
-        build = (lambda yes, no: lambda: OrderBook.from_levels(_levels(yes), _levels(no)))(yes, no)
+    rows = _snapshot_rows(market_ticker, start, end, _SNAPSHOT_COLUMNS, batch_size)
+    for received_at, session_id, seq, source, sid, yes, no, ts in rows:
+        build = (lambda yes, no: lambda: OrderBook.from_levels(
+            reads.levels(yes), reads.levels(no)))(yes, no)
         yield received_at, session_id, sid, seq, source, (build() if parse else build), ts
 
 
-_SNAPSHOT_KEY_SQL = (
-    f"SELECT {SNAPSHOTS.order_sql()} FROM {SNAPSHOTS.db_table} "
-    "WHERE market_ticker = %s AND received_at >= %s AND received_at < %s "
-    "AND source <> 'rest' "
-    f"AND {SNAPSHOTS.after_sql()} ORDER BY {SNAPSHOTS.order_sql()} LIMIT %s"
-)
+_SNAPSHOT_COLUMNS = SNAPSHOTS.replay_order + ("sid", "yes_levels", "no_levels", "ts")
+
+
+def _snapshot_rows(market_ticker, start, end, columns, batch_size):
+    for batch in reads.batches(
+        SNAPSHOTS, market_ticker=market_ticker, columns=columns, order=SNAPSHOTS.replay_order,
+        start=start, end=end, where=NOT_REST, batch_size=batch_size,
+    ):
+        yield from batch
 
 
 def snapshot_keys(market_ticker: str, start: datetime, end: datetime) -> Iterator[ReplayKey]:
     """The replay keys of the market's replayable snapshots in [start, end), in order."""
-    for received_at, session_id, seq, _source in keyset_rows(
-        _SNAPSHOT_KEY_SQL,
-        [market_ticker, start, end],
-        (start, MIN_BIGINT, MIN_BIGINT, ""),
-        lambda row: row,
-        SNAPSHOT_KEY_BATCH_SIZE,
+    for received_at, session_id, seq, _source in _snapshot_rows(
+        market_ticker, start, end, SNAPSHOTS.replay_order, SNAPSHOT_KEY_BATCH_SIZE
     ):
         yield received_at, session_id, seq

@@ -19,6 +19,8 @@ from typing import Callable, Iterable, Iterator, Sequence
 from django.db.models import Q
 
 from .models import Market, SequenceGap
+from .fixedpoint import format_count, format_price
+from .record import reads
 from .record.schema import DELTAS, LIFECYCLE, TRADES
 from .replay import MIN_BIGINT, ONE_MICROSECOND, book_at, keyset_batches, stored_snapshots
 
@@ -191,6 +193,9 @@ def _received_at_slice(kind: str, ticker: str) -> slice:
 
 def _delta_source(ticker, start, end, batch_size) -> _Source:
     at = _received_at_slice("delta", ticker)
+    if reads.lake_days(DELTAS, _day(start), _day(end), ticker):
+        return _Source(_RANK_DELTA, _lake_delta_batches(ticker, start, end, batch_size),
+                       lambda row: (row[0][at], row[1], row[2]))
     return _Source(
         _RANK_DELTA,
         keyset_batches(
@@ -213,6 +218,50 @@ def _trade_source(ticker, start, end, batch_size) -> _Source:
     )
 
 
+# --- sources that reach days in the lake ---------------------------------------------
+#
+# A range that reaches a day moved to the lake (markets/record/reads.py) is
+# read through reads.batches, which merges PostgreSQL's rows with the day
+# files', and each line is rendered here exactly as the SQL above renders
+# it: NUMERIC with its column's places, times at microseconds.
+
+
+def _day(at: datetime):
+    return at.astimezone(timezone.utc).date()
+
+
+def _lake_delta_batches(ticker, start, end, batch_size):
+    name = _dumps(ticker)
+    for batch in reads.batches(DELTAS, market_ticker=ticker, columns=DELTAS.columns,
+                               order=DELTAS.replay_order, start=start, end=end,
+                               batch_size=batch_size):
+        yield [(
+            f'{{"type":"delta","market_ticker":{name},"received_at":"{iso_utc(received_at)}",'
+            f'"ts":{_dumps(iso_utc(ts))},"session_id":{session_id},"sid":{sid},"seq":{seq},'
+            f'"side":{_dumps(side)},"price":"{format_price(price)}",'
+            f'"delta":"{format_count(delta)}"}}',
+            session_id, seq, sid,
+        ) for _, received_at, session_id, sid, seq, side, price, delta, ts in batch]
+
+
+def _lake_trade_batches(ticker, start, end, batch_size):
+    name = _dumps(ticker)
+    for batch in reads.batches(TRADES, market_ticker=ticker, columns=TRADES.columns,
+                               order=TRADES.replay_order, column="received_at", start=start,
+                               end=end, days=(start - TRADE_LATENESS, end + CLOCK_SKEW),
+                               batch_size=batch_size):
+        yield [(
+            f'{{"type":"trade","market_ticker":{name},"received_at":"{iso_utc(received_at)}",'
+            f'"ts":{_dumps(iso_utc(ts))},"trade_id":{_dumps(trade_id)},'
+            f'"yes_price":"{format_price(yes_price)}","no_price":"{format_price(no_price)}",'
+            f'"count":"{format_count(count)}","taker_outcome_side":{_dumps(outcome_side)},'
+            f'"taker_book_side":{_dumps(book_side)},"taker_side":{_dumps(taker_side)},'
+            f'"is_block_trade":{_dumps(is_block)},"source":{_dumps(source)}}}',
+            trade_id,
+        ) for (_, ts, trade_id, yes_price, no_price, count, outcome_side, book_side,
+               taker_side, is_block, received_at, source) in batch]
+
+
 def _trades_in_receive_order(ticker, start, end, batch_size, at: slice):
     """A market's trades in (received_at, ts, trade_id) order, in keyset batches.
 
@@ -224,6 +273,8 @@ def _trades_in_receive_order(ticker, start, end, batch_size, at: slice):
     """
     # "ts" follows "received_at" in a trade's line and is never null
     ts_at = slice(at.stop + len('","ts":"'), at.stop + len('","ts":"') + _ISO_WIDTH)
+    if reads.lake_days(TRADES, _day(start - TRADE_LATENESS), _day(end + CLOCK_SKEW), ticker):
+        return _lake_trade_batches(ticker, start, end, batch_size)
     return keyset_batches(
         _TRADE_SQL,
         [_dumps(ticker), ticker, start - TRADE_LATENESS, end + CLOCK_SKEW, start, end],

@@ -60,10 +60,15 @@ def _size(rng) -> Decimal:
     return (Decimal(rng.randint(1, 50000)) / 100).quantize(Decimal("0.01"))
 
 
-def record_day(day: date, *, seed: int = 7, frames: int = 2400) -> Record:
-    """Write one synthetic day starting at 01:00 UTC of `day`; return what it holds."""
+def record_day(day: date, *, seed: int = 7, frames: int = 2400,
+               start: datetime | None = None) -> Record:
+    """Write one synthetic day starting at 01:00 UTC of `day` (or at `start`); return what it holds.
+
+    The record lasts about a minute: a `start` just before midnight spreads
+    it over two UTC days.
+    """
     rng = random.Random(seed)
-    start = datetime(day.year, day.month, day.day, 1, tzinfo=timezone.utc)
+    start = start or datetime(day.year, day.month, day.day, 1, tzinfo=timezone.utc)
     clock = _Clock(start, rng)
     Market.objects.bulk_create(
         [

@@ -21,9 +21,12 @@ is seen and resumed:
    per-market numbers are kept (`LakeMarketDay`) for coverage once the day
    has left PostgreSQL.
 
-Dropping the partition is the step after, once every read of the API serves
-archived days from the lake; until then `archive` keeps the partitions, so
-nothing the API answers changes.
+3. dropped: the day's partition is detached and dropped, and `dropped_at`
+   set, in one transaction, after checking that the partition still holds
+   exactly the rows that were verified (a trade backfilled in between keeps
+   the partition). From then on every read of the API takes the day from
+   the lake (markets/record/reads.py); `archive --keep-partitions` stops
+   before this step.
 """
 
 from __future__ import annotations
@@ -43,7 +46,7 @@ from django.db import connection, models, transaction
 from ..export import _midnight, export_day
 from ..models import LakeDay, LakeMarketDay
 from ..objectstore import Location, location_from_url
-from ..partitioning import NAME_FORMAT
+from ..partitioning import NAME_FORMAT, forget_known_partitions, partition_name
 from .schema import DELTAS, SNAPSHOTS, TRADES, RecordTable
 
 # The partitioned tables: the volume. Lifecycle and gaps stay in PostgreSQL.
@@ -206,6 +209,36 @@ def _put(location: Location, local_file: Path, relative: str) -> None:
     with open(partial, "rb") as f:
         os.fsync(f.fileno())
     os.replace(partial, target)
+
+
+def drop_day(table: RecordTable, day: date) -> bool:
+    """Detach and drop the verified day's partition; False if it changed since verification."""
+    lake_day = LakeDay.objects.get(table=table.name, day=day, verified_at__isnull=False)
+    name = partition_name(table.model, day)
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SELECT set_config('lock_timeout', %s, true)",
+                       [settings.PARTITION_LOCK_TIMEOUT])
+        cursor.execute("SELECT to_regclass(%s)", [name])
+        if cursor.fetchone()[0] is not None:
+            # DETACH locks the partition: no row can land between the count and the drop.
+            cursor.execute(f"ALTER TABLE {table.db_table} DETACH PARTITION {name}")
+            cursor.execute(f"SELECT count(*) FROM {name}")
+            if cursor.fetchone()[0] != lake_day.rows:
+                transaction.set_rollback(True)
+                return False
+            cursor.execute(f"DROP TABLE {name}")
+        LakeDay.objects.filter(pk=lake_day.pk).update(dropped_at=datetime.now(timezone.utc))
+    forget_known_partitions()
+    return True
+
+
+def days_to_drop(older_than: timedelta, *, today: date | None = None) -> list[tuple[RecordTable, date]]:
+    """(table, day) of every verified day before today - older_than whose partition is kept."""
+    today = today or datetime.now(timezone.utc).date()
+    tables = {t.name: t for t in ARCHIVED}
+    return [(tables[d.table], d.day) for d in LakeDay.objects.filter(
+        verified_at__isnull=False, dropped_at__isnull=True, day__lt=today - older_than,
+        table__in=list(tables)).order_by("day", "table")]
 
 
 # --- health -------------------------------------------------------------------------

@@ -1,16 +1,25 @@
 """Move closed days of the record to the Parquet lake (markets/record/lake.py).
 
-    python manage.py archive --older-than 7d [--dry-run]
+    python manage.py archive --older-than 7d [--dry-run] [--keep-partitions]
 
 For every day of deltas, snapshots and trades older than that, not yet in the
 lake: write its Parquet file, verify it against the database market by market,
-and record it. A cron line (README) runs it daily. Exits 1 if a day did not
-verify: its file is not put in the lake and the next run tries again.
+and record it; then detach and drop the partition of every verified day (the
+API reads it from the lake), unless --keep-partitions. A cron line (README)
+runs it daily. Exits 1 if a day did not verify: its file is not put in the
+lake, its partition is kept, and the next run tries again.
 """
 
 from django.core.management.base import BaseCommand, CommandError
 
-from markets.record.lake import archive_day, days_to_archive, lake_location
+from markets.models import LakeDay
+from markets.record.lake import (
+    archive_day,
+    days_to_archive,
+    days_to_drop,
+    drop_day,
+    lake_location,
+)
 from markets.candles import parse_interval
 
 
@@ -21,6 +30,8 @@ class Command(BaseCommand):
         parser.add_argument("--older-than", default="7d",
                             help="Archive days that ended at least this long ago: 7d, 36h (default 7d).")
         parser.add_argument("--dry-run", action="store_true", help="List the days; write nothing.")
+        parser.add_argument("--keep-partitions", action="store_true",
+                            help="Write and verify, but keep the days' partitions in PostgreSQL.")
 
     def handle(self, *args, **options):
         try:
@@ -43,5 +54,14 @@ class Command(BaseCommand):
             failed += 1
             self.stderr.write(f"  {table.name} {day}: DID NOT VERIFY for {len(done.mismatches)} "
                               f"market(s), e.g. {done.mismatches[0]}")
+        if not options["dry_run"] and not options["keep_partitions"]:
+            for table, day in days_to_drop(older_than):
+                if drop_day(table, day):
+                    self.stdout.write(f"  {table.name} {day}: partition dropped")
+                    continue
+                failed += 1
+                LakeDay.objects.filter(table=table.name, day=day).update(verified_at=None)
+                self.stderr.write(f"  {table.name} {day}: rows changed since verification; "
+                                  "partition kept, the next run archives the day again")
         if failed:
             raise CommandError(f"{failed} day(s) did not verify; they stay out of the lake")

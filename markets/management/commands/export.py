@@ -84,9 +84,12 @@ class Command(BaseCommand):
                 bar.set_postfix_str(f"{exported.table} {exported.day} {exported.rows} rows")
                 bar.update()
 
-            written = export_dataset(start_date=start, end_date=end, out_dir=out,
-                                     fmt=options["format"], tickers=tickers, tables=tables,
-                                     progress=progress)
+            try:
+                written = export_dataset(start_date=start, end_date=end, out_dir=out,
+                                         fmt=options["format"], tickers=tickers,
+                                         tables=tables, progress=progress)
+            except ValueError as exc:  # a day moved to the lake
+                raise CommandError(str(exc)) from None
         self.stdout.write(
             f"wrote {len(written)} files, {totals['rows']} rows, "
             f"{totals['bytes'] / 1e6:.1f} MB under {out}"
