@@ -76,7 +76,7 @@ def filter_choices() -> dict[str, list[str]]:
 @dataclass
 class MarketStats:
     last_price: Decimal | None = None  # yes price of the last trade
-    last_trade_at: datetime | None = None
+    last_trade_at: datetime | None = None  # the minute of the last trade
     volume: Decimal = Decimal(0)  # contracts traded over the whole record
     trade_count: int = 0
 
@@ -84,22 +84,24 @@ class MarketStats:
 def market_stats(market_tickers: Sequence[str]) -> dict[str, MarketStats]:
     """Last trade price and total volume of each market, in one query.
 
-    The last trade is one index probe on (market_ticker, ts, trade_id); the
-    volume sums the market's trades (one market's trades, not the deltas).
+    From the one-minute bars (markets/candles.py), which stay in PostgreSQL
+    when the trades of old days move to the lake: the last bar's close is the
+    last trade's price; the volume and count sum a market's bars, a minute
+    at a time rather than a trade at a time.
     """
     result = {t: MarketStats() for t in market_tickers}
     if not market_tickers:
         return result
     rows = fetchall_binary(
         """
-        SELECT m.t, last.yes_price, last.ts, agg.volume, agg.n
+        SELECT m.t, last.close, last.minute, agg.volume, agg.n
         FROM unnest(%s::text[]) AS m(t)
         LEFT JOIN LATERAL (
-            SELECT yes_price, ts FROM trades r WHERE r.market_ticker = m.t
-            ORDER BY ts DESC, trade_id DESC LIMIT 1) last ON true
+            SELECT close, minute FROM trade_bars_1m b WHERE b.market_ticker = m.t
+            ORDER BY minute DESC LIMIT 1) last ON true
         LEFT JOIN LATERAL (
-            SELECT coalesce(sum(count), 0) AS volume, count(*) AS n
-            FROM trades r WHERE r.market_ticker = m.t) agg ON true
+            SELECT coalesce(sum(volume), 0) AS volume, coalesce(sum(trade_count), 0) AS n
+            FROM trade_bars_1m b WHERE b.market_ticker = m.t) agg ON true
         """,
         [list(market_tickers)],
     )

@@ -138,3 +138,22 @@ def test_an_active_market_with_a_recent_record_is_followed_live(catalog, staff):
     assert staff.get("/explore/markets/KXHIGH-1-T60").context["config"]["live"]
     Market.objects.filter(ticker="KXHIGH-1-T60").update(status="closed")
     assert not staff.get("/explore/markets/KXHIGH-1-T60").context["config"]["live"]
+
+
+def test_market_stats_are_the_same_after_the_trades_move_to_the_lake(settings, tmp_path):
+    from datetime import date
+
+    from django.core.management import call_command
+
+    from markets.models import LakeDay, Trade
+    from tests.recorded import HOT, QUIET, record_day
+
+    settings.LAKE_URL = str(tmp_path / "lake")
+    record_day(date(2026, 11, 19), start=datetime(2026, 11, 19, 23, 59, 30, tzinfo=timezone.utc))
+    before = market_stats([HOT, QUIET])
+    assert before[HOT].trade_count == Trade.objects.filter(market_ticker=HOT).count() > 0
+    days = (datetime.now(timezone.utc).date() - date(2026, 11, 20)).days
+    call_command("archive", "--older-than", f"{days}d")
+    assert LakeDay.objects.get(table="trades", day=date(2026, 11, 19)).dropped_at is not None
+    assert Trade.objects.filter(market_ticker=HOT).count() < before[HOT].trade_count
+    assert market_stats([HOT, QUIET]) == before
