@@ -29,7 +29,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.ingest_bench import BENCH_DB, generate, stage_end_to_end  # noqa: E402 (sets up Django)
+from bench.ingest_bench import BENCH_DB, generate, server_cpu_seconds, stage_end_to_end  # noqa: E402 (sets up Django)
 
 import contextlib  # noqa: E402
 
@@ -76,25 +76,22 @@ def client_process(ws_url: str, key_id: str, pem: bytes, tickers: list[str], res
                     if first is None:
                         first = time.perf_counter()
                     last = time.perf_counter()
-        result.put({"counts": counts, "seconds": (last or 0) - (first or 0)})
+        result.put({"counts": counts, "seconds": (last or 0) - (first or 0),
+                    "client_cpu": time.process_time()})
 
     asyncio.run(run())
+
+
+def _cpu(pid: int) -> float:
+    """CPU seconds used so far by a process of this machine."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def replay_to_one_client(tickers, start, end) -> dict:
     t_open = time.perf_counter()
     exchange = await run_db(RecordedExchange, tickers, start, end)
     print(f"  opening the record (each book at the start): {time.perf_counter() - t_open:.2f} s")
-    fill, reading = exchange.fill, [0.0]
-
-    def timed_fill(*args):
-        t = time.perf_counter()
-        try:
-            return fill(*args)
-        finally:
-            reading[0] += time.perf_counter() - t
-
-    exchange.fill = timed_fill
     clock = ReplayClock(exchange.start_us, speed=0)
     sim = replay_simulator(exchange, clock)
     urls = await sim.start(host="127.0.0.1", port=0)
@@ -103,17 +100,21 @@ async def replay_to_one_client(tickers, start, end) -> dict:
         urls.ws, sim.key_id, auth.private_key_pem(sim.private_key), tickers, result))
     client.start()
     t0 = time.perf_counter()
+    cpu0 = (time.process_time(), _cpu(exchange._reader.process.pid), server_cpu_seconds())
     try:
         await run_replay(sim, exchange, clock)
         await sim.drain(timeout=120)
         served = time.perf_counter() - t0
+        cpu1 = (time.process_time(), _cpu(exchange._reader.process.pid), server_cpu_seconds())
         outcome = await asyncio.to_thread(result.get, True, 120)
+        outcome["cpu"] = {name: b - a for name, a, b in zip(("server", "reader", "postgres"), cpu0, cpu1)
+                          if a is not None and b is not None and b >= a}
+        outcome["cpu"]["client"] = outcome.pop("client_cpu")
     finally:
         await sim.stop()
         exchange.close()
         client.join(10)
     outcome["served_seconds"] = served
-    outcome["reading_seconds"] = reading[0]
     return outcome
 
 
@@ -123,6 +124,7 @@ def main() -> None:
     parser.add_argument("--markets", type=int, default=500)
     parser.add_argument("--trade-share", type=float, default=0.1)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--profile", action="store_true", help="print the server's hottest functions")
     args = parser.parse_args()
     print(f"load average at start: {os.getloadavg()}  cores: {os.cpu_count()}")
     with tempfile.TemporaryDirectory(prefix="replay-bench-") as tmp:
@@ -145,14 +147,25 @@ def main() -> None:
             deltas, trades = OrderbookDelta.objects.count(), Trade.objects.count()
             start, end = before, datetime.now(timezone.utc) + timedelta(seconds=1)
             connection.close()
-            outcome = asyncio.run(replay_to_one_client(tickers, start, end))
+            if args.profile:
+                import cProfile
+                import pstats
+
+                profiler = cProfile.Profile()
+                outcome = profiler.runcall(asyncio.run, replay_to_one_client(tickers, start, end))
+                pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
+            else:
+                outcome = asyncio.run(replay_to_one_client(tickers, start, end))
             counts, seconds = outcome["counts"], outcome["seconds"]
             frames = sum(counts.values())
             rate = frames / seconds
             print(f"replay to one client, as fast as it reads: {rate:,.0f} frames/s "
                   f"({frames:,} frames in {seconds:.2f} s; served in {outcome['served_seconds']:.2f} s "
                   f"with the set-up); {rate / ingest:.2f}x the collector's ingest")
-            print(f"  waiting on the record reader (its own process): {outcome['reading_seconds']:.2f} s")
+            cpu = outcome["cpu"]
+            print("  CPU per frame: " + ", ".join(f"{name} {seconds / frames * 1e6:.1f} us"
+                                                  for name, seconds in cpu.items())
+                  + f" (2 cores: {sum(cpu.values()) / seconds / 2:.0%} busy)")
             print(f"  got {counts['orderbook_delta']:,} of {deltas:,} deltas, {counts['trade']:,} of {trades:,} "
                   f"trades, {counts['orderbook_snapshot']:,} snapshots")
             print(f"load average at end: {os.getloadavg()}")

@@ -8,6 +8,7 @@ becomes a Decimal here; nothing ever passes through float arithmetic.
 
 from __future__ import annotations
 
+import functools
 from decimal import Decimal, InvalidOperation
 
 from .models.fields import COUNT_PLACES, PRICE_PLACES
@@ -65,8 +66,13 @@ def price_from_cents(value) -> Decimal:
     return parse_price(to_decimal(value) / CENTS_PER_DOLLAR)
 
 
+@functools.lru_cache(maxsize=65_536)
 def format_price(value: Decimal | None) -> str | None:
-    """Kalshi's style for prices: dollars with 4 decimals, e.g. "0.5600"."""
+    """Kalshi's style for prices: dollars with 4 decimals, e.g. "0.5600".
+
+    Cached: a market has a few hundred price levels and a replay formats one
+    per frame (bench/replay_bench.py). Equal prices format alike, so a cached
+    answer is the answer."""
     if value is None:
         return None
     return str(Decimal(value).quantize(PRICE_QUANTUM))

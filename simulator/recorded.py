@@ -241,19 +241,16 @@ class RecordedExchange:
         self._lines_read = 0
         self._lines_used = 0
         self._exhausted = False
-        self._next_us: int | None = None
+        self._next: dict | None = None  # the next line, parsed
+        self._next_us: int | None = None  # and when it happens
         self._open()
 
     def _open(self) -> None:
         """Each market's book at the start (the stream's first lines), before any client asks for one."""
         self.fill(self.start_us)
         self._peek()
-        while self._next_us is not None:
-            event = orjson.loads(self._run[self._position])
-            if event.get("source") != "start":
-                break
-            self._position += 1
-            self._lines_used += 1
+        while self._next_us is not None and self._next.get("source") == "start":
+            event = self._take()
             self._on_snapshot(event["market_ticker"], event, self.start_us, [])
             self._peek()
 
@@ -323,11 +320,8 @@ class RecordedExchange:
         while self._next_us is not None and self._next_us <= until_us:
             if limit is not None and applied >= limit:
                 break
-            line = self._run[self._position]
-            self._position += 1
-            self._lines_used += 1
             self.clock_us = max(self.clock_us, self._next_us)
-            self._apply(orjson.loads(line), out)
+            self._apply(self._take(), out)
             applied += 1
             self._peek()
             if out and isinstance(out[-1], BookHole) and self._next_us != self.clock_us:
@@ -340,12 +334,23 @@ class RecordedExchange:
         return out
 
     def _peek(self) -> None:
+        """Parse the next line (once) and note when it happens."""
+        if self._next is not None:
+            return
         while self._position >= len(self._run):
             if not self._runs:
                 self._next_us = None
                 return
             self._run, self._position = self._runs.popleft(), 0
-        self._next_us = _us(_received_at(self._run[self._position]))
+        self._next = orjson.loads(self._run[self._position])
+        self._next_us = _us(self._next["received_at"])
+
+    def _take(self) -> dict:
+        """The next line's event (after _peek found one), moving past it."""
+        event, self._next, self._next_us = self._next, None, None
+        self._position += 1
+        self._lines_used += 1
+        return event
 
     def _list_created(self, now_ms: int) -> None:
         if self._unlisted:

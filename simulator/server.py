@@ -88,6 +88,7 @@ class Connection:
 
     def send(self, frames: list[Frame]) -> None:
         limit = self.sim.config.outbound_queue_limit
+        faultless = self.faults.config.none()  # (a replay's connections): no decision to make
         for frame in frames:
             if self.closing:
                 return
@@ -96,6 +97,9 @@ class Connection:
             if frame.data and self.queue.qsize() >= limit:
                 # Slow consumer: Kalshi ends the subscription with error 25.
                 self._put_all(self.session.end(frame.sid, 25))
+                continue
+            if faultless and not self.faults.held:
+                self._put(frame.text())
                 continue
             decision = self.faults.decide(frame)
             if decision.terminal_sid is not None:
