@@ -6,6 +6,7 @@ project root; each one puts the root there before importing from `bench`.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -43,3 +44,22 @@ def database_url() -> str:
     if db.get("PORT"):
         netloc += f":{db['PORT']}"
     return f"postgres://{netloc}/{db['NAME']}"
+
+
+@contextlib.contextmanager
+def scratch_database(name: str):
+    """A fresh database `name` for a benchmark, with its day partitions; dropped
+    on the way out, whatever happens (Django's test-database machinery)."""
+    from django.core.management import call_command
+    from django.db import connection
+    from django.test.utils import setup_databases, teardown_databases
+
+    connection.settings_dict.setdefault("TEST", {})["NAME"] = name
+    old_config = setup_databases(verbosity=0, interactive=False, keepdb=False)
+    try:
+        with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull):
+            call_command("pgpartition", "--yes", stdout=devnull)
+        yield
+    finally:
+        connection.close()
+        teardown_databases(old_config, verbosity=0)

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import os
 import random
 import sys
@@ -42,9 +41,8 @@ import django  # noqa: E402
 django.setup()
 
 import orjson  # noqa: E402
-from django.core.management import call_command  # noqa: E402
+from bench.django_env import scratch_database  # noqa: E402
 from django.db import connection  # noqa: E402
-from django.test.utils import setup_databases, teardown_databases  # noqa: E402
 
 from collector.config import CollectorConfig  # noqa: E402
 from kalshi.messages import parse_frame  # noqa: E402
@@ -287,11 +285,7 @@ def main() -> None:
         print(f"parse only:                 {stage_parse(stream, frames):>10,.0f} frames/s")
         print(f"pipeline, rows discarded:   {stage_pipeline_no_db(stream, frames, cfg):>10,.0f} frames/s")
 
-        connection.settings_dict.setdefault("TEST", {})["NAME"] = BENCH_DB
-        old_config = setup_databases(verbosity=0, interactive=False, keepdb=False)
-        try:
-            with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull):
-                call_command("pgpartition", "--yes", stdout=devnull)
+        with scratch_database(BENCH_DB):
             rss_before = vm_kb("VmRSS")
             cpu_before, server_before = time.process_time(), server_cpu_seconds()
             elapsed, pipeline, writer = asyncio.run(stage_end_to_end(stream, cfg))
@@ -327,9 +321,6 @@ def main() -> None:
             print(f"yardstick, plain COPY of the same {copy_rows:,} rows: "
                   f"{copy_rows / copy_elapsed:,.0f} rows/s ({copy_elapsed:.1f}s)")
             print(f"load average at end: {os.getloadavg()}")
-        finally:
-            connection.close()
-            teardown_databases(old_config, verbosity=0)
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.django_env import scratch_database  # noqa: E402
 from bench.django_env import setup_django  # noqa: E402
 
 os.environ.setdefault("DEBUG", "1")
@@ -36,8 +37,6 @@ setup_django()
 
 from django.conf import settings  # noqa: E402
 from django.core.management import call_command  # noqa: E402
-from django.db import connection  # noqa: E402
-from django.test.utils import setup_databases, teardown_databases  # noqa: E402
 
 from bench.generate_day import generate_day  # noqa: E402
 from markets import selectors  # noqa: E402
@@ -79,9 +78,7 @@ def main(argv=None) -> None:
     settings.DEBUG = False  # no query log in this process
     print(f"load average at start: {os.getloadavg()}")
     day = date(2026, 11, 23)
-    connection.settings_dict.setdefault("TEST", {})["NAME"] = BENCH_DB
-    old_config = setup_databases(verbosity=0, interactive=False, keepdb=False)
-    try:
+    with scratch_database(BENCH_DB):
         with tempfile.TemporaryDirectory(prefix="lake-bench-") as tmp:
             # LAKE_BENCH_KEEP=<dir> keeps the lake there, to look into its files.
             settings.LAKE_URL = os.environ.get("LAKE_BENCH_KEEP") or str(Path(tmp) / "lake")
@@ -144,9 +141,6 @@ def main(argv=None) -> None:
                        if a.snapshot is not None and b.snapshot is not None)
             print(f"books equal hot vs archived: {same} of "
                   f"{sum(b.snapshot is not None for b in hot_books + quiet_books)}")
-    finally:
-        connection.close()
-        teardown_databases(old_config, verbosity=0)
     print(f"load average at end: {os.getloadavg()}")
 
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import os
 import sys
 import tempfile
@@ -30,11 +29,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.django_env import scratch_database  # noqa: E402
 from bench.ingest_bench import BENCH_DB, generate, read_frames, stage_end_to_end  # noqa: E402 (sets up Django)
 
-from django.core.management import call_command  # noqa: E402
 from django.db import connection  # noqa: E402
-from django.test.utils import setup_databases, teardown_databases  # noqa: E402
 
 from collector.config import CollectorConfig  # noqa: E402
 from collector.raw_archive import RawArchive, ReadStats, archive_files, read_records  # noqa: E402
@@ -107,11 +105,7 @@ def main() -> None:
               f"({stats['bytes_raw'] / stats['bytes_written']:.1f}x)")
 
         cfg = CollectorConfig(journal_dir=tmpdir / "journal", raw_archive_url=str(tmpdir / "raw"))
-        connection.settings_dict.setdefault("TEST", {})["NAME"] = BENCH_DB
-        old_config = setup_databases(verbosity=0, interactive=False, keepdb=False)
-        try:
-            with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull):
-                call_command("pgpartition", "--yes", stdout=devnull)
+        with scratch_database(BENCH_DB):
             started = datetime.now(timezone.utc) - timedelta(minutes=1)
             elapsed, _, writer = asyncio.run(stage_end_to_end(stream, cfg))
             print(f"recorded with the archive on: {count / elapsed:,.0f} frames/s end to end")
@@ -131,9 +125,6 @@ def main() -> None:
             print(f"reingest, {deleted:,} deltas deleted: {report.frames / took:>8,.0f} frames/s, "
                   f"inserted {report.inserted['deltas']:,} deltas back, changed {report.changed} rows")
             print(f"load average at end: {os.getloadavg()}")
-        finally:
-            connection.close()
-            teardown_databases(old_config, verbosity=0)
 
 
 if __name__ == "__main__":

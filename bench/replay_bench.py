@@ -29,13 +29,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.django_env import scratch_database  # noqa: E402
 from bench.ingest_bench import BENCH_DB, generate, server_cpu_seconds, stage_end_to_end  # noqa: E402 (sets up Django)
 
-import contextlib  # noqa: E402
 
-from django.core.management import call_command  # noqa: E402
 from django.db import connection  # noqa: E402
-from django.test.utils import setup_databases, teardown_databases  # noqa: E402
 
 from collector.config import CollectorConfig  # noqa: E402
 from collector.db import run_db  # noqa: E402
@@ -57,6 +55,7 @@ def client_process(ws_url: str, key_id: str, pem: bytes, tickers: list[str], res
         headers = auth.signed_headers(key_id, key, "GET", "/trade-api/ws/v2")
         counts = {"orderbook_delta": 0, "trade": 0, "orderbook_snapshot": 0}
         first = last = None
+        cpu_at_first = 0.0
         async with aiohttp.ClientSession() as http, http.ws_connect(ws_url, headers=headers,
                                                                    max_msg_size=0) as ws:
             await ws.send_str(json.dumps({"id": 1, "cmd": "subscribe", "params": {
@@ -74,10 +73,10 @@ def client_process(ws_url: str, key_id: str, pem: bytes, tickers: list[str], res
                 if kind in counts:
                     counts[kind] += 1
                     if first is None:
-                        first = time.perf_counter()
+                        first, cpu_at_first = time.perf_counter(), time.process_time()
                     last = time.perf_counter()
         result.put({"counts": counts, "seconds": (last or 0) - (first or 0),
-                    "client_cpu": time.process_time()})
+                    "client_cpu": time.process_time() - cpu_at_first})  # not its start-up
 
     asyncio.run(run())
 
@@ -132,11 +131,7 @@ def main() -> None:
         stream = tmpdir / "stream.jsonl"
         count = generate(stream, args.frames, args.markets, args.trade_share, args.seed)
         cfg = CollectorConfig(journal_dir=tmpdir / "journal", raw_archive_url="off")
-        connection.settings_dict.setdefault("TEST", {})["NAME"] = BENCH_DB
-        old_config = setup_databases(verbosity=0, interactive=False, keepdb=False)
-        try:
-            with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull):
-                call_command("pgpartition", "--yes", stdout=devnull)
+        with scratch_database(BENCH_DB):
             before = datetime.now(timezone.utc)
             elapsed, _, _ = asyncio.run(stage_end_to_end(stream, cfg))
             ingest = count / elapsed
@@ -164,14 +159,10 @@ def main() -> None:
                   f"with the set-up); {rate / ingest:.2f}x the collector's ingest")
             cpu = outcome["cpu"]
             print("  CPU per frame: " + ", ".join(f"{name} {seconds / frames * 1e6:.1f} us"
-                                                  for name, seconds in cpu.items())
-                  + f" (2 cores: {sum(cpu.values()) / seconds / 2:.0%} busy)")
+                                                  for name, seconds in cpu.items()))
             print(f"  got {counts['orderbook_delta']:,} of {deltas:,} deltas, {counts['trade']:,} of {trades:,} "
                   f"trades, {counts['orderbook_snapshot']:,} snapshots")
             print(f"load average at end: {os.getloadavg()}")
-        finally:
-            connection.close()
-            teardown_databases(old_config, verbosity=0)
 
 
 if __name__ == "__main__":

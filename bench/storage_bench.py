@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import bisect
-import contextlib
 import itertools
 import os
 import random
@@ -45,15 +44,14 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.django_env import scratch_database  # noqa: E402
 from bench.django_env import setup_django  # noqa: E402
 
 os.environ.setdefault("DEBUG", "1")
 setup_django()
 
 import orjson  # noqa: E402
-from django.core.management import call_command  # noqa: E402
 from django.db import connection  # noqa: E402
-from django.test.utils import setup_databases, teardown_databases  # noqa: E402
 
 from collector.config import CollectorConfig  # noqa: E402
 from collector.pipeline import Pipeline  # noqa: E402
@@ -246,11 +244,7 @@ def main() -> None:
               f"{mix['trades']:,} trades) over {args.markets:,} markets, Zipf {args.zipf}, "
               f"{args.hours:g} h of exchange time, in {time.perf_counter() - t0:.0f}s")
         cfg = CollectorConfig(journal_dir=tmpdir / "journal")
-        connection.settings_dict.setdefault("TEST", {})["NAME"] = BENCH_DB
-        old_config = setup_databases(verbosity=0, interactive=False, keepdb=False)
-        try:
-            with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull):
-                call_command("pgpartition", "--yes", stdout=devnull)
+        with scratch_database(BENCH_DB):
             elapsed, pipeline, writer = asyncio.run(ingest(stream, cfg))
             counts = {"checkpoints": 0, **pipeline.stats()}
             print(f"ingest, end to end into PostgreSQL: {mix['frames'] / elapsed:,.0f} frames/s "
@@ -260,9 +254,6 @@ def main() -> None:
             report_storage(mix, counts, tmpdir)
             report_book_at(mix, args)
             print(f"load average at end: {os.getloadavg()}")
-        finally:
-            connection.close()
-            teardown_databases(old_config, verbosity=0)
 
 
 def report_storage(mix: dict, counts: dict, tmpdir: Path) -> None:

@@ -4,6 +4,7 @@
 it is missing (var/ is git-ignored) and accepts it, so the collector can be
 pointed at the simulator with KALSHI_PRIVATE_KEY_PATH set to the same file.
 Never a production key: it is generated unencrypted on this machine.
+`accepted_keys` turns a served exchange's key options into the keys it accepts.
 """
 
 from __future__ import annotations
@@ -29,3 +30,23 @@ def ensure_dev_key(path: str | Path) -> rsa.RSAPrivateKey:
             out.write(auth.private_key_pem(key))
         return key
     return auth.load_private_key(path)
+
+
+def accepted_keys(*, key_id: str | None, public_key: str | None, dev_key: str | None,
+                  write=print) -> dict[str, rsa.RSAPublicKey]:
+    """The keys a served exchange (kalshi_sim, kalshi_replay) accepts, from their
+    --key-id/--public-key and --dev-key options. Raises ValueError with what to fix."""
+    keys = {}
+    if public_key or key_id:
+        if not (public_key and key_id):
+            raise ValueError("--public-key and --key-id go together")
+        try:
+            keys[key_id] = auth.load_public_key(public_key)
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"--public-key: {exc}") from exc
+    if dev_key:
+        keys[DEV_KEY_ID] = ensure_dev_key(dev_key).public_key()
+        write(f"Dev key: KALSHI_API_KEY_ID={DEV_KEY_ID} KALSHI_PRIVATE_KEY_PATH={dev_key}")
+    if not keys:
+        raise ValueError("no accepted key: give --dev-key PATH, or --public-key PEM with --key-id")
+    return keys

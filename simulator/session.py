@@ -332,16 +332,7 @@ class Session:
 
     def _frames_for(self, sub: Subscription, event) -> list[Frame]:
         channel, fmt = sub.channel, self.fmt
-        if isinstance(event, BookDelta):
-            if channel == "orderbook_delta" and sub.wants(event.market_ticker):
-                market = self.exchange.markets[event.market_ticker]
-                return [
-                    self._data(
-                        sub,
-                        "orderbook_delta",
-                        wire.delta_msg(market, event, use_yes_price=sub.use_yes_price, fmt=fmt),
-                    )
-                ]
+        if isinstance(event, BookDelta):  # (book subscriptions get theirs in on_events)
             if channel == "ticker" and sub.wants(event.market_ticker):
                 return [self._ticker(sub, event.market_ticker, event.ts_ms)]
         elif isinstance(event, TradeExecuted):

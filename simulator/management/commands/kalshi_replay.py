@@ -5,12 +5,12 @@ import signal
 from datetime import datetime, timezone
 
 from django.core.management.base import BaseCommand, CommandError
+from django.db.models import Q
 from django.utils.dateparse import parse_datetime
 
 from collector.db import run_db
-from kalshi import auth
 from markets.models import Market
-from simulator.devkey import DEV_KEY_ID, ensure_dev_key
+from simulator.devkey import DEV_KEY_ID, accepted_keys
 from simulator.recorded import RecordedExchange, ReplayClock, replay_simulator, run_replay
 
 STATS_EVERY_SECONDS = 10.0
@@ -57,19 +57,11 @@ class Command(BaseCommand):
             raise CommandError("--end must be after --start")
         if o["speed"] < 0:
             raise CommandError("--speed must be >= 0")
-        keys = {}
-        if o["public_key"] or o["key_id"]:
-            if not (o["public_key"] and o["key_id"]):
-                raise CommandError("--public-key and --key-id go together")
-            try:
-                keys[o["key_id"]] = auth.load_public_key(o["public_key"])
-            except (OSError, ValueError) as exc:
-                raise CommandError(f"--public-key: {exc}") from exc
-        if o["dev_key"]:
-            keys[DEV_KEY_ID] = ensure_dev_key(o["dev_key"]).public_key()
-            self.stdout.write(f"Dev key: KALSHI_API_KEY_ID={DEV_KEY_ID} KALSHI_PRIVATE_KEY_PATH={o['dev_key']}")
-        if not keys:
-            raise CommandError("no accepted key: give --dev-key PATH, or --public-key PEM with --key-id")
+        try:
+            keys = accepted_keys(key_id=o["key_id"], public_key=o["public_key"], dev_key=o["dev_key"],
+                                 write=self.stdout.write)
+        except ValueError as exc:
+            raise CommandError(str(exc)) from exc
         tickers = self._tickers(o)
         if not tickers:
             raise CommandError("no recorded market matches --markets/--series")
@@ -84,8 +76,6 @@ class Command(BaseCommand):
             if unknown:
                 raise CommandError(f"--markets: not recorded: {', '.join(sorted(unknown))}")
         if chosen or series:
-            from django.db.models import Q
-
             markets = markets.filter(Q(ticker__in=chosen) | Q(series_ticker__in=series))
         return list(markets.order_by("ticker").values_list("ticker", flat=True))
 

@@ -5,10 +5,9 @@ import dataclasses
 
 from django.core.management.base import BaseCommand, CommandError
 
-from kalshi import auth
 from simulator import FaultConfig, Simulator, SimulatorConfig
 from simulator.config import REPLY_SEQ_MODES, realistic
-from simulator.devkey import DEV_KEY_ID, ensure_dev_key
+from simulator.devkey import DEV_KEY_ID, accepted_keys
 from simulator.runner import serve
 
 
@@ -192,21 +191,11 @@ class Command(BaseCommand):
         parser.add_argument("--silent-pings", action="store_true", help="Fault: send no heartbeat pings.")
 
     def handle(self, *args, **o):
-        keys = {}
-        if o["public_key"] or o["key_id"]:
-            if not (o["public_key"] and o["key_id"]):
-                raise CommandError("--public-key and --key-id go together")
-            try:
-                keys[o["key_id"]] = auth.load_public_key(o["public_key"])
-            except (OSError, ValueError) as exc:
-                raise CommandError(f"--public-key: {exc}") from exc
-        if o["dev_key"]:
-            keys[DEV_KEY_ID] = ensure_dev_key(o["dev_key"]).public_key()
-            self.stdout.write(
-                f"Dev key: KALSHI_API_KEY_ID={DEV_KEY_ID} KALSHI_PRIVATE_KEY_PATH={o['dev_key']}"
-            )
-        if not keys:
-            raise CommandError("no accepted key: give --dev-key PATH, or --public-key PEM with --key-id")
+        try:
+            keys = accepted_keys(key_id=o["key_id"], public_key=o["public_key"], dev_key=o["dev_key"],
+                                 write=self.stdout.write)
+        except ValueError as exc:
+            raise CommandError(str(exc)) from exc
         try:
             config = build_config(o)
         except ValueError as exc:
