@@ -27,6 +27,12 @@ is seen and resumed:
    the partition). From then on every read of the API takes the day from
    the lake (markets/record/reads.py); `archive --keep-partitions` stops
    before this step.
+
+A row can still land for a dropped day (a trade backfilled late, a journal
+replayed after a long outage): its writer recreates the day's partition, and
+the API serves it beside the file's rows. The lake alone, as Spark or DuckDB
+read it, would miss it, so the next `archive` folds the file's rows back into
+the partition and archives the whole day again (`fold_late_rows`).
 """
 
 from __future__ import annotations
@@ -40,6 +46,8 @@ from decimal import Decimal
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
+import pyarrow.csv as pa_csv
 from django.conf import settings
 from django.db import connection, models, transaction
 
@@ -47,6 +55,7 @@ from ..export import _midnight, export_day
 from ..models import LakeDay, LakeMarketDay
 from ..objectstore import Location, location_from_url
 from ..partitioning import NAME_FORMAT, forget_known_partitions, partition_name
+from . import reads
 from .schema import DELTAS, SNAPSHOTS, TRADES, RecordTable
 
 # The partitioned tables: the volume. Lifecycle and gaps stay in PostgreSQL.
@@ -214,21 +223,32 @@ def _put(location: Location, local_file: Path, relative: str) -> None:
 def drop_day(table: RecordTable, day: date) -> bool:
     """Detach and drop the verified day's partition; False if it changed since verification."""
     lake_day = LakeDay.objects.get(table=table.name, day=day, verified_at__isnull=False)
+    with transaction.atomic():
+        if not _drop_partition(table, day, lake_day.rows):
+            transaction.set_rollback(True)
+            return False
+        LakeDay.objects.filter(pk=lake_day.pk).update(dropped_at=datetime.now(timezone.utc))
+    forget_known_partitions()
+    return True
+
+
+def _drop_partition(table: RecordTable, day: date, rows: int) -> bool:
+    """In the caller's transaction, detach and drop the day's partition if it
+    holds exactly `rows` rows (True; also when there is none); False otherwise,
+    and the caller rolls back."""
     name = partition_name(table.model, day)
-    with transaction.atomic(), connection.cursor() as cursor:
+    with connection.cursor() as cursor:
         cursor.execute("SELECT set_config('lock_timeout', %s, true)",
                        [settings.PARTITION_LOCK_TIMEOUT])
         cursor.execute("SELECT to_regclass(%s)", [name])
-        if cursor.fetchone()[0] is not None:
-            # DETACH locks the partition: no row can land between the count and the drop.
-            cursor.execute(f"ALTER TABLE {table.db_table} DETACH PARTITION {name}")
-            cursor.execute(f"SELECT count(*) FROM {name}")
-            if cursor.fetchone()[0] != lake_day.rows:
-                transaction.set_rollback(True)
-                return False
-            cursor.execute(f"DROP TABLE {name}")
-        LakeDay.objects.filter(pk=lake_day.pk).update(dropped_at=datetime.now(timezone.utc))
-    forget_known_partitions()
+        if cursor.fetchone()[0] is None:
+            return True
+        # DETACH locks the partition: no row can land between the count and the drop.
+        cursor.execute(f"ALTER TABLE {table.db_table} DETACH PARTITION {name}")
+        cursor.execute(f"SELECT count(*) FROM {name}")
+        if cursor.fetchone()[0] != rows:
+            return False
+        cursor.execute(f"DROP TABLE {name}")
     return True
 
 
@@ -241,6 +261,85 @@ def days_to_drop(older_than: timedelta, *, today: date | None = None) -> list[tu
         table__in=list(tables)).order_by("day", "table")]
 
 
+# --- late rows: a dropped day whose partition came back ---------------------------
+
+
+def days_with_late_rows(older_than: timedelta | None = None, *,
+                        today: date | None = None) -> list[tuple[RecordTable, date]]:
+    """(table, day) of every dropped day whose partition a late write recreated.
+
+    With `older_than`, only days before today - older_than (those `archive`
+    with that age archives again).
+    """
+    today = today or datetime.now(timezone.utc).date()
+    cutoff = today - older_than if older_than is not None else date.max
+    dropped = set(LakeDay.objects.filter(dropped_at__isnull=False).values_list("table", "day"))
+    return [(table, day) for table in ARCHIVED for day in hot_days(table)
+            if day < cutoff and (table.name, day) in dropped]
+
+
+class FoldError(RuntimeError):
+    """The day's file could not be read back whole: nothing was changed."""
+
+
+def fold_late_rows(table: RecordTable, day: date) -> int:
+    """Put a dropped day's file back into its recreated partition; the rows moved.
+
+    In one transaction: the file's rows go into the partition beside the
+    late ones (a row already there is kept once), and the day is marked
+    neither verified nor dropped, so reads move from file plus partition to
+    the partition alone at the commit, and `archive` writes, verifies and
+    drops the whole day again. A partition that came back empty is only
+    dropped again (0).
+    """
+    lake_day = LakeDay.objects.get(table=table.name, day=day, dropped_at__isnull=False)
+    with transaction.atomic():
+        if _drop_partition(table, day, 0):
+            forget_known_partitions()
+            return 0
+        transaction.set_rollback(True)
+    name = partition_name(table.model, day)
+    staging = f"_fold_{table.db_table}"
+    columns = ", ".join(table.columns)
+    with transaction.atomic(), connection.cursor() as cursor:
+        raw = cursor.cursor
+        raw.execute(f"CREATE TEMP TABLE {staging} (LIKE {table.db_table} INCLUDING DEFAULTS) "
+                    "ON COMMIT DROP")
+        with raw.copy(f"COPY {staging} ({columns}) FROM STDIN (FORMAT csv)") as copy:
+            for chunk in _file_as_csv(table, lake_day):
+                copy.write(chunk)
+        raw.execute(f"SELECT count(*) FROM {staging}")
+        staged = raw.fetchone()[0]
+        if staged != lake_day.rows:
+            raise FoldError(f"{table.name} {day}: the file gave {staged} rows, "
+                            f"{lake_day.rows} were archived")
+        raw.execute(f"INSERT INTO {name} ({columns}) SELECT {columns} FROM {staging} "
+                    "ON CONFLICT DO NOTHING")
+        LakeDay.objects.filter(pk=lake_day.pk).update(verified_at=None, dropped_at=None)
+    return staged
+
+
+def _file_as_csv(table: RecordTable, lake_day: LakeDay):
+    """The day file's rows as CSV that PostgreSQL's COPY reads, in chunks.
+
+    DuckDB reads the file (from a local lake or an object store, as reads
+    do) and Arrow writes the CSV: no Python object per row. Book levels go
+    back to the JSON text they were stored as, prices and sizes printed at
+    their scale.
+    """
+    select = ", ".join(
+        f"to_json(list_transform({c}, lambda l: [l.price::VARCHAR, l.size::VARCHAR]))::VARCHAR"
+        if c in LEVEL_COLUMNS else c for c in table.columns)
+    options = pa_csv.WriteOptions(include_header=False)
+    with reads._day_files([reads.ArchivedDay(lake_day.day, lake_day.path)]) as (source, params):
+        con = reads._duckdb()
+        batches = con.sql(f"SELECT {select} FROM {source}", params=params).to_arrow_reader(65_536)
+        for batch in batches:
+            sink = pa.BufferOutputStream()
+            pa_csv.write_csv(batch, sink, options)
+            yield sink.getvalue().to_pybytes()
+
+
 # --- health -------------------------------------------------------------------------
 
 
@@ -249,13 +348,15 @@ class LakeReport:
     url: str
     verified: list[LakeDay]
     unverified: list[LakeDay]  # written but not verified: a crash, or a mismatch
+    late: list[tuple[str, date]]  # dropped, then rows landed: not in the file yet
 
     @property
     def healthy(self) -> bool:
-        return not self.unverified
+        return not self.unverified and not self.late
 
 
 def lake_report() -> LakeReport:
     days = list(LakeDay.objects.all())
     return LakeReport(settings.LAKE_URL, [d for d in days if d.verified_at],
-                      [d for d in days if not d.verified_at])
+                      [d for d in days if not d.verified_at],
+                      [(table.name, day) for table, day in days_with_late_rows()])

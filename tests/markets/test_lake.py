@@ -177,6 +177,19 @@ def test_a_lake_on_an_object_store_is_read_through_pyarrow(lake_dir, monkeypatch
     assert after[0].snapshot.received_at == before[0].snapshot.received_at
     assert after[1] == before[1] and len(before[1]) == 50
 
+    # A late trade is folded into the day's object: read back, written again.
+    with connection.cursor() as cursor:
+        cursor.execute("TRUNCATE _staging_trades")
+    late = before[1][-1].ts + timedelta(microseconds=1)
+    ingest.trades_ingest([(MARKET, late, "late-s3", D("0.4200"), D("0.5800"), D("2.25"), "no",
+                           None, None, False, late + timedelta(days=3), "rest")])
+    rows = LakeDay.objects.get(table="trades", day=OLD).rows
+    call_command("archive", "--older-than", "2d")
+    assert lake.days_with_late_rows() == [] and _count(TRADES, MARKET, OLD) == 0
+    path = lake_dir / "bucket" / "type=trades" / f"date={OLD}" / "part-0.parquet"
+    assert pq.read_table(path).num_rows == LakeDay.objects.get(table="trades", day=OLD).rows \
+        == rows + 1
+
 
 def test_a_late_row_for_a_dropped_day_is_served_with_the_lake_rows(lake_dir):
     """A backfilled trade for a dropped day recreates its partition; reads
@@ -230,3 +243,76 @@ def test_rows_loaded_again_for_a_dropped_day_are_not_stored_twice(lake_dir):
     assert ingest.deltas_ingest(deltas) == 0
     assert _count(TRADES, MARKET, OLD) == 0 and _count(DELTAS, MARKET, OLD) == 0
     assert trades_page(market_ticker=MARKET, limit=10_000) == archived
+
+
+def _all_rows(table, market):
+    """Every row of a market on OLD, all columns, wherever kept (reads.rows)."""
+    from markets.record import reads
+
+    start = datetime(OLD.year, OLD.month, OLD.day, tzinfo=timezone.utc)
+    return reads.rows(table, market_ticker=market, columns=table.columns,
+                      order=table.replay_order, start=start, end=start + timedelta(days=1),
+                      limit=1_000_000)
+
+
+def test_late_rows_for_a_dropped_day_are_folded_into_its_file(lake_dir, capsys):
+    """A late trade and a late snapshot recreate their dropped days'
+    partitions: check_storage says the lake's files lack them, and the next
+    archive puts the files' rows back, writes the whole days again and drops
+    them, so the lake alone (Spark, DuckDB) has every row."""
+    record_engine_day(OLD)
+    call_command("archive", "--older-than", "2d")
+    before = {t: _all_rows(t, MARKET) for t in (TRADES, SNAPSHOTS)}
+    other_before = {t: _all_rows(t, OTHER) for t in (TRADES, SNAPSHOTS)}
+    with connection.cursor() as cursor:
+        # ingest's staging tables empty ON COMMIT, and a test never commits.
+        cursor.execute("TRUNCATE _staging_trades, _staging_orderbook_snapshots")
+    trade_at = before[TRADES][len(before[TRADES]) // 2][1] + timedelta(microseconds=1)
+    late_trade = (MARKET, trade_at, "late-9", D("0.4200"), D("0.5800"), D("2.25"), "no", None,
+                  None, False, trade_at + timedelta(days=3), "rest")
+    assert ingest.trades_ingest([late_trade]) == 1
+    snapshot_at = before[SNAPSHOTS][-1][1] + timedelta(seconds=1)
+    late_snapshot = (MARKET, snapshot_at, 0, 0, 0, "rest", [["0.4100", "3.50"]],
+                     [["0.1200", "10.00"], ["0.5500", "0.25"]], None)
+    assert ingest.snapshots_ingest([late_snapshot]) == 1
+
+    with pytest.raises(CommandError, match="2 with rows not in their file"):
+        call_command("check_storage")
+    assert f"trades {OLD}: rows landed after it left PostgreSQL" in capsys.readouterr().out
+
+    # The fold alone: the file's rows are back in PostgreSQL, exactly, beside the late ones.
+    assert lake.fold_late_rows(SNAPSHOTS, OLD) == LakeDay.objects.get(
+        table="snapshots", day=OLD).rows
+    assert not LakeDay.objects.get(table="snapshots", day=OLD).dropped_at
+    assert _count(SNAPSHOTS, MARKET, OLD) == len(before[SNAPSHOTS]) + 1
+    assert _all_rows(SNAPSHOTS, OTHER) == other_before[SNAPSHOTS]
+
+    call_command("archive", "--older-than", "2d")
+    out = capsys.readouterr().out
+    assert f"trades {OLD}: rows landed after the drop" in out
+    for table, late in ((TRADES, late_trade), (SNAPSHOTS, late_snapshot)):
+        day = LakeDay.objects.get(table=table.name, day=OLD)
+        assert day.verified_at and day.dropped_at and _count(table, MARKET, OLD) == 0
+        served = _all_rows(table, MARKET)
+        assert [r for r in served if r[1] != late[1]] == before[table]
+        (again,) = [r for r in served if r[1] == late[1]]
+        assert again == late
+        assert _all_rows(table, OTHER) == other_before[table]
+        in_file = pq.read_table(lake_dir / day.path).num_rows
+        assert in_file == day.rows == len(before[table]) + 1 + len(other_before[table])
+    call_command("check_storage")
+    assert "late_rows_days=0" in capsys.readouterr().out
+
+
+def test_a_dropped_days_partition_recreated_empty_is_dropped_again(lake_dir, capsys):
+    from markets.partitioning import ensure_partitions
+
+    record_engine_day(OLD)
+    call_command("archive", "--older-than", "2d")
+    written = LakeDay.objects.get(table="deltas", day=OLD)
+    ensure_partitions(DELTAS.model, [OLD])
+    assert lake.days_with_late_rows() == [(DELTAS, OLD)]
+    call_command("archive", "--older-than", "2d")
+    assert "partition was empty and is dropped again" in capsys.readouterr().out
+    assert lake.days_with_late_rows() == []
+    assert LakeDay.objects.get(table="deltas", day=OLD).written_at == written.written_at

@@ -3,7 +3,8 @@
     python manage.py archive --older-than 7d [--dry-run] [--keep-partitions]
 
 For every day of deltas, snapshots and trades older than that, not yet in the
-lake: write its Parquet file, verify it against the database market by market,
+lake (or dropped, then given late rows: the file's rows are folded back into
+the partition first, markets/record/lake.py): write its Parquet file, verify it against the database market by market,
 and record it; then detach and drop the partition of every verified day (the
 API reads it from the lake), unless --keep-partitions. A cron line (README)
 runs it daily. Exits 1 if a day did not verify: its file is not put in the
@@ -17,7 +18,9 @@ from markets.record.lake import (
     archive_day,
     days_to_archive,
     days_to_drop,
+    days_with_late_rows,
     drop_day,
+    fold_late_rows,
     lake_location,
 )
 from markets.candles import parse_interval
@@ -38,6 +41,15 @@ class Command(BaseCommand):
             older_than = parse_interval(options["older_than"])
         except ValueError as exc:
             raise CommandError(f"--older-than: {exc}") from None
+        for table, day in days_with_late_rows(older_than):
+            if options["dry_run"]:
+                self.stdout.write(f"  {table.name} {day}: rows landed after the drop; "
+                                  "the day would be archived again")
+                continue
+            moved = fold_late_rows(table, day)
+            self.stdout.write(f"  {table.name} {day}: rows landed after the drop; "
+                              + (f"{moved:,} rows of its file folded back, archiving it again"
+                                 if moved else "its partition was empty and is dropped again"))
         todo = days_to_archive(older_than)
         location = lake_location()
         self.stdout.write(f"{len(todo)} day(s) to archive to {location.url}")

@@ -15,7 +15,8 @@ class Command(BaseCommand):
         "ahead of today, holes, and rows in any DEFAULT partition. Exits 1 when "
         "a table needs attention (for monitoring). Also the raw archive's size per "
         "day and the hours a collector ran with no raw archive file (exit 1 too), "
-        "and the days in the Parquet lake, with any written but not verified (exit 1)."
+        "and the days in the Parquet lake, with any written but not verified, or given rows "
+        "after it left PostgreSQL (exit 1)."
     )
 
     def handle(self, *args, **options):
@@ -45,8 +46,8 @@ class Command(BaseCommand):
             )
         if not lake.healthy:
             raise CommandError(
-                f"lake needs attention: {len(lake.unverified)} day(s) written but not verified; "
-                "run `python manage.py archive` again"
+                f"lake needs attention: {len(lake.unverified)} day(s) written but not verified, "
+                f"{len(lake.late)} with rows not in their file; run `python manage.py archive` again"
             )
 
     def _lake(self):
@@ -59,11 +60,14 @@ class Command(BaseCommand):
             f"lake: {status} url={report.url} archived_days={len(days)} {span} "
             f"files={len(report.verified)} bytes={sum(d.bytes for d in report.verified)} "
             f"still_in_postgresql={sum(1 for d in report.verified if d.dropped_at is None)} "
-            f"unverified={len(report.unverified)}"
+            f"unverified={len(report.unverified)} late_rows_days={len(report.late)}"
         )
         for day in report.unverified[:20]:
             self.stdout.write(f"  {day.table} {day.day}: written {day.written_at:%Y-%m-%d %H:%M} "
                               "UTC, NOT VERIFIED")
+        for table, day in report.late[:20]:
+            self.stdout.write(f"  {table} {day}: rows landed after it left PostgreSQL, NOT IN "
+                              "ITS FILE (the API serves them; the next archive folds them in)")
         return report
 
     def _raw_archive(self):
