@@ -192,7 +192,7 @@ def table_bytes(day: date) -> dict[str, tuple[int, int]]:
 
     sizes = {}
     with connection.cursor() as cursor:
-        for table in ("orderbook_deltas", "trades", "orderbook_snapshots"):
+        for table in ("orderbook_delta_rows", "trades", "orderbook_snapshots"):
             name = f"{table}_{day.strftime('%Y_%m_%d')}"
             cursor.execute(f'VACUUM FULL "{name}"')
             cursor.execute("SELECT pg_relation_size(%s), pg_total_relation_size(%s)",
@@ -219,7 +219,7 @@ def bench_export(day: date) -> None:
                   f"written{verdict}  {load()}")
         print("  size per table (Parquet file vs the day's partition, compacted: heap / with"
               " indexes):")
-        folder = {"orderbook_deltas": "deltas", "trades": "trades",
+        folder = {"orderbook_delta_rows": "deltas", "trades": "trades",
                   "orderbook_snapshots": "snapshots"}
         for table, (heap, total) in table_bytes(day).items():
             parquet = out / "parquet" / f"type={folder[table]}" / f"date={day}" / "part-0.parquet"

@@ -187,18 +187,17 @@ def generate_day(
     """Generate and load one day; returns what was loaded. Re-running replaces it."""
     from django.db import connection, transaction
 
+    from markets import ingest
     from markets.candles import rebuild_bars
+    from markets.record import compact
     from markets.record.schema import DELTAS, SNAPSHOTS, TRADES
     from markets.models import (
         Event,
         GapReason,
         Market,
-        OrderbookDelta,
-        OrderbookSnapshot,
         SequenceGap,
         Series,
         Settlement,
-        Trade,
     )
     from markets.partitioning import ensure_partitions
 
@@ -468,17 +467,14 @@ def generate_day(
         f"loading {len(deltas):,} deltas, {len(trades):,} trades, {len(snapshots):,} snapshots"
     )
     next_day = midnight + timedelta(days=1)
-    for model in (OrderbookDelta, OrderbookSnapshot, Trade):
-        ensure_partitions(model, [day])
+    for record in (DELTAS, SNAPSHOTS, TRADES):
+        ensure_partitions(record.stored_model, [day])
     with transaction.atomic(), connection.cursor() as cursor:
-        for table, column in (
-            ("orderbook_deltas", "received_at"),
-            ("orderbook_snapshots", "received_at"),
-            ("trades", "ts"),
-        ):
+        for record in (DELTAS, SNAPSHOTS, TRADES):
+            column = record.day_column
             cursor.execute(
-                f"DELETE FROM {table} WHERE market_ticker = ANY(%s) "
-                f"AND {column} >= %s AND {column} < %s",
+                compact.delete_sql(record, f"t.market_ticker = ANY(%s) AND t.{column} >= %s "
+                                   f"AND t.{column} < %s"),
                 [tickers, midnight, next_day],
             )
         SequenceGap.objects.filter(
@@ -497,19 +493,18 @@ def generate_day(
         Settlement.objects.bulk_create(settlements)
         SequenceGap.objects.bulk_create(gaps)
         raw = cursor.cursor
-        for table, columns, rows in (
-            ("orderbook_deltas", DELTAS.columns, deltas),
-            ("orderbook_snapshots", SNAPSHOTS.columns, snapshots),
-            ("trades", TRADES.columns, trades),
-        ):
-            with raw.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+        ingest.deltas_ingest(deltas)  # text values: converted to compact rows in SQL
+        for record, rows in ((SNAPSHOTS, snapshots), (TRADES, trades)):
+            with raw.copy(f"COPY {record.stored_table} ({', '.join(record.columns)}) "
+                          "FROM STDIN") as copy:
                 for row in rows:
                     copy.write_row(row)
         # A plain COPY skips ingest, which keeps the candle bars: rebuild the day's.
         rebuild_bars(midnight, next_day)
     with connection.cursor() as cursor:
         for table in (
-            "orderbook_deltas",
+            DELTAS.stored_table,
+            "record_markets",
             "orderbook_snapshots",
             "trades",
             "sequence_gaps",

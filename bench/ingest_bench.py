@@ -52,7 +52,7 @@ from collector.writer import Writer  # noqa: E402
 
 BENCH_DB = "kalshi_bench"
 BOOK_SID, TRADE_SID = 1, 2
-TABLES = ("orderbook_deltas", "trades", "orderbook_snapshots")
+TABLES = ("orderbook_delta_rows", "trades", "orderbook_snapshots")  # as stored
 
 
 def generate(path: Path, frames: int, markets: int, trade_share: float, seed: int) -> int:

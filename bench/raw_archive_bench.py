@@ -117,7 +117,7 @@ def main() -> None:
             print(f"reingest, untouched record: {report.frames / took:>8,.0f} frames/s "
                   f"({report.frames:,} frames in {took:.1f}s), changed {report.changed} rows")
             with connection.cursor() as cursor:
-                cursor.execute("DELETE FROM orderbook_deltas WHERE seq % 100 = 0")
+                cursor.execute("DELETE FROM orderbook_delta_rows WHERE seq % 100 = 0")
                 deleted = cursor.rowcount
             t0 = time.perf_counter()
             report = reingest(**window)

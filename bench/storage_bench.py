@@ -66,7 +66,7 @@ BOOK_SID, TRADE_SID = 1, 2
 FULL_DAY_DELTAS = 191_500_000
 VENDOR_BYTES_PER_DELTA = 1.27e9 / FULL_DAY_DELTAS
 START = datetime(2026, 11, 24, 10, 0, tzinfo=timezone.utc)
-TABLES = ("orderbook_deltas", "orderbook_snapshots", "trades")
+TABLES = (DELTAS.stored_table, SNAPSHOTS.stored_table, TRADES.stored_table)
 
 
 def _weights(markets: int, zipf: float) -> list[float]:
@@ -190,7 +190,7 @@ async def ingest(path: Path, cfg: CollectorConfig) -> tuple[float, Pipeline, Wri
 
 
 def table_bytes(table: str) -> int:
-    """Heap, TOAST and indexes of every partition of `table`."""
+    """Heap, TOAST and indexes of every partition of `table` (or of `table`)."""
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT coalesce(sum(pg_total_relation_size(relid)), 0) "
@@ -258,21 +258,22 @@ def main() -> None:
 
 def report_storage(mix: dict, counts: dict, tmpdir: Path) -> None:
     deltas = mix["deltas"]
-    sizes = {table: table_bytes(table) for table in TABLES}
+    sizes = {table: table_bytes(table) for table in TABLES + ("record_markets",)}
     total = sum(sizes.values())
+    delta_bytes = sizes[DELTAS.stored_table] + sizes["record_markets"]
     print(f"rows: deltas {counts['deltas']:,}, snapshots {counts['snapshots']:,}, "
           f"checkpoints {counts['checkpoints']:,}, trades {counts['trades']:,}")
     for table, size in sizes.items():
         print(f"  {table:<22} {size / 1e6:>9.1f} MB  {size / deltas:>7.1f} bytes per delta")
     print(f"PostgreSQL, all-in: {total / deltas:.1f} bytes per delta "
-          f"(delta rows alone {sizes['orderbook_deltas'] / deltas:.1f})")
+          f"(delta rows alone, with the market ids, {delta_bytes / deltas:.1f})")
     shares = snapshot_shares()
     checkpoint_rows, checkpoint_bytes = shares.get("checkpoint", (0, 0))
     all_snapshot_bytes = sum(size for _, size in shares.values()) or 1
     # The table's disk bytes, apportioned to checkpoints by their share of row bytes.
     checkpoint_disk = sizes["orderbook_snapshots"] * checkpoint_bytes / all_snapshot_bytes
     print(f"checkpoints: {checkpoint_rows:,} rows, {checkpoint_disk / 1e6:.1f} MB, "
-          f"{checkpoint_disk / max(sizes['orderbook_deltas'], 1):.1%} of delta bytes, "
+          f"{checkpoint_disk / max(delta_bytes, 1):.1%} of delta bytes, "
           f"{checkpoint_bytes / max(checkpoint_rows, 1):,.0f} bytes a row")
     day = mix["end"].date()
     lake = location_from_url(str(tmpdir / "lake"))

@@ -69,6 +69,7 @@ from tqdm import tqdm
 from markets import ingest
 from markets.candles import lock_trade_writes, minute_of, refresh_bars
 from markets.models import GapReason, SnapshotSource
+from markets.record import compact
 from markets.record.schema import DELTAS, GAPS, LIFECYCLE, SNAPSHOTS, TRADES, RecordTable
 from markets.objectstore import Location
 
@@ -110,7 +111,7 @@ class _Table:
     time_column: str  # the window is on this column
     partitioned: bool
     owned: str  # SQL on `t`, with %(sessions)s
-    insert_where: str = ""
+    insert_where: str = ""  # SQL on `s`, the staged rows
 
     @property
     def name(self) -> str:
@@ -143,7 +144,7 @@ TABLES = {
         # partitioned by ts); a WebSocket trade arrives within seconds.
         "t.source = 'ws' AND %(trades_owned)s AND t.ts >= %(lo)s - interval '1 day' "
         "AND t.ts < %(hi)s + interval '1 day'",
-        insert_where=("WHERE NOT EXISTS (SELECT 1 FROM trades t WHERE t.market_ticker = s.market_ticker"
+        insert_where=("NOT EXISTS (SELECT 1 FROM trades t WHERE t.market_ticker = s.market_ticker"
                       " AND t.trade_id = s.trade_id)"),
     ),
 }
@@ -468,10 +469,12 @@ def _repair(table: _Table, rows: list, lo: datetime, hi: datetime, sessions: lis
             bars = table.record is TRADES
             touched = []
             raw.execute(
-                f"DELETE FROM {table.name} t WHERE t.{table.time_column} >= %(lo)s "
-                f"AND t.{table.time_column} < %(hi)s AND {table.owned}{market_filter} "
-                f"AND NOT EXISTS (SELECT 1 FROM {staging} s WHERE {key_match} AND {rest_match})"
-                + (" RETURNING t.market_ticker, t.ts" if bars else ""),
+                compact.delete_sql(
+                    table.record,
+                    f"t.{table.time_column} >= %(lo)s AND t.{table.time_column} < %(hi)s "
+                    f"AND {table.owned}{market_filter} AND NOT EXISTS "
+                    f"(SELECT 1 FROM {staging} s WHERE {key_match} AND {rest_match})",
+                    "t.market_ticker, t.ts" if bars else ""),
                 params,
             )
             deleted = max(raw.rowcount, 0)
@@ -479,9 +482,9 @@ def _repair(table: _Table, rows: list, lo: datetime, hi: datetime, sessions: lis
                 touched += raw.fetchall()
             inserted = 0
             if rows:
-                raw.execute(f"INSERT INTO {table.name} ({columns}) SELECT {columns} FROM {staging} s "
-                            f"{table.insert_where} ON CONFLICT DO NOTHING"
-                            + (" RETURNING market_ticker, ts" if bars else ""))
+                for statement in compact.insert_sql(table.record, staging, table.insert_where,
+                                                    "market_ticker, ts" if bars else ""):
+                    raw.execute(statement)
                 inserted = max(raw.rowcount, 0)
                 if bars:
                     touched += raw.fetchall()

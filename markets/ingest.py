@@ -23,7 +23,7 @@ from django.db import connection, transaction
 
 from .candles import lock_trade_writes, minute_of, refresh_bars
 from .partitioning import ensure_partitions
-from .record import reads
+from .record import compact, reads
 from .record.schema import DELTAS, GAPS, LIFECYCLE, SNAPSHOTS, TRADES, RecordTable
 
 def trades_ingest(rows: Sequence[tuple]) -> int:
@@ -67,10 +67,21 @@ def deltas_append(rows: Sequence[tuple]) -> int:
     IntegrityError (and store nothing): then load the batch with
     deltas_ingest.
     """
-    # Binary COPY: about half the client CPU of text COPY, and the bulk of
-    # what the collector writes is deltas. It needs the Python types to match
-    # exactly (str, datetime, int, Decimal).
-    return _copy_plain(DELTAS, rows, binary=True)
+    if not rows:
+        return 0
+    _ensure_days(DELTAS, rows)
+    market = DELTAS.index("market_ticker")
+    with transaction.atomic(), connection.cursor() as cursor:
+        raw = cursor.cursor
+        ids = compact.market_ids(raw, {row[market] for row in rows})
+        # Binary COPY of the compact row: integers only, the cheapest form
+        # for both sides (markets/record/compact.py).
+        with raw.copy(f"COPY {compact.STORED_TABLE} ({', '.join(compact.STORED_COLUMNS)}) "
+                      "FROM STDIN (FORMAT BINARY)") as copy:
+            copy.set_types(compact.STORED_TYPES)
+            for row in compact.stored_rows(rows, ids):
+                copy.write_row(row)
+    return len(rows)
 
 
 def snapshots_append(rows: Sequence[tuple]) -> int:
@@ -78,20 +89,15 @@ def snapshots_append(rows: Sequence[tuple]) -> int:
     return _copy_plain(SNAPSHOTS, rows)
 
 
-def _copy_plain(table: RecordTable, rows, binary: bool = False) -> int:
+def _copy_plain(table: RecordTable, rows) -> int:
     if not rows:
         return 0
     _ensure_days(table, rows)
     columns = table.columns
     with transaction.atomic():
         with connection.cursor() as cursor:
-            raw = cursor.cursor
-            sql = f"COPY {table.db_table} ({', '.join(columns)}) FROM STDIN"
-            if binary:
-                sql += " (FORMAT BINARY)"
-            with raw.copy(sql) as copy:
-                if binary:
-                    copy.set_types(table.binary_types)
+            with cursor.cursor.copy(
+                    f"COPY {table.stored_table} ({', '.join(columns)}) FROM STDIN") as copy:
                 for row in _with_json(rows, columns):
                     copy.write_row(row)
     return len(rows)
@@ -100,7 +106,7 @@ def _copy_plain(table: RecordTable, rows, binary: bool = False) -> int:
 def _ensure_days(table: RecordTable, rows) -> None:
     """Every UTC day the rows fall on (by the table's day column) has its partition."""
     day_index = table.index(table.day_column)
-    ensure_partitions(table.model, {_utc_day(row[day_index]) for row in rows})
+    ensure_partitions(table.stored_model, {_utc_day(row[day_index]) for row in rows})
 
 
 def _with_json(rows, columns):
@@ -176,15 +182,11 @@ def _copy_idempotent(record: RecordTable, rows, extra_where=None,
             with raw.copy(f"COPY {staging} ({column_list}) FROM STDIN") as copy:
                 for row in _with_json(rows, columns):
                     copy.write_row(row)
-            where = f"WHERE {extra_where}" if extra_where else ""
             # Trades keep their minute's candle bar exact: the new ones say
             # which bars to recompute (markets/candles.py).
-            returning = " RETURNING market_ticker, ts" if record is TRADES else ""
-            raw.execute(
-                f"INSERT INTO {table} ({column_list}) "
-                f"SELECT {column_list} FROM {staging} s {where} "
-                f"ON CONFLICT DO NOTHING{returning}"
-            )
+            returning = "market_ticker, ts" if record is TRADES else ""
+            for statement in compact.insert_sql(record, staging, extra_where or "", returning):
+                raw.execute(statement)
             inserted = raw.rowcount
             if returning:
                 refresh_bars((ticker, minute_of(ts)) for ticker, ts in raw.fetchall())

@@ -31,11 +31,11 @@ from psqlextra.partitioning import (
 from psqlextra.partitioning.constants import AUTO_PARTITIONED_COMMENT
 from psqlextra.partitioning.time_partition import PostgresTimePartition
 
-from .models import OrderbookDelta, OrderbookSnapshot, Trade
+from .models import OrderbookSnapshot, StoredDelta, Trade
 
 NAME_FORMAT = "%Y_%m_%d"
 DAY = PostgresTimePartitionSize(days=1)
-PARTITIONED_MODELS = (Trade, OrderbookDelta, OrderbookSnapshot)
+PARTITIONED_MODELS = (Trade, StoredDelta, OrderbookSnapshot)
 
 
 def _set_lock_timeout(schema_editor) -> None:
@@ -77,7 +77,7 @@ class DailyWindowStrategy(PostgresCurrentTimePartitioningStrategy):
         from .models import LakeDay
         from .record.schema import TABLES
 
-        names = [t.name for t in TABLES.values() if t.model is self.model]
+        names = [t.name for t in TABLES.values() if t.stored_model is self.model]
         return set(LakeDay.objects.filter(table__in=names, dropped_at__isnull=False)
                    .values_list("day", flat=True))
 

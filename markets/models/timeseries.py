@@ -76,8 +76,62 @@ class Trade(PostgresPartitionedModel):
         ]
 
 
-class OrderbookDelta(PostgresPartitionedModel):
-    """One signed change to one price level, as received, in arrival order."""
+class RecordMarket(models.Model):
+    """A dense integer id per market ticker, so that delta rows and their key
+    carry 4 bytes instead of the ticker's text (markets/record/compact.py).
+    Ids are handed out as tickers first appear and never reused."""
+
+    id = models.AutoField(primary_key=True)
+    ticker = models.TextField(unique=True)
+
+    class Meta:
+        db_table = "record_markets"
+
+
+class DeltaSide(models.IntegerChoices):
+    YES = 1
+    NO = 2
+
+
+class StoredDelta(PostgresPartitionedModel):
+    """How a delta is kept: fixed-point integers, the market's id, 8-byte columns first.
+
+    Read it through OrderbookDelta (the `orderbook_deltas` view), which gives
+    every column back as the record speaks it; write it through
+    markets/ingest.py. Layout and key were chosen by measurement
+    (bench/row_layout_bench.py, docs/storage.md): columns by alignment so no
+    byte is padding, and a key that leads with the market (the Citus-ready
+    rule) and holds only what makes a frame unique: the collector stamps
+    every frame with a strictly increasing `received_at`, so one market
+    never has two deltas at one instant of one session.
+    """
+
+    pk = models.CompositePrimaryKey("market_id", "received_at", "session_id")
+    received_at = models.DateTimeField()
+    session_id = models.BigIntegerField()
+    seq = models.BigIntegerField()
+    delta = models.BigIntegerField(help_text="Signed change in resting size, in 1/100 contract.")
+    ts = models.DateTimeField(null=True, blank=True)
+    market_id = models.IntegerField(help_text="RecordMarket.id")
+    sid = models.IntegerField()
+    price = models.IntegerField(help_text="No-leg price in 1/10,000 dollar.")
+    side = models.SmallIntegerField(choices=DeltaSide.choices)
+
+    class PartitioningMeta:
+        method = PostgresPartitioningMethod.RANGE
+        key = ["received_at"]
+
+    class Meta:
+        db_table = "orderbook_delta_rows"
+
+
+class OrderbookDelta(models.Model):
+    """One signed change to one price level, as received, in arrival order.
+
+    A view (`orderbook_deltas`, markets/migrations/0007_compact_deltas.py)
+    over StoredDelta and RecordMarket: every reader sees the ticker, exact
+    decimals and the side's name, as Kalshi sent them.
+    """
 
     pk = models.CompositePrimaryKey(
         "market_ticker", "received_at", "session_id", "sid", "seq"
@@ -93,13 +147,11 @@ class OrderbookDelta(PostgresPartitionedModel):
     price = PriceField(help_text="No-leg pricing (use_yes_price=false), as Kalshi sends by default.")
     delta = CountField(help_text="Signed change in resting size at this price.")
     ts = models.DateTimeField(null=True, blank=True, help_text="Exchange time (ts_ms) when sent.")
-
-    class PartitioningMeta:
-        method = PostgresPartitioningMethod.RANGE
-        key = ["received_at"]
+    market_id = models.IntegerField(help_text="RecordMarket.id")
 
     class Meta:
         db_table = "orderbook_deltas"
+        managed = False
 
 
 class OrderbookSnapshot(PostgresPartitionedModel):

@@ -55,7 +55,7 @@ from ..export import _midnight, export_day
 from ..models import LakeDay, LakeMarketDay
 from ..objectstore import Location, location_from_url
 from ..partitioning import NAME_FORMAT, forget_known_partitions, partition_name
-from . import reads
+from . import compact, reads
 from .schema import DELTAS, SNAPSHOTS, TRADES, RecordTable
 
 # The partitioned tables: the volume. Lifecycle and gaps stay in PostgreSQL.
@@ -100,12 +100,12 @@ def hot_days(table: RecordTable) -> list[date]:
             "SELECT child.relname FROM pg_inherits "
             "JOIN pg_class parent ON parent.oid = pg_inherits.inhparent "
             "JOIN pg_class child ON child.oid = pg_inherits.inhrelid "
-            "WHERE parent.relname = %s", [table.db_table])
+            "WHERE parent.relname = %s", [table.stored_table])
         names = [row[0] for row in cursor.fetchall()]
     days = []
     for name in names:
         try:
-            days.append(datetime.strptime(name[len(table.db_table) + 1:], NAME_FORMAT).date())
+            days.append(datetime.strptime(name[len(table.stored_table) + 1:], NAME_FORMAT).date())
         except ValueError:
             continue  # a DEFAULT partition, or one named by hand
     return sorted(days)
@@ -236,7 +236,7 @@ def _drop_partition(table: RecordTable, day: date, rows: int) -> bool:
     """In the caller's transaction, detach and drop the day's partition if it
     holds exactly `rows` rows (True; also when there is none); False otherwise,
     and the caller rolls back."""
-    name = partition_name(table.model, day)
+    name = partition_name(table.stored_model, day)
     with connection.cursor() as cursor:
         cursor.execute("SELECT set_config('lock_timeout', %s, true)",
                        [settings.PARTITION_LOCK_TIMEOUT])
@@ -244,7 +244,7 @@ def _drop_partition(table: RecordTable, day: date, rows: int) -> bool:
         if cursor.fetchone()[0] is None:
             return True
         # DETACH locks the partition: no row can land between the count and the drop.
-        cursor.execute(f"ALTER TABLE {table.db_table} DETACH PARTITION {name}")
+        cursor.execute(f"ALTER TABLE {table.stored_table} DETACH PARTITION {name}")
         cursor.execute(f"SELECT count(*) FROM {name}")
         if cursor.fetchone()[0] != rows:
             return False
@@ -298,7 +298,6 @@ def fold_late_rows(table: RecordTable, day: date) -> int:
             forget_known_partitions()
             return 0
         transaction.set_rollback(True)
-    name = partition_name(table.model, day)
     staging = f"_fold_{table.db_table}"
     columns = ", ".join(table.columns)
     with transaction.atomic(), connection.cursor() as cursor:
@@ -313,8 +312,8 @@ def fold_late_rows(table: RecordTable, day: date) -> int:
         if staged != lake_day.rows:
             raise FoldError(f"{table.name} {day}: the file gave {staged} rows, "
                             f"{lake_day.rows} were archived")
-        raw.execute(f"INSERT INTO {name} ({columns}) SELECT {columns} FROM {staging} "
-                    "ON CONFLICT DO NOTHING")
+        for statement in compact.insert_sql(table, staging):
+            raw.execute(statement)
         LakeDay.objects.filter(pk=lake_day.pk).update(verified_at=None, dropped_at=None)
     return staged
 

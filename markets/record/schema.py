@@ -4,9 +4,9 @@ Every part of the project that moves rows of the high-volume record (the
 collector's writer and its journal, the bulk loads, replay, the replay stream,
 the pages of /deltas and /trades, the day files) takes a table's facts from
 here: the column order of a row tuple, the column whose UTC day picks the
-partition, the order in which one market's rows are replayed, the PostgreSQL
-types for binary COPY and how a journaled row is decoded. Change a row's shape
-here and nowhere else.
+partition, the order in which one market's rows are replayed, and how a
+journaled row is decoded. Change a row's shape here and nowhere else (how
+deltas are packed for storage is markets/record/compact.py).
 
 Replay order. The collector stamps every frame with a strictly increasing
 `received_at` (markets/models/timeseries.py), so one market's rows are in the
@@ -24,10 +24,16 @@ from functools import cached_property
 from datetime import datetime
 from decimal import Decimal
 
-from django.contrib.postgres.fields import ArrayField
 from django.db import models
 
-from ..models import LifecycleEvent, OrderbookDelta, OrderbookSnapshot, SequenceGap, Trade
+from ..models import (
+    LifecycleEvent,
+    OrderbookDelta,
+    OrderbookSnapshot,
+    SequenceGap,
+    StoredDelta,
+    Trade,
+)
 
 
 @dataclass(frozen=True)
@@ -40,10 +46,23 @@ class RecordTable:
     day_column: str  # the UTC day of this column is the row's partition (or day file)
     replay_order: tuple[str, ...]  # one market's rows, in the order they are replayed
     identity: tuple[str, ...]  # what makes a row the same row: stored once (ON CONFLICT)
+    # The partitioned table that holds the rows, when `model` is a view over
+    # it (deltas: markets/record/compact.py). Partitions, writes and drops go there.
+    stored: type[models.Model] | None = None
 
     @property
     def db_table(self) -> str:
+        """What readers query: the rows with `columns`."""
         return self.model._meta.db_table
+
+    @property
+    def stored_model(self) -> type[models.Model]:
+        """The partitioned model: its partitions are the days (markets/partitioning.py)."""
+        return self.stored or self.model
+
+    @property
+    def stored_table(self) -> str:
+        return self.stored_model._meta.db_table
 
     def index(self, column: str) -> int:
         """Where `column` is in a row tuple."""
@@ -59,11 +78,6 @@ class RecordTable:
         marks = placeholders or ("%s",) * len(self.replay_order)
         return f"({', '.join(self.replay_order)}) > ({', '.join(marks)})"
 
-    @cached_property
-    def binary_types(self) -> tuple[str, ...]:
-        """PostgreSQL types of `columns`, for COPY ... (FORMAT BINARY)."""
-        return tuple(_pg_type(self.model._meta.get_field(c)) for c in self.columns)
-
     def decode(self, row) -> tuple:
         """A row back from its JSON journal form (str for times and decimals)."""
         return tuple(decode(value) if value is not None else None
@@ -72,24 +86,6 @@ class RecordTable:
     @cached_property
     def _decoders(self) -> tuple:
         return tuple(_decoder(self.model._meta.get_field(c)) for c in self.columns)
-
-
-def _pg_type(field: models.Field) -> str:
-    if isinstance(field, models.DecimalField):
-        return "numeric"
-    if isinstance(field, models.DateTimeField):
-        return "timestamptz"
-    if isinstance(field, (models.BigIntegerField, models.BigAutoField)):
-        return "int8"
-    if isinstance(field, models.IntegerField):
-        return "int4"
-    if isinstance(field, models.BooleanField):
-        return "bool"
-    if isinstance(field, models.JSONField):
-        return "jsonb"
-    if isinstance(field, ArrayField):
-        return _pg_type(field.base_field) + "[]"
-    return "text"
 
 
 def _keep(value):
@@ -113,7 +109,10 @@ DELTAS = RecordTable(
     ("market_ticker", "received_at", "session_id", "sid", "seq", "side", "price", "delta", "ts"),
     "received_at",
     REPLAY_KEY + ("sid",),
-    ("market_ticker", "received_at", "session_id", "sid", "seq"),
+    # One frame is one delta, and the collector stamps each frame of a
+    # session with a strictly increasing received_at (StoredDelta's key).
+    ("market_ticker", "received_at", "session_id"),
+    stored=StoredDelta,
 )
 SNAPSHOTS = RecordTable(
     "snapshots", OrderbookSnapshot,

@@ -117,12 +117,12 @@ def test_every_endpoint_answers_the_same_after_the_day_moves_to_the_lake(client,
     for table in ARCHIVED:
         day = LakeDay.objects.get(table=table.name, day=OLD)
         assert day.rows > 0 and day.verified_at and day.dropped_at
-        assert not _partition_exists(table.model, OLD)
-        assert _partition_exists(table.model, NEW)
+        assert not _partition_exists(table.stored_model, OLD)
+        assert _partition_exists(table.stored_model, NEW)
         assert not LakeDay.objects.filter(table=table.name, day=NEW).exists()
     # pgpartition does not bring the dropped days back (empty, hiding the lake).
     call_command("pgpartition", "--yes")
-    assert not any(_partition_exists(table.model, OLD) for table in ARCHIVED)
+    assert not any(_partition_exists(table.stored_model, OLD) for table in ARCHIVED)
 
     after = _answers(client, record)
     assert after.keys() == before.keys()
@@ -135,7 +135,7 @@ def test_keep_partitions_writes_the_lake_and_keeps_the_days(client, record):
     for table in ARCHIVED:
         day = LakeDay.objects.get(table=table.name, day=OLD)
         assert day.verified_at and day.dropped_at is None
-        assert _partition_exists(table.model, OLD)
+        assert _partition_exists(table.stored_model, OLD)
     # The next run without the flag drops the verified days.
     call_command("archive", "--older-than", f"{(today - NEW).days}d")
-    assert not any(_partition_exists(table.model, OLD) for table in ARCHIVED)
+    assert not any(_partition_exists(table.stored_model, OLD) for table in ARCHIVED)

@@ -81,16 +81,16 @@ async def test_the_archive_holds_every_frame_and_reingest_restores_a_damaged_rec
         assert untouched.changed == 0 and the_record() == before
         assert untouched.rows_rebuilt["deltas"] == len(before["orderbook_deltas"])
 
-        execute("UPDATE orderbook_deltas SET delta = delta * 2 WHERE received_at IN "
-                "(SELECT received_at FROM orderbook_deltas ORDER BY received_at LIMIT 5)")
-        execute("DELETE FROM orderbook_deltas WHERE received_at IN "
-                "(SELECT received_at FROM orderbook_deltas ORDER BY received_at DESC LIMIT 5)")
+        execute("UPDATE orderbook_delta_rows SET delta = delta * 2 WHERE received_at IN "
+                "(SELECT received_at FROM orderbook_delta_rows ORDER BY received_at LIMIT 5)")
+        execute("DELETE FROM orderbook_delta_rows WHERE received_at IN "
+                "(SELECT received_at FROM orderbook_delta_rows ORDER BY received_at DESC LIMIT 5)")
         execute("DELETE FROM orderbook_snapshots WHERE source = 'checkpoint' AND received_at IN "
                 "(SELECT received_at FROM orderbook_snapshots WHERE source = 'checkpoint' LIMIT 3)")
         execute("UPDATE trades SET yes_price = 0.01 WHERE source = 'ws' AND trade_id IN "
                 "(SELECT trade_id FROM trades WHERE source = 'ws' LIMIT 2)")
-        execute("INSERT INTO orderbook_deltas SELECT market_ticker, received_at + interval '1 microsecond', "
-                "session_id, sid, seq + 100000, side, price, delta, ts FROM orderbook_deltas "
+        execute("INSERT INTO orderbook_delta_rows SELECT received_at + interval '1 microsecond', "
+                "session_id, seq + 100000, delta, ts, market_id, sid, price, side FROM orderbook_delta_rows "
                 "ORDER BY received_at LIMIT 3")
         execute("DELETE FROM sequence_gaps WHERE reason = 'disconnect'")
         assert the_record() != before

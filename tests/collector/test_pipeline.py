@@ -315,9 +315,9 @@ def test_deltas_straddling_midnight_land_in_two_partitions(make):
     pipeline.handle(f.delta(2, 4, "A", "no", "0.5000", "2.00"), midnight + timedelta(seconds=1))
     writer.flush_sync()
     with connection.cursor() as cursor:
-        cursor.execute("SELECT count(*) FROM orderbook_deltas_2026_11_24")
+        cursor.execute("SELECT count(*) FROM orderbook_delta_rows_2026_11_24")
         before = cursor.fetchone()[0]
-        cursor.execute("SELECT count(*) FROM orderbook_deltas_2026_11_25")
+        cursor.execute("SELECT count(*) FROM orderbook_delta_rows_2026_11_25")
         after = cursor.fetchone()[0]
     assert (before, after) == (1, 2)
     assert book_at("A", midnight - timedelta(microseconds=1)).book.yes == {D("0.4000"): D("11.00")}

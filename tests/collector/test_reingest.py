@@ -128,10 +128,10 @@ def test_corrupted_rows_are_restored_exactly_and_a_second_run_changes_nothing(re
     location, stamps = recorded
     before = the_record()
     # Changed values, deleted rows, extra rows, in every table the archive makes.
-    assert execute("UPDATE orderbook_deltas SET delta = delta + 7 WHERE received_at = %s", [stamps[8]]) == 1
-    assert execute("DELETE FROM orderbook_deltas WHERE received_at = %s", [stamps[9]]) == 1
-    execute("INSERT INTO orderbook_deltas SELECT market_ticker, received_at + interval '1 microsecond', "
-            "session_id, sid, seq + 1000, side, price, delta, ts FROM orderbook_deltas "
+    assert execute("UPDATE orderbook_delta_rows SET delta = delta + 7 WHERE received_at = %s", [stamps[8]]) == 1
+    assert execute("DELETE FROM orderbook_delta_rows WHERE received_at = %s", [stamps[9]]) == 1
+    execute("INSERT INTO orderbook_delta_rows SELECT received_at + interval '1 microsecond', "
+            "session_id, seq + 1000, delta, ts, market_id, sid, price, side FROM orderbook_delta_rows "
             "WHERE received_at = %s", [stamps[12]])
     assert execute("DELETE FROM orderbook_snapshots WHERE source = 'resync' AND market_ticker = 'MKT-B'") == 1
     assert execute("UPDATE orderbook_snapshots SET yes_levels = '[]' WHERE source = 'checkpoint' "
@@ -171,7 +171,7 @@ def test_a_window_inside_a_session_for_one_market_repairs_only_that(recorded):
     (start,) = first_row("SELECT max(received_at) FROM orderbook_snapshots WHERE source = 'resync'")
     (a_in,) = first_row("SELECT max(received_at) FROM orderbook_deltas WHERE market_ticker = 'MKT-A'")
     (a_before,) = first_row("SELECT min(received_at) FROM orderbook_deltas WHERE market_ticker = 'MKT-A'")
-    execute("UPDATE orderbook_deltas SET delta = delta + 1 WHERE received_at IN (%s, %s)", [a_in, a_before])
+    execute("UPDATE orderbook_delta_rows SET delta = delta + 1 WHERE received_at IN (%s, %s)", [a_in, a_before])
     execute("UPDATE orderbook_snapshots SET yes_levels = '[]' WHERE received_at = %s", [start])  # MKT-B
     report = reingest(location=location, start=start, end=stamps[-1] + timedelta(seconds=1),
                       markets=["MKT-A"])
@@ -234,7 +234,7 @@ def test_the_command_reports_what_it_rebuilt_and_changed(recorded):
     from django.core.management.base import CommandError
 
     location, stamps = recorded
-    execute("DELETE FROM orderbook_deltas WHERE received_at = %s", [stamps[8]])
+    execute("DELETE FROM orderbook_delta_rows WHERE received_at = %s", [stamps[8]])
     args = ["--start", (T0 - timedelta(hours=4)).isoformat(), "--end", (stamps[-1] + timedelta(hours=1)).isoformat(),
             "--archive", location.url, "--no-progress"]
     out = io.StringIO()

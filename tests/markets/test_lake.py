@@ -8,9 +8,10 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connection
+from django.db.models import F
 
 from markets import ingest
-from markets.models import LakeDay, LakeMarketDay, OrderbookDelta, TradeBar
+from markets.models import LakeDay, LakeMarketDay, OrderbookDelta, StoredDelta, TradeBar
 from markets.record import lake
 from markets.record.schema import DELTAS, SNAPSHOTS, TRADES
 from tests.engines.uncrossed import MARKET, OTHER, record_engine_day
@@ -64,7 +65,8 @@ def test_verification_finds_a_changed_row_of_one_market(lake_dir):
     path = lake_dir / LakeDay.objects.get(table="deltas", day=OLD).path
     assert lake.verify_file(DELTAS, OLD, path)[1] == []
     row = OrderbookDelta.objects.filter(market_ticker=OTHER, received_at__date=OLD).first()
-    OrderbookDelta.objects.filter(pk=row.pk).update(delta=row.delta + D("0.01"))
+    StoredDelta.objects.filter(market_id=row.market_id, received_at=row.received_at,
+                               session_id=row.session_id).update(delta=F("delta") + 1)  # 0.01
     _, mismatches = lake.verify_file(DELTAS, OLD, path)
     assert [m.market_ticker for m in mismatches] == [OTHER]
 
@@ -310,7 +312,7 @@ def test_a_dropped_days_partition_recreated_empty_is_dropped_again(lake_dir, cap
     record_engine_day(OLD)
     call_command("archive", "--older-than", "2d")
     written = LakeDay.objects.get(table="deltas", day=OLD)
-    ensure_partitions(DELTAS.model, [OLD])
+    ensure_partitions(DELTAS.stored_model, [OLD])
     assert lake.days_with_late_rows() == [(DELTAS, OLD)]
     call_command("archive", "--older-than", "2d")
     assert "partition was empty and is dropped again" in capsys.readouterr().out

@@ -44,7 +44,7 @@ def test_every_time_series_table_is_range_partitioned():
             "JOIN pg_class c ON c.oid = pt.partrelid ORDER BY c.relname"
         )
         partitioned = dict(cursor.fetchall())
-    assert partitioned == {"orderbook_deltas": "r", "orderbook_snapshots": "r", "trades": "r"}
+    assert partitioned == {"orderbook_delta_rows": "r", "orderbook_snapshots": "r", "trades": "r"}
 
 
 def test_pgpartition_created_the_daily_window_by_name(settings):
@@ -75,8 +75,8 @@ def test_rows_route_to_their_utc_day_across_midnight():
 
     assert _partition_of("trades", "trade_id = %s", ["before"]) == ["trades_2026_03_01"]
     assert _partition_of("trades", "trade_id = %s", ["after"]) == ["trades_2026_03_02"]
-    assert _partition_of("orderbook_deltas", "seq = %s", [1]) == ["orderbook_deltas_2026_03_01"]
-    assert _partition_of("orderbook_deltas", "seq = %s", [2]) == ["orderbook_deltas_2026_03_02"]
+    assert _partition_of("orderbook_delta_rows", "seq = %s", [1]) == ["orderbook_delta_rows_2026_03_01"]
+    assert _partition_of("orderbook_delta_rows", "seq = %s", [2]) == ["orderbook_delta_rows_2026_03_02"]
 
 
 def test_a_time_in_another_zone_routes_by_its_utc_day():
@@ -166,7 +166,7 @@ def test_check_storage_reports_each_table():
     out = io.StringIO()
     call_command("check_storage", stdout=out)
     text = out.getvalue()
-    for table in ("trades", "orderbook_deltas", "orderbook_snapshots"):
+    for table in ("trades", "orderbook_delta_rows", "orderbook_snapshots"):
         assert f"{table}: ok partitioned=True" in text
     assert "days_ahead=" in text and "rows_in_default=0" in text
 

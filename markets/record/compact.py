@@ -1,0 +1,139 @@
+"""How deltas are stored: the one place that turns a delta row into its compact form.
+
+A full exchange day is about 191.5M deltas, so bytes per delta decide how many
+days PostgreSQL can hold (docs/storage.md). A delta row as the record speaks
+it (DELTAS.columns: the ticker, exact decimals, the side's name) is kept in
+`orderbook_delta_rows` (StoredDelta) as the market's RecordMarket id, the
+price in 1/10,000 dollar and the size change in 1/100 contract (integers, so
+exact), and the side as 1 or 2. Readers never see this: the view
+`orderbook_deltas` (migration 0007) converts back. Writers come here:
+
+* `stored_rows()` for the collector's binary COPY (markets/ingest.py,
+  deltas_append), converting in Python;
+* `insert_sql()` for every set-based load of any record table (idempotent
+  ingest, re-ingest, the lake's fold), converting deltas in SQL from a
+  relation with the record's columns.
+
+Both give the same integers, at the model fields' scales (PRICE_PLACES,
+COUNT_PLACES): Python refuses a value finer than its scale; the SQL reads
+columns of the record's own types, numeric(10,4) and numeric(18,2), whose
+values are whole units already.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Iterable, Sequence
+
+from django.db import DataError
+
+from ..fixedpoint import COUNT_QUANTUM, PRICE_QUANTUM
+from ..models import DeltaSide, StoredDelta
+from .schema import DELTAS, RecordTable
+
+STORED_TABLE = StoredDelta._meta.db_table
+STORED_COLUMNS = ("received_at", "session_id", "seq", "delta", "ts", "market_id", "sid",
+                  "price", "side")
+STORED_KEY = StoredDelta._meta.pk.field_names  # market_id, received_at, session_id
+STORED_TYPES = ("timestamptz", "int8", "int8", "int8", "timestamptz", "int4", "int4", "int4",
+                "int2")
+SIDES = {"yes": DeltaSide.YES.value, "no": DeltaSide.NO.value}
+PRICE_UNITS = int(1 / PRICE_QUANTUM)  # 10,000 a dollar
+COUNT_UNITS = int(1 / COUNT_QUANTUM)  # 100 a contract
+
+# Where each stored column comes from, as SQL over a relation `s` with the
+# record's columns joined to `m` (record_markets).
+_FROM_RECORD = {
+    "received_at": "s.received_at",
+    "session_id": "s.session_id",
+    "seq": "s.seq",
+    "delta": f"(s.delta * {COUNT_UNITS})::bigint",
+    "ts": "s.ts",
+    "market_id": "m.id",
+    "sid": "s.sid",
+    "price": f"(s.price * {PRICE_UNITS})::integer",
+    "side": f"CASE s.side WHEN 'yes' THEN {SIDES['yes']} WHEN 'no' THEN {SIDES['no']} END",
+}
+
+
+def market_ids(cursor, tickers: Iterable[str]) -> dict[str, int]:
+    """The RecordMarket id of each ticker, giving new tickers theirs (one round trip).
+
+    Not cached between calls: an id handed out in a transaction that rolls
+    back is gone again, and a cached one would file rows under no market.
+    """
+    cursor.execute(
+        "WITH wanted AS (SELECT DISTINCT unnest(%s::text[]) AS ticker), "
+        "added AS (INSERT INTO record_markets (ticker) SELECT ticker FROM wanted "
+        "ORDER BY ticker ON CONFLICT DO NOTHING RETURNING ticker, id) "
+        "SELECT ticker, id FROM added UNION ALL "
+        "SELECT r.ticker, r.id FROM record_markets r JOIN wanted USING (ticker)",
+        [list(tickers)])
+    return dict(cursor.fetchall())
+
+
+def stored_rows(rows: Sequence[tuple], ids: dict[str, int]) -> list[tuple]:
+    """Delta rows (DELTAS.columns) as StoredDelta rows (STORED_COLUMNS), for COPY.
+
+    Raises DataError, as PostgreSQL does for a NUMERIC that does not fit, for
+    a value that is finer than its scale or does not fit its integer: psycopg's
+    binary dumpers would silently wrap it (measured: a price of $10,000,000
+    came back as $121,575.2192).
+    """
+    market, at, session, sid, seq, side, price, delta, ts = (
+        DELTAS.index(c) for c in ("market_ticker", "received_at", "session_id", "sid", "seq",
+                                  "side", "price", "delta", "ts"))
+    return [(row[at], row[session], row[seq], _units("delta", row[delta], COUNT_UNITS, INT8),
+             row[ts], ids[row[market]], row[sid], _units("price", row[price], PRICE_UNITS, INT4),
+             SIDES[row[side]])
+            for row in rows]
+
+
+INT4, INT8 = 2**31, 2**63
+
+
+def _units(column: str, value: Decimal, units: int, bound: int) -> int:
+    scaled = value * units
+    whole = int(scaled)
+    if whole != scaled:
+        raise DataError(f"numeric value finer than 1/{units} for {column}: {value}")
+    if not -bound <= whole < bound:
+        raise DataError(f"numeric value out of range for {column}: {value}")
+    return whole
+
+
+def insert_sql(record: RecordTable, source: str, where: str = "", returning: str = "") -> list[str]:
+    """Statements that store the rows of relation `source` (with `record`'s
+    columns) that are not stored yet (ON CONFLICT DO NOTHING); the last one's
+    row count is the number stored, and it RETURNs `returning` (columns of
+    the record). `where` filters `s`. Deltas are converted to their stored
+    form here, their new tickers given ids first; other tables take the rows
+    as they are."""
+    condition = f"WHERE {where}" if where else ""
+    tail = f" RETURNING {returning}" if returning else ""
+    columns = ", ".join(record.columns)
+    if record.stored is None:
+        return [f"INSERT INTO {record.stored_table} ({columns}) SELECT {columns} "
+                f"FROM {source} s {condition} ON CONFLICT DO NOTHING{tail}"]
+    assert record is DELTAS and not returning
+    return [
+        f"INSERT INTO record_markets (ticker) SELECT DISTINCT market_ticker FROM {source} "
+        "ORDER BY 1 ON CONFLICT DO NOTHING",
+        f"INSERT INTO {STORED_TABLE} ({', '.join(STORED_COLUMNS)}) "
+        f"SELECT {', '.join(_FROM_RECORD[c] for c in STORED_COLUMNS)} FROM {source} s "
+        f"JOIN record_markets m ON m.ticker = s.market_ticker {condition} "
+        "ON CONFLICT DO NOTHING",
+    ]
+
+
+def delete_sql(record: RecordTable, where: str, returning: str = "") -> str:
+    """A DELETE of `record`'s rows that match `where` (SQL on `t`, the rows as
+    readers see them), RETURNING `returning` (columns of `t`)."""
+    tail = f" RETURNING {returning}" if returning else ""
+    if record.stored is None:
+        return f"DELETE FROM {record.stored_table} t WHERE {where}{tail}"
+    assert record is DELTAS and not returning
+    key = ", ".join(STORED_KEY)
+    return (f"DELETE FROM {STORED_TABLE} WHERE ({key}) IN "
+            f"(SELECT {', '.join('t.' + c for c in STORED_KEY)} FROM {record.db_table} t "
+            f"WHERE {where})")
