@@ -76,6 +76,51 @@ END $$;
 DROP TABLE orderbook_deltas;
 """ + VIEW
 
+# Back to 0006: the table as 0001 made it, the rows converted back, partition by partition.
+BACKWARD = """
+DROP VIEW orderbook_deltas;
+
+CREATE TABLE orderbook_deltas (
+    market_ticker text NOT NULL,
+    received_at timestamptz NOT NULL,
+    session_id bigint NOT NULL,
+    sid integer NOT NULL,
+    seq bigint NOT NULL,
+    side text NOT NULL,
+    price numeric(10, 4) NOT NULL,
+    delta numeric(18, 2) NOT NULL,
+    ts timestamptz NULL,
+    PRIMARY KEY (market_ticker, received_at, session_id, sid, seq)
+) PARTITION BY RANGE (received_at);
+
+DO $$
+DECLARE p record;
+DECLARE name text;
+BEGIN
+    FOR p IN
+        SELECT child.relname, pg_get_expr(child.relpartbound, child.oid) AS bound,
+               obj_description(child.oid, 'pg_class') AS comment
+        FROM pg_inherits
+        JOIN pg_class parent ON parent.oid = pg_inherits.inhparent
+        JOIN pg_class child ON child.oid = pg_inherits.inhrelid
+        WHERE parent.relname = 'orderbook_delta_rows'
+    LOOP
+        name := 'orderbook_deltas' || substr(p.relname, length('orderbook_delta_rows') + 1);
+        EXECUTE format('CREATE TABLE %I PARTITION OF orderbook_deltas %s', name, p.bound);
+        IF p.comment IS NOT NULL THEN
+            EXECUTE format('COMMENT ON TABLE %I IS %L', name, p.comment);
+        END IF;
+        EXECUTE format(
+            'INSERT INTO %I SELECT m.ticker, d.received_at, d.session_id, d.sid, d.seq, '
+            'CASE d.side WHEN 1 THEN ''yes'' ELSE ''no'' END, d.price * 0.0001, d.delta * 0.01, d.ts '
+            'FROM %I d JOIN record_markets m ON m.id = d.market_id ORDER BY d.received_at',
+            name, p.relname);
+    END LOOP;
+END $$;
+
+DROP TABLE orderbook_delta_rows;
+"""
+
 
 class Migration(migrations.Migration):
 
@@ -95,7 +140,7 @@ class Migration(migrations.Migration):
             },
         ),
         migrations.SeparateDatabaseAndState(
-            database_operations=[migrations.RunSQL(FORWARD)],
+            database_operations=[migrations.RunSQL(FORWARD, BACKWARD)],
             state_operations=[
                 psqlextra.backend.migrations.operations.create_partitioned_model.PostgresCreatePartitionedModel(
                     name='StoredDelta',
