@@ -57,6 +57,7 @@ from collector.config import CollectorConfig  # noqa: E402
 from collector.pipeline import Pipeline  # noqa: E402
 from collector.writer import Writer  # noqa: E402
 from markets.objectstore import location_from_url  # noqa: E402
+from markets.partitioning import pack_closed_days  # noqa: E402
 from markets.record.lake import archive_day  # noqa: E402
 from markets.record.schema import DELTAS, SNAPSHOTS, TRADES  # noqa: E402
 from markets.replay import book_at  # noqa: E402
@@ -275,6 +276,13 @@ def report_storage(mix: dict, counts: dict, tmpdir: Path) -> None:
     print(f"checkpoints: {checkpoint_rows:,} rows, {checkpoint_disk / 1e6:.1f} MB, "
           f"{checkpoint_disk / max(delta_bytes, 1):.1%} of delta bytes, "
           f"{checkpoint_bytes / max(checkpoint_rows, 1):,.0f} bytes a row")
+    pack_closed_days()
+    packed = {table: table_bytes(table) for table in TABLES + ("record_markets",)}
+    packed_deltas = packed[DELTAS.stored_table] + packed["record_markets"]
+    print(f"once the day has closed and its indexes are packed (archive): PostgreSQL, all-in: "
+          f"{sum(packed.values()) / deltas:.1f} bytes per delta (delta rows alone "
+          f"{packed_deltas / deltas:.1f}); a {FULL_DAY_DELTAS / 1e6:.1f}M-delta day: "
+          f"{sum(packed.values()) / deltas * FULL_DAY_DELTAS / 1e9:,.1f} GB")
     day = mix["end"].date()
     lake = location_from_url(str(tmpdir / "lake"))
     parquet, started = {}, time.perf_counter()

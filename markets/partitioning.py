@@ -126,6 +126,53 @@ def existing_partitions(model) -> list[str]:
         return [row[0] for row in cursor.fetchall()]
 
 
+def existing_days(model) -> list[date]:
+    """The UTC days that have a partition of `model`, sorted (not a DEFAULT one)."""
+    prefix = len(model._meta.db_table) + 1
+    days = []
+    for name in existing_partitions(model):
+        try:
+            days.append(datetime.strptime(name[prefix:], NAME_FORMAT).date())
+        except ValueError:
+            continue  # a DEFAULT partition, or one named by hand
+    return days
+
+
+PACKED_COMMENT = "kalshi_data: packed once its day closed"
+
+
+def pack_closed_days(*, today: date | None = None) -> list[str]:
+    """Rebuild, once, the indexes of every partition whose UTC day has ended.
+
+    Rows arrive in time order but every key leads with the market, so each
+    insert lands in the middle of a B-tree, and its pages split half full:
+    while a day is written its indexes are nearly half empty space
+    (docs/storage.md, bench/storage_bench.py). Once the day has ended,
+    REINDEX ... CONCURRENTLY packs them (readers and late writers go on; it
+    cannot run inside a transaction). A comment on the partition's primary
+    key index marks it done; a late row after that only costs a little
+    space. Returns the partitions packed.
+    """
+    today = today or datetime.now(timezone.utc).date()
+    packed = []
+    for model in PARTITIONED_MODELS:
+        for day in existing_days(model):
+            if day >= today:
+                continue
+            name = partition_name(model, day)
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT indexrelid::regclass::text, obj_description(indexrelid, "
+                               "'pg_class') FROM pg_index WHERE indrelid = %s::regclass "
+                               "AND indisprimary", [name])
+                key, comment = cursor.fetchone()
+                if comment == PACKED_COMMENT:
+                    continue
+                cursor.execute(f"REINDEX TABLE CONCURRENTLY {name}")
+                cursor.execute(f"COMMENT ON INDEX {key} IS %s", [PACKED_COMMENT])
+            packed.append(name)
+    return packed
+
+
 # Days known to have a partition, per table, so a writer asks the catalogue
 # only when a batch reaches a day it has not seen. Partitions are never
 # dropped automatically, so the cache cannot go stale by our own doing.

@@ -54,7 +54,7 @@ from django.db import connection, models, transaction
 from ..export import _midnight, export_day
 from ..models import LakeDay, LakeMarketDay
 from ..objectstore import Location, location_from_url
-from ..partitioning import NAME_FORMAT, forget_known_partitions, partition_name
+from ..partitioning import existing_days, forget_known_partitions, partition_name
 from . import compact, reads
 from .schema import DELTAS, SNAPSHOTS, TRADES, RecordTable
 
@@ -95,20 +95,7 @@ class ArchivedDay:
 
 def hot_days(table: RecordTable) -> list[date]:
     """The days that have a partition of `table` in PostgreSQL."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT child.relname FROM pg_inherits "
-            "JOIN pg_class parent ON parent.oid = pg_inherits.inhparent "
-            "JOIN pg_class child ON child.oid = pg_inherits.inhrelid "
-            "WHERE parent.relname = %s", [table.stored_table])
-        names = [row[0] for row in cursor.fetchall()]
-    days = []
-    for name in names:
-        try:
-            days.append(datetime.strptime(name[len(table.stored_table) + 1:], NAME_FORMAT).date())
-        except ValueError:
-            continue  # a DEFAULT partition, or one named by hand
-    return sorted(days)
+    return existing_days(table.stored_model)
 
 
 def days_to_archive(older_than: timedelta, *, today: date | None = None) -> list[tuple[RecordTable, date]]:

@@ -177,3 +177,36 @@ def test_check_storage_fails_when_no_partition_lies_ahead(settings):
         cursor.execute(f"DROP TABLE trades_{tomorrow:%Y_%m_%d}")
     with pytest.raises(CommandError):
         call_command("check_storage", stdout=io.StringIO())
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_closed_days_indexes_are_packed_once():
+    """pack_closed_days rebuilds the indexes of ended days only, once, and
+    the rows read back the same."""
+    from markets.partitioning import PACKED_COMMENT, pack_closed_days
+
+    today = datetime.now(UTC).date()
+    yesterday = datetime.combine(today - timedelta(days=1), datetime.min.time(), tzinfo=UTC)
+    # Rows in time order, markets interleaved: the order that half-fills a B-tree.
+    rows = [_delta(yesterday + timedelta(microseconds=i), i, ticker=f"M-{i % 50}")
+            for i in range(20_000)]
+    ingest.deltas_append(rows)
+
+    def index_bytes(name):
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT sum(pg_relation_size(indexrelid)) FROM pg_index "
+                           "WHERE indrelid = %s::regclass", [name])
+            return int(cursor.fetchone()[0])
+
+    partition = f"orderbook_delta_rows_{yesterday:%Y_%m_%d}"
+    before, stored = index_bytes(partition), OrderbookDelta.objects.count()
+    packed = pack_closed_days(today=today)
+    assert partition in packed
+    assert not any(name.endswith(f"{today:%Y_%m_%d}") for name in packed)  # not ended yet
+    assert index_bytes(partition) < 0.75 * before
+    assert OrderbookDelta.objects.count() == stored
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT obj_description(indexrelid, 'pg_class') FROM pg_index "
+                       "WHERE indrelid = %s::regclass AND indisprimary", [partition])
+        assert cursor.fetchone()[0] == PACKED_COMMENT
+    assert partition not in pack_closed_days(today=today)  # once

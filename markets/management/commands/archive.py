@@ -4,11 +4,13 @@
 
 For every day of deltas, snapshots and trades older than that, not yet in the
 lake (or dropped, then given late rows: the file's rows are folded back into
-the partition first, markets/record/lake.py): write its Parquet file, verify it against the database market by market,
-and record it; then detach and drop the partition of every verified day (the
-API reads it from the lake), unless --keep-partitions. A cron line (README)
-runs it daily. Exits 1 if a day did not verify: its file is not put in the
-lake, its partition is kept, and the next run tries again.
+the partition first, markets/record/lake.py): write its Parquet file, verify
+it against the database market by market, and record it; then detach and
+drop the partition of every verified day (the API reads it from the lake),
+unless --keep-partitions. Last, pack the indexes of each closed day still in
+PostgreSQL, once (markets/partitioning.py, pack_closed_days). A cron line
+(README) runs it daily. Exits 1 if a day did not verify: its file is not put
+in the lake, its partition is kept, and the next run tries again.
 """
 
 from django.core.management.base import BaseCommand, CommandError
@@ -24,6 +26,7 @@ from markets.record.lake import (
     lake_location,
 )
 from markets.candles import parse_interval
+from markets.partitioning import pack_closed_days
 
 
 class Command(BaseCommand):
@@ -75,5 +78,8 @@ class Command(BaseCommand):
                 LakeDay.objects.filter(table=table.name, day=day).update(verified_at=None)
                 self.stderr.write(f"  {table.name} {day}: rows changed since verification; "
                                   "partition kept, the next run archives the day again")
+        if not options["dry_run"]:
+            for name in pack_closed_days():
+                self.stdout.write(f"  {name}: indexes packed")
         if failed:
             raise CommandError(f"{failed} day(s) did not verify; they stay out of the lake")
