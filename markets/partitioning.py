@@ -148,12 +148,15 @@ def pack_closed_days(*, today: date | None = None) -> list[str]:
     insert lands in the middle of a B-tree, and its pages split half full:
     while a day is written its indexes are nearly half empty space
     (docs/storage.md, bench/storage_bench.py). Once the day has ended,
-    REINDEX ... CONCURRENTLY packs them (readers and late writers go on; it
-    cannot run inside a transaction). A comment on the partition's primary
-    key index marks it done; a late row after that only costs a little
-    space. Returns the partitions packed.
+    REINDEX ... CONCURRENTLY packs them (readers and late writers go on).
+    CONCURRENTLY cannot run inside a transaction: called in one (a test, a
+    caller's atomic block), a plain REINDEX locks each partition while it
+    runs. A comment on the partition's primary key index marks it done; a
+    late row after that only costs a little space. Returns the partitions
+    packed.
     """
     today = today or datetime.now(timezone.utc).date()
+    reindex = "REINDEX TABLE" if connection.in_atomic_block else "REINDEX TABLE CONCURRENTLY"
     packed = []
     for model in PARTITIONED_MODELS:
         for day in existing_days(model):
@@ -167,7 +170,7 @@ def pack_closed_days(*, today: date | None = None) -> list[str]:
                 key, comment = cursor.fetchone()
                 if comment == PACKED_COMMENT:
                     continue
-                cursor.execute(f"REINDEX TABLE CONCURRENTLY {name}")
+                cursor.execute(f"{reindex} {name}")
                 cursor.execute(f"COMMENT ON INDEX {key} IS %s", [PACKED_COMMENT])
             packed.append(name)
     return packed
