@@ -23,9 +23,9 @@ from django.db import connection
 from django.db.models import TextChoices
 
 from .models import SequenceGap
-from .record import reads
+from .record import compact, reads
 from .record.gaps import market_gaps, overlapping
-from .record.schema import DELTAS, SNAPSHOTS, TRADES
+from .record.schema import DELTAS, LIFECYCLE, SNAPSHOTS, TRADES
 
 ONE_DAY = timedelta(days=1)
 
@@ -54,10 +54,10 @@ class DayCoverage:
 
 # (table, partition column, count attribute)
 _TABLES = (
-    ("orderbook_deltas", "received_at", "deltas"),
-    ("orderbook_snapshots", "received_at", "snapshots"),
-    ("trades", "ts", "trades"),
-    ("lifecycle_events", "received_at", "lifecycle"),
+    (DELTAS, "received_at", "deltas"),
+    (SNAPSHOTS, "received_at", "snapshots"),
+    (TRADES, "ts", "trades"),
+    (LIFECYCLE, "received_at", "lifecycle"),
 )
 
 
@@ -80,11 +80,12 @@ def coverage(
 
     with connection.cursor() as cursor:
         for table, column, attribute in _TABLES:
+            market, key = compact.market_condition(table, market_ticker)
             cursor.execute(
                 f"SELECT ({column} AT TIME ZONE 'UTC')::date, count(*), min({column}),"
-                f" max({column}) FROM {table}"
-                f" WHERE market_ticker = %s AND {column} >= %s AND {column} < %s GROUP BY 1",
-                [market_ticker, start, end],
+                f" max({column}) FROM {table.db_table}"
+                f" WHERE {market} AND {column} >= %s AND {column} < %s GROUP BY 1",
+                [key, start, end],
             )
             for day, count, first, last in cursor.fetchall():
                 report = days[day]

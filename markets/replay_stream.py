@@ -20,7 +20,7 @@ from django.db.models import Q
 
 from .models import Market, SequenceGap
 from .fixedpoint import format_count, format_price
-from .record import reads
+from .record import compact, reads
 from .record.schema import DELTAS, LIFECYCLE, TRADES
 from .replay import MIN_BIGINT, ONE_MICROSECOND, book_at, keyset_batches, stored_snapshots
 
@@ -128,7 +128,7 @@ _DELTA_LINE = _sql_json_object([
 # (received_at is read back from the line itself).
 _DELTA_SQL = (
     f"SELECT {_DELTA_LINE}, session_id, seq, sid FROM {DELTAS.db_table} "
-    "WHERE market_ticker = %s AND received_at >= %s AND received_at < %s "
+    "WHERE market_id = %s AND received_at >= %s AND received_at < %s "
     f"AND {DELTAS.after_sql(('%s::timestamptz', '%s', '%s', '%s'))} "
     f"ORDER BY {DELTAS.order_sql()} LIMIT %s"
 )
@@ -200,7 +200,7 @@ def _delta_source(ticker, start, end, batch_size) -> _Source:
         _RANK_DELTA,
         keyset_batches(
             _DELTA_SQL,
-            [_dumps(ticker), ticker, start, end],
+            [_dumps(ticker), compact.market_id(ticker), start, end],
             (iso_utc(start), MIN_BIGINT, MIN_BIGINT, MIN_BIGINT),
             lambda row: (row[0][at], row[1], row[2], row[3]),
             batch_size,

@@ -31,7 +31,7 @@ from .models import (
     Settlement,
 )
 from .record.gaps import overlapping, overlaps
-from .record import reads
+from .record import compact, reads
 from .record.reads import fetchall_binary  # noqa: F401 (used by callers of selectors)
 from .record.schema import DELTAS, SNAPSHOTS, TRADES
 from .replay import ONE_MICROSECOND, BookAt, WorkMeter, book_at
@@ -125,15 +125,16 @@ def coverage_for(market_tickers: Sequence[str]) -> dict[str, Coverage]:
         cursor.execute(
             """
             SELECT m.t,
-              (SELECT received_at FROM orderbook_deltas d WHERE d.market_ticker = m.t
+              (SELECT received_at FROM {deltas} d WHERE d.{market}
                  ORDER BY received_at LIMIT 1),
-              (SELECT received_at FROM orderbook_deltas d WHERE d.market_ticker = m.t
+              (SELECT received_at FROM {deltas} d WHERE d.{market}
                  ORDER BY received_at DESC LIMIT 1),
               (SELECT ts FROM trades r WHERE r.market_ticker = m.t ORDER BY ts LIMIT 1),
               (SELECT ts FROM trades r WHERE r.market_ticker = m.t ORDER BY ts DESC LIMIT 1),
               {lake_deltas}, {lake_trades}
             FROM unnest(%s::text[]) AS m(t)
-            """.format(lake_deltas=reads.lake_bounds_sql(DELTAS, "m.t"),
+            """.format(deltas=DELTAS.db_table, market=compact.MARKET_OF_TICKER_SQL.format("m.t"),
+                       lake_deltas=reads.lake_bounds_sql(DELTAS, "m.t"),
                        lake_trades=reads.lake_bounds_sql(TRADES, "m.t")),
             [list(market_tickers)],
         )
