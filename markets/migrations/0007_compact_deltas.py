@@ -29,6 +29,35 @@ SELECT m.ticker AS market_ticker, d.received_at, d.session_id, d.sid, d.seq,
 FROM orderbook_delta_rows d JOIN record_markets m ON m.id = d.market_id
 """
 
+
+def _move_partitions(source: str, target: str, insert: str) -> str:
+    """A DO block: for each partition of `source`, a partition of `target` with
+    the same bounds, name suffix and comment (psqlextra's mark), filled by
+    `insert` (SQL with %I for the new partition, then the old one)."""
+    return f"""
+DO $$
+DECLARE p record;
+DECLARE name text;
+BEGIN
+    FOR p IN
+        SELECT child.relname, pg_get_expr(child.relpartbound, child.oid) AS bound,
+               obj_description(child.oid, 'pg_class') AS comment
+        FROM pg_inherits
+        JOIN pg_class parent ON parent.oid = pg_inherits.inhparent
+        JOIN pg_class child ON child.oid = pg_inherits.inhrelid
+        WHERE parent.relname = '{source}'
+    LOOP
+        name := '{target}' || substr(p.relname, length('{source}') + 1);
+        EXECUTE format('CREATE TABLE %I PARTITION OF {target} %s', name, p.bound);
+        IF p.comment IS NOT NULL THEN
+            EXECUTE format('COMMENT ON TABLE %I IS %L', name, p.comment);
+        END IF;
+        EXECUTE format('{insert}', name, p.relname);
+    END LOOP;
+END $$;
+"""
+
+
 FORWARD = """
 CREATE TABLE orderbook_delta_rows (
     received_at timestamptz NOT NULL,
@@ -45,34 +74,14 @@ CREATE TABLE orderbook_delta_rows (
 
 INSERT INTO record_markets (ticker)
 SELECT DISTINCT market_ticker FROM orderbook_deltas ORDER BY 1;
-
-DO $$
-DECLARE p record;
-DECLARE name text;
-BEGIN
-    FOR p IN
-        SELECT child.relname, pg_get_expr(child.relpartbound, child.oid) AS bound,
-               obj_description(child.oid, 'pg_class') AS comment
-        FROM pg_inherits
-        JOIN pg_class parent ON parent.oid = pg_inherits.inhparent
-        JOIN pg_class child ON child.oid = pg_inherits.inhrelid
-        WHERE parent.relname = 'orderbook_deltas'
-    LOOP
-        name := 'orderbook_delta_rows' || substr(p.relname, length('orderbook_deltas') + 1);
-        EXECUTE format('CREATE TABLE %I PARTITION OF orderbook_delta_rows %s', name, p.bound);
-        IF p.comment IS NOT NULL THEN
-            EXECUTE format('COMMENT ON TABLE %I IS %L', name, p.comment);
-        END IF;
-        EXECUTE format(
-            'INSERT INTO %I (received_at, session_id, seq, delta, ts, market_id, sid, price, side) '
-            'SELECT d.received_at, d.session_id, d.seq, (d.delta * 100)::bigint, d.ts, m.id, '
-            'd.sid, (d.price * 10000)::integer, CASE d.side WHEN ''yes'' THEN 1 ELSE 2 END '
-            'FROM %I d JOIN record_markets m ON m.ticker = d.market_ticker '
-            'ORDER BY d.received_at, d.session_id, d.seq ON CONFLICT DO NOTHING',
-            name, p.relname);
-    END LOOP;
-END $$;
-
+""" + _move_partitions(
+    "orderbook_deltas", "orderbook_delta_rows",
+    "INSERT INTO %I (received_at, session_id, seq, delta, ts, market_id, sid, price, side) "
+    "SELECT d.received_at, d.session_id, d.seq, (d.delta * 100)::bigint, d.ts, m.id, "
+    "d.sid, (d.price * 10000)::integer, CASE d.side WHEN ''yes'' THEN 1 ELSE 2 END "
+    "FROM %I d JOIN record_markets m ON m.ticker = d.market_ticker "
+    "ORDER BY d.received_at, d.session_id, d.seq ON CONFLICT DO NOTHING",
+) + """
 DROP TABLE orderbook_deltas;
 """ + VIEW
 
@@ -92,32 +101,12 @@ CREATE TABLE orderbook_deltas (
     ts timestamptz NULL,
     PRIMARY KEY (market_ticker, received_at, session_id, sid, seq)
 ) PARTITION BY RANGE (received_at);
-
-DO $$
-DECLARE p record;
-DECLARE name text;
-BEGIN
-    FOR p IN
-        SELECT child.relname, pg_get_expr(child.relpartbound, child.oid) AS bound,
-               obj_description(child.oid, 'pg_class') AS comment
-        FROM pg_inherits
-        JOIN pg_class parent ON parent.oid = pg_inherits.inhparent
-        JOIN pg_class child ON child.oid = pg_inherits.inhrelid
-        WHERE parent.relname = 'orderbook_delta_rows'
-    LOOP
-        name := 'orderbook_deltas' || substr(p.relname, length('orderbook_delta_rows') + 1);
-        EXECUTE format('CREATE TABLE %I PARTITION OF orderbook_deltas %s', name, p.bound);
-        IF p.comment IS NOT NULL THEN
-            EXECUTE format('COMMENT ON TABLE %I IS %L', name, p.comment);
-        END IF;
-        EXECUTE format(
-            'INSERT INTO %I SELECT m.ticker, d.received_at, d.session_id, d.sid, d.seq, '
-            'CASE d.side WHEN 1 THEN ''yes'' ELSE ''no'' END, d.price * 0.0001, d.delta * 0.01, d.ts '
-            'FROM %I d JOIN record_markets m ON m.id = d.market_id ORDER BY d.received_at',
-            name, p.relname);
-    END LOOP;
-END $$;
-
+""" + _move_partitions(
+    "orderbook_delta_rows", "orderbook_deltas",
+    "INSERT INTO %I SELECT m.ticker, d.received_at, d.session_id, d.sid, d.seq, "
+    "CASE d.side WHEN 1 THEN ''yes'' ELSE ''no'' END, d.price * 0.0001, d.delta * 0.01, d.ts "
+    "FROM %I d JOIN record_markets m ON m.id = d.market_id ORDER BY d.received_at",
+) + """
 DROP TABLE orderbook_delta_rows;
 """
 
