@@ -26,7 +26,7 @@ from django.db import connection
 
 from .book import OrderBook
 from .models import OrderbookSnapshot, SequenceGap
-from .record.gaps import book_gaps, covering
+from .record.gaps import book_gap_at
 from .record import reads
 from .record.schema import DELTAS, SNAPSHOTS
 
@@ -131,7 +131,7 @@ _DELTA_COLUMNS = DELTAS.replay_order + ("side", "price", "delta")
 
 def gap_at(market_ticker: str, at: datetime) -> SequenceGap | None:
     """The latest recorded hole in this market's book record that `at` falls in."""
-    return book_gaps(market_ticker).filter(covering(at)).order_by("-detected_at").first()
+    return book_gap_at(market_ticker, at)
 
 
 def book_at(market_ticker: str, at: datetime, meter: WorkMeter | None = None) -> BookAt:
