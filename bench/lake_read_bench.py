@@ -1,4 +1,4 @@
-"""The book at an instant, hot and archived: `book_at` and GET /orderbook p50/p99 before and after a day moves to the lake.
+"""The book at an instant, hot and archived: `book_at` and GET /orderbook, before and after archiving.
 
     DEBUG=1 .venv/bin/python bench/lake_read_bench.py [--hot-deltas 1000000]
         [--hot-trades 200000] [--quiet-markets 1000] [--samples 300]
@@ -15,7 +15,9 @@ instants again, now read from the Parquet files through DuckDB
 throttle, serializer, JSON; no socket), hot and archived. Every archived
 book is checked equal to the hot one, and every archived response body
 byte for byte equal to the hot one. Also times one 1000-row page of
-/deltas' selector, hot and archived. Not a test: it prints numbers.
+/deltas' selector, hot and archived. Each line gives wall-clock p50, p99
+and max, and this process's CPU p50 (the machine may be shared). Not a
+test: it prints numbers.
 """
 
 from __future__ import annotations
@@ -66,7 +68,7 @@ def timed_books(instants):
     for ticker, at in instants:
         began, cpu = time.perf_counter(), time.process_time()
         books.append(book_at(ticker, at))
-        times.append(Took((time.perf_counter() - began) * 1000, (time.process_time() - cpu) * 1000))
+        times.append(Took.since(began, cpu))
     return times, books
 
 
@@ -82,6 +84,11 @@ class Took(float):
         took.cpu = cpu
         return took
 
+    @classmethod
+    def since(cls, began: float, cpu: float) -> "Took":
+        """From time.perf_counter() and time.process_time() read at the start."""
+        return cls((time.perf_counter() - began) * 1000, (time.process_time() - cpu) * 1000)
+
 
 def timed_gets(client: Client, instants):
     """GET /orderbook at each (ticker, instant): times and response bodies."""
@@ -92,7 +99,7 @@ def timed_gets(client: Client, instants):
                f"&timestamp={at.isoformat().replace('+00:00', 'Z')}")
         began, cpu = time.perf_counter(), time.process_time()
         response = client.get(url)
-        times.append(Took((time.perf_counter() - began) * 1000, (time.process_time() - cpu) * 1000))
+        times.append(Took.since(began, cpu))
         assert response.status_code == 200, response.content[:300]
         bodies.append(VOLATILE.sub(rb'"\1":null', response.content))
     return times, bodies

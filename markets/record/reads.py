@@ -329,7 +329,7 @@ def _day_files(days: list[ArchivedDay]):
 
 @functools.cache
 def _lake_columns(table: RecordTable, columns: tuple[str, ...]) -> tuple[str, tuple]:
-    """(The lake query's select list, per column a function to make its value PostgreSQL's or None).
+    """The lake query's select list, and per column what makes its value PostgreSQL's.
 
     Times leave DuckDB as microseconds since the epoch and decimals as
     integers in units of the column's last place: DuckDB's own conversion
@@ -337,7 +337,7 @@ def _lake_columns(table: RecordTable, columns: tuple[str, ...]) -> tuple[str, tu
     read); here a time is one addition, aware in timezone.utc as psycopg
     loads it, and a decimal is Decimal(units) shifted by the column's scale,
     as PostgreSQL gives it (0.2 us each). Book levels become
-    [[price, size], ...] strings.
+    [[price, size], ...] strings. None: the value is the same either way.
     """
     select, convert = [], []
     for name in columns:
