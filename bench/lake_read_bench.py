@@ -1,4 +1,4 @@
-"""The book at an instant, hot and archived: `book_at` p50/p99 before and after a day moves to the lake.
+"""The book at an instant, hot and archived: `book_at` and GET /orderbook, before and after archiving.
 
     DEBUG=1 .venv/bin/python bench/lake_read_bench.py [--hot-deltas 1000000]
         [--hot-trades 200000] [--quiet-markets 1000] [--samples 300]
@@ -10,9 +10,14 @@ ones, a checkpoint every 500 deltas per market) into a scratch database
 the hot market and of quiet markets, then runs `manage.py archive` (written,
 verified, partitions dropped) into a temporary lake and times the same
 instants again, now read from the Parquet files through DuckDB
-(markets/record/reads.py). Every archived book is checked equal to the hot
-one. Also times one 1000-row page of /deltas' selector, hot and archived.
-Not a test: it prints numbers.
+(markets/record/reads.py). The same instants are also asked through
+`GET /api/v1/orderbook` (Django's test client: URL routing, API key,
+throttle, serializer, JSON; no socket), hot and archived. Every archived
+book is checked equal to the hot one, and every archived response body
+byte for byte equal to the hot one. Also times one 1000-row page of
+/deltas' selector, hot and archived. Each line gives wall-clock p50, p99
+and max, and this process's CPU p50 (the machine may be shared). Not a
+test: it prints numbers.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import argparse
 import contextlib
 import os
 import random
+import re
 import statistics
 import sys
 import tempfile
@@ -36,7 +42,11 @@ os.environ.setdefault("DEBUG", "1")
 setup_django()
 
 from django.conf import settings  # noqa: E402
+from django.core.cache import cache  # noqa: E402
 from django.core.management import call_command  # noqa: E402
+from django.test import Client  # noqa: E402
+
+from backtest_api.models import api_key_create  # noqa: E402
 
 from bench.generate_day import generate_day  # noqa: E402
 from markets import selectors  # noqa: E402
@@ -44,6 +54,8 @@ from markets.models import LakeDay  # noqa: E402
 from markets.replay import book_at  # noqa: E402
 
 BENCH_DB = "kalshi_lake_bench"
+# Every response's own: blanked before comparing bodies (as tests/backtest_api/test_lake_reads.py).
+VOLATILE = re.compile(rb'"(request_id|response_time)":("[^"]*"|[0-9.e-]+)')
 
 
 def pct(samples: list[float], q: float) -> float:
@@ -54,17 +66,52 @@ def pct(samples: list[float], q: float) -> float:
 def timed_books(instants):
     times, books = [], []
     for ticker, at in instants:
-        began = time.perf_counter()
+        began, cpu = time.perf_counter(), time.process_time()
         books.append(book_at(ticker, at))
-        times.append((time.perf_counter() - began) * 1000)
+        times.append(Took.since(began, cpu))
     return times, books
+
+
+class Took(float):
+    """Wall milliseconds, with the CPU milliseconds of this process (DuckDB's threads too).
+
+    The machine is shared: the wall clock's tail moves with other work, the
+    CPU spent by this process much less.
+    """
+
+    def __new__(cls, wall: float, cpu: float):
+        took = super().__new__(cls, wall)
+        took.cpu = cpu
+        return took
+
+    @classmethod
+    def since(cls, began: float, cpu: float) -> "Took":
+        """From time.perf_counter() and time.process_time() read at the start."""
+        return cls((time.perf_counter() - began) * 1000, (time.process_time() - cpu) * 1000)
+
+
+def timed_gets(client: Client, instants):
+    """GET /orderbook at each (ticker, instant): times and response bodies."""
+    cache.clear()  # the throttle's counts: each pass starts from zero
+    times, bodies = [], []
+    for ticker, at in instants:
+        url = (f"/api/v1/orderbook?market_ticker={ticker}"
+               f"&timestamp={at.isoformat().replace('+00:00', 'Z')}")
+        began, cpu = time.perf_counter(), time.process_time()
+        response = client.get(url)
+        times.append(Took.since(began, cpu))
+        assert response.status_code == 200, response.content[:300]
+        bodies.append(VOLATILE.sub(rb'"\1":null', response.content))
+    return times, bodies
 
 
 def report(name: str, times: list[float], books=None) -> None:
     applied = f", deltas applied p50 {statistics.median(b.deltas_applied for b in books):.0f}" \
         if books else ""
+    cpu = [t.cpu for t in times if isinstance(t, Took)]
+    cpu = f"  cpu p50 {statistics.median(cpu):6.2f} ms" if cpu else ""
     print(f"  {name:<34} p50 {statistics.median(times):7.2f} ms  p99 {pct(times, 0.99):7.2f} ms"
-          f"  max {max(times):7.2f} ms{applied}")
+          f"  max {max(times):7.2f} ms{cpu}{applied}")
 
 
 def main(argv=None) -> None:
@@ -106,12 +153,17 @@ def main(argv=None) -> None:
                     times.append((time.perf_counter() - began) * 1000)
                 return times
 
+            client = Client(HTTP_AUTHORIZATION=f"Bearer {api_key_create(name='bench')[1]}")
             timed_books(hot[:20])  # warm caches
+            timed_gets(client, hot[:20])
             print("hot (PostgreSQL):")
             hot_times, hot_books = timed_books(hot)
             report("book_at, hot market", hot_times, hot_books)
             quiet_times, quiet_books = timed_books(quiet)
             report("book_at, quiet markets", quiet_times, quiet_books)
+            hot_get_times, hot_bodies = timed_gets(client, hot + quiet)
+            report("GET /orderbook, hot market", hot_get_times[:len(hot)])
+            report("GET /orderbook, quiet markets", hot_get_times[len(hot):])
             report("deltas_page (1000 rows)", pages())
 
             older = (datetime.now(timezone.utc).date() - day).days - 1
@@ -123,6 +175,7 @@ def main(argv=None) -> None:
                   f"{LakeDay.objects.filter(dropped_at__isnull=False).count()} table-days")
 
             timed_books(hot[:20])  # the first DuckDB query opens the files
+            timed_gets(client, hot[:20])
             print("archived (Parquet lake through DuckDB):")
             if os.environ.get("LAKE_BENCH_PROFILE"):
                 import cProfile
@@ -135,12 +188,17 @@ def main(argv=None) -> None:
             report("book_at, hot market", lake_times, lake_books)
             lake_quiet_times, lake_quiet_books = timed_books(quiet)
             report("book_at, quiet markets", lake_quiet_times, lake_quiet_books)
+            lake_get_times, lake_bodies = timed_gets(client, hot + quiet)
+            report("GET /orderbook, hot market", lake_get_times[:len(hot)])
+            report("GET /orderbook, quiet markets", lake_get_times[len(hot):])
             report("deltas_page (1000 rows)", pages())
             same = sum(a.book == b.book and a.snapshot.received_at == b.snapshot.received_at
                        for a, b in zip(hot_books + quiet_books, lake_books + lake_quiet_books)
                        if a.snapshot is not None and b.snapshot is not None)
             print(f"books equal hot vs archived: {same} of "
                   f"{sum(b.snapshot is not None for b in hot_books + quiet_books)}")
+            print(f"GET bodies equal hot vs archived: "
+                  f"{sum(a == b for a, b in zip(hot_bodies, lake_bodies))} of {len(hot_bodies)}")
     print(f"load average at end: {os.getloadavg()}")
 
 

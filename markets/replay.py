@@ -26,7 +26,7 @@ from django.db import connection
 
 from .book import OrderBook
 from .models import OrderbookSnapshot, SequenceGap
-from .record.gaps import book_gaps, covering
+from .record.gaps import book_gap_at
 from .record import reads
 from .record.schema import DELTAS, SNAPSHOTS
 
@@ -106,7 +106,7 @@ def delta_rows(
 ) -> Iterator[tuple]:
     """Deltas of the market with key > `after` and received_at <= `until`, in replay order.
 
-    Yields (received_at, session_id, seq, sid, side, price, delta, ts). Reads
+    Yields (received_at, session_id, seq, sid, side, price, delta). Reads
     in keyset batches of `batch_size` rows (psycopg's default cursor would
     load the whole result into memory), so a long range costs constant
     memory. `sid` ends the ordering so that the keyset is total even if two
@@ -124,12 +124,14 @@ def delta_rows(
         yield from batch
 
 
-_DELTA_COLUMNS = DELTAS.replay_order + ("side", "price", "delta", "ts")
+# No `ts`: nothing replayed needs it, and an archived day decodes every
+# column it reads for a whole row group.
+_DELTA_COLUMNS = DELTAS.replay_order + ("side", "price", "delta")
 
 
 def gap_at(market_ticker: str, at: datetime) -> SequenceGap | None:
     """The latest recorded hole in this market's book record that `at` falls in."""
-    return book_gaps(market_ticker).filter(covering(at)).order_by("-detected_at").first()
+    return book_gap_at(market_ticker, at)
 
 
 def book_at(market_ticker: str, at: datetime, meter: WorkMeter | None = None) -> BookAt:

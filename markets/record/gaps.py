@@ -44,6 +44,19 @@ def book_gaps(market_ticker: str) -> QuerySet:
     return SequenceGap.objects.filter(market_ticker=market_ticker, channel=BOOK_CHANNEL)
 
 
+def book_gap_at(market_ticker: str, at: datetime) -> SequenceGap | None:
+    """The latest hole in one market's book record that `at` lies inside.
+
+    book_gaps() filtered by covering(), written in SQL: every order book asks
+    this, and building the ORM query cost about 0.8 ms of a 1 ms call.
+    """
+    found = list(SequenceGap.objects.raw(
+        f"SELECT * FROM {SequenceGap._meta.db_table} WHERE market_ticker = %s AND channel = %s "
+        "AND detected_at <= %s AND (recovered_at IS NULL OR recovered_at > %s) "
+        "ORDER BY detected_at DESC LIMIT 1", [market_ticker, BOOK_CHANNEL, at, at]))
+    return found[0] if found else None
+
+
 def market_gaps(market_ticker: str) -> QuerySet:
     """Every hole that concerns a market: its own, on any channel, and channel-wide ones."""
     return SequenceGap.objects.filter(Q(market_ticker=market_ticker) | Q(market_ticker=""))
