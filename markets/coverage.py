@@ -80,11 +80,11 @@ def coverage(
 
     with connection.cursor() as cursor:
         for table, column, attribute in _TABLES:
-            market, key = compact.market_condition(table, market_ticker)
+            market, key = compact.market_column(table, market_ticker)
             cursor.execute(
                 f"SELECT ({column} AT TIME ZONE 'UTC')::date, count(*), min({column}),"
                 f" max({column}) FROM {table.db_table}"
-                f" WHERE {market} AND {column} >= %s AND {column} < %s GROUP BY 1",
+                f" WHERE {market} = %s AND {column} >= %s AND {column} < %s GROUP BY 1",
                 [key, start, end],
             )
             for day, count, first, last in cursor.fetchall():

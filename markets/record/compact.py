@@ -88,11 +88,11 @@ def market_id(ticker: str) -> int:
     return found[0] if found else 0
 
 
-def market_condition(record: RecordTable, ticker: str) -> tuple[str, object]:
-    """(SQL with one placeholder, its parameter): the rows of `record` of one market."""
+def market_column(record: RecordTable, ticker: str) -> tuple[str, object]:
+    """(column, value): how a read of `record` in PostgreSQL picks one market's rows."""
     if record.stored is None:
-        return "market_ticker = %s", ticker
-    return "market_id = %s", market_id(ticker)
+        return "market_ticker", ticker
+    return "market_id", market_id(ticker)
 
 
 # The market of a correlated ticker (SQL `{}`), for queries that take one

@@ -37,6 +37,7 @@ from pyarrow import dataset as pads
 
 from ..fixedpoint import format_count, format_price
 from ..models import LakeDay, LakeMarketDay
+from . import compact
 from .schema import RecordTable
 
 LEVEL_COLUMNS = ("yes_levels", "no_levels")
@@ -202,8 +203,9 @@ def rows(
     # PostgreSQL is asked even when every day of the range is in the lake:
     # a late row (a backfilled trade) may have recreated a dropped day's
     # partition, and it is served with the lake's rows, not hidden.
-    hot = fetchall_binary(sql.format(source=table.db_table, mark="%s", select=", ".join(columns)),
-                          [*params, limit])
+    market, key = compact.market_column(table, market_ticker)
+    hot = fetchall_binary(sql.format(source=table.db_table, mark="%s", select=", ".join(columns),
+                                     market=market), [key, *params[1:], limit])
     if not archived:
         return hot
     cold = _lake_rows(table, archived, sql, params, columns, order, descending, limit)
@@ -244,9 +246,10 @@ def lake_rows(table: RecordTable, *, market_ticker: str, columns: Sequence[str],
 
 def _sql(table, market_ticker, columns, order, column, start, end, until, days, after, where,
          descending):
-    """The query: {select} for its columns, {source} for the table, {mark} for a placeholder."""
+    """The query: {select} for its columns, {source} for the table, {market} for the
+    column that picks the market (its first parameter), {mark} for a placeholder."""
     direction = " DESC" if descending else ""
-    conditions, params = ["market_ticker = {mark}"], [market_ticker]
+    conditions, params = ["{market} = {mark}"], [market_ticker]
     if start is not None:
         conditions.append(f"{column} >= {{mark}}")
         params.append(start)
@@ -287,7 +290,7 @@ def _lake_rows(table, archived, sql, params, columns, order, descending, limit) 
     found: list[tuple] = []
     for group in groups:
         with _day_files(group) as (source, source_params):
-            text = sql.format(source=source, mark="?", select=select)
+            text = sql.format(source=source, mark="?", select=select, market="market_ticker")
             found.extend(_duckdb().execute(
                 text, [*source_params, *params, limit - len(found)]).fetchall())
         if len(found) >= limit:
