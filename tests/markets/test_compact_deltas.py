@@ -51,7 +51,7 @@ def test_migration_moves_existing_deltas_in_place_and_back():
         with connection.cursor() as cursor:
             for day in (MIDNIGHT - timedelta(days=1), MIDNIGHT):
                 name = f"orderbook_deltas_{day:%Y_%m_%d}"
-                cursor.execute(f"CREATE TABLE {name} PARTITION OF orderbook_deltas FOR VALUES "
+                cursor.execute(f"CREATE TABLE IF NOT EXISTS {name} PARTITION OF orderbook_deltas FOR VALUES "
                                f"FROM ('{day.isoformat()}') TO ('{(day + timedelta(days=1)).isoformat()}')")
                 cursor.execute(f"COMMENT ON TABLE {name} IS 'psqlextra_auto_partitioned'")
             cursor.executemany(
