@@ -264,36 +264,48 @@ def _leaves(field: pa.Field) -> list[tuple[str, pa.DataType, bool]]:
 
 
 def _encodings(target: pa.Schema) -> dict:
-    """Parquet encodings and zstd levels by column, chosen by measurement.
+    """Parquet encodings and zstd levels by leaf column, chosen by measurement.
 
-    Measured on the deltas of bench/storage_bench.py's full-exchange-like mix
-    (1.9M deltas, 5,000 markets), in bytes per delta, zstd 3 unless said:
+    bench/storage_bench.py's full-exchange-like mix (1.9M deltas, 5,000
+    markets; its day files rewritten with each choice). Bytes per delta, zstd
+    3 unless said:
 
-    - Times, and 64-bit integers (session ids, seq), grow within a market and
-      rows are sorted by market: DELTA_BINARY_PACKED stores their differences.
+    - Times and 64-bit integers (session ids, seq) grow within a market, and
+      rows are sorted by market: DELTA_BINARY_PACKED stores the differences.
       received_at 2.84 (plain 3.38, byte-stream-split 3.25), seq 1.45 (plain
       1.87, split 1.66), ts 2.89 (plain 3.30, split 3.28).
     - Exchange times (`ts`) are whole milliseconds stored as microseconds, so
-      their packed differences are all multiples of 1000: zstd's strongest
-      level finds that, 2.85 to 2.55, for about 0.02 s more per 100,000 rows.
-      Levels do nothing for receive times, which are real microseconds (2.99
-      at every level once the bench's evenly spaced clock is jittered).
+      their packed differences are all multiples of 1000, which zstd finds at
+      level 18 and up: 2.85 to 2.55 (level 17: 2.68, 12: 2.80), for 0.03 to
+      0.04 s more per 100,000 rows. Receive times are real microseconds: no
+      level helps them once the bench's evenly spaced clock is jittered (2.99
+      at 3, 9, 15 and 19), so they stay at ZSTD_LEVEL.
     - Counts (`delta`, a trade's `count`, a book level's size) are signed or
-      nearly all distinct: delta-packed they take 2.13 (dictionary 2.74, most
-      of it the dictionary page written again in every row group; plain 2.80,
-      split 3.15); a trade's count 0.030 against 0.059; snapshot level sizes
-      0.27 against 0.33 plain.
-    - A book level's price is one tick from the previous level's:
-      delta-packed (0.031 a side, as plain; a dictionary costs 0.16).
-    - Prices of deltas and trades take a hundred values: dictionary, 0.86
-      (delta-packed 1.69, plain 1.39).
-    - Trade ids are unique: a dictionary buys nothing; DELTA_BYTE_ARRAY 0.216
-      against 0.250.
+      nearly all distinct: delta-packed, `delta` takes 2.13 (dictionary 2.74,
+      a quarter of it the dictionary page written again in every row group;
+      plain 2.80, split 3.15), a trade's count 0.030 (dictionary 0.059),
+      level sizes 0.27 a side (plain 0.33).
+    - A book level's price is a tick from the previous level's: delta-packed,
+      0.03 a side (a dictionary costs 0.16).
+    - Prices of deltas and trades take about a hundred values: dictionary,
+      0.85 (delta-packed 1.69, plain 1.39). DECIMAL(10, 4) cannot be INT32
+      (precision 10 > 9), nor DECIMAL(18, 2).
+    - Trade ids are unique: DELTA_BYTE_ARRAY, 0.22 (dictionary 0.25).
     - Every other column (tickers, sides, sources, sids) repeats: dictionary.
 
-    Pages hold up to a row group (ROW_GROUP_ROWS) rather than Arrow's 20,000
-    rows, so each page is compressed with more context: received_at 2.84 to
-    2.76, ts 2.89 to 2.85. Together: deltas 11.0 to 9.9 bytes each.
+    Pages hold up to a row group (ROW_GROUP_ROWS) instead of Arrow's 20,000
+    rows, so zstd sees more of a column at once: received_at 2.84 to 2.76.
+    Larger row groups would save little more (256k rows: 0.07) and cost
+    memory and the per-market skipping of reads. Deltas went from 11.0 to
+    9.9 bytes each; snapshots 0.75 to 0.62, trades 0.46 to 0.38.
+
+    The floor, with each market's rows together in replay order, is near:
+    the differences of receive times, exchange times and seq are about 20,
+    20 and 8 bits a row in the raw, and Parquet codes each column alone (the
+    exchange time is the receive time minus a short lag; seq follows both).
+    Storing `ts` as TIMESTAMP(MILLIS) would save 0.84 more (a new logical
+    type); rows sorted by time alone, as in a vendor's file, reach 6.1 on
+    the bench's evenly spaced clock, but spread a market over every row group.
     """
     dictionary, encoding, level = [], {}, {}
     for field in target:
