@@ -288,7 +288,7 @@ def _encodings(target: pa.Schema, first: pa.Table | None = None) -> dict:
       dictionary page written again in every row group; plain 2.80, split
       3.15), a trade's count 0.030 (0.059), level sizes 0.27 a side (0.42).
       bench/lake_read_bench.py's day has round lots (about 1,500 values):
-      there a dictionary wins, `delta` 1.79 bytes against 2.2, level sizes
+      there a dictionary wins, `delta` 1.79 bytes against 2.40, level sizes
       0.064 against 0.074, and a fixed choice would lose 3% of that lake.
     - A book level's price is a tick from the previous level's: delta-packed,
       0.03 a side (a dictionary costs 0.16).
