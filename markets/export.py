@@ -297,8 +297,8 @@ def _encodings(target: pa.Schema, first: pa.Table | None = None) -> dict:
       (precision 10 > 9), nor DECIMAL(18, 2).
     - Trade ids are unique: DELTA_LENGTH_BYTE_ARRAY (the lengths packed, the
       bytes run together for zstd), 0.210 (DELTA_BYTE_ARRAY 0.216, plain
-      0.226, dictionary 0.250); UUIDs of lake_read_bench's day 3.68, 3.76,
-      3.96, 4.02.
+      0.226, dictionary 0.250); on lake_read_bench's day, whose ids are UUIDs,
+      3.68, 3.76, 3.96 and 4.02 bytes per delta.
     - Every other column (tickers, sides, sources, sids) repeats: dictionary.
 
     Pages hold up to a row group (ROW_GROUP_ROWS) instead of Arrow's 20,000
