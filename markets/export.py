@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 from django.contrib.postgres.fields import ArrayField
@@ -54,6 +55,10 @@ FORMATS = ("parquet", "csv")
 ROW_GROUP_ROWS = 128 * 1024
 CSV_BLOCK_BYTES = 1 << 20
 ZSTD_LEVEL = 3
+# Exchange times (whole milliseconds) pack better at zstd level 18 and up (_encodings).
+EXCHANGE_TIMES = ("ts",)
+EXCHANGE_TIME_ZSTD_LEVEL = 19
+UNIQUE_TEXT = ("trade_id",)  # one value per row: no dictionary
 GZIP_LEVEL = 6
 UTC_MICROS = pa.timestamp("us", tz="UTC")
 _SQL_ISO_FORMAT = 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'
@@ -248,21 +253,157 @@ def _json_list_array(values: pa.Array, kind: pa.DataType) -> pa.Array:
                     type=kind)
 
 
-def _encodings(target: pa.Schema) -> dict:
-    """Parquet encodings by column type, chosen by measurement (bench/storage_bench.py).
+def _leaves(field: pa.Field) -> list[tuple[str, pa.DataType, bool]]:
+    """(Parquet column path, type, inside a list) of each leaf column of `field`."""
+    if not pa.types.is_list(field.type):
+        return [(field.name, field.type, False)]
+    item = field.type.value_type
+    prefix = f"{field.name}.list.element"
+    if pa.types.is_struct(item):
+        return [(f"{prefix}.{child.name}", child.type, True) for child in item]
+    return [(prefix, item, True)]
 
-    Times and 64-bit integers (receive and exchange times, seq, session ids)
-    grow within a market, and rows are sorted by market: DELTA_BINARY_PACKED
-    stores their small differences. Everything else (tickers, sides, prices,
-    sizes) repeats: dictionaries. On the full-exchange-like mix this took the
-    deltas from 18.3 to 11.0 bytes each, and writes faster.
+
+def _encodings(target: pa.Schema, first: pa.Table | None = None) -> dict:
+    """Parquet encodings and zstd levels by leaf column, chosen by measurement.
+
+    bench/storage_bench.py's full-exchange-like mix (1.9M deltas, 5,000
+    markets; its day files rewritten with each choice). Bytes per delta, zstd
+    3 unless said:
+
+    - Times and 64-bit integers (session ids, seq) grow within a market, and
+      rows are sorted by market: DELTA_BINARY_PACKED stores the differences.
+      received_at 2.84 (plain 3.38, byte-stream-split 3.25), seq 1.45 (plain
+      1.87, split 1.66), ts 2.89 (plain 3.30, split 3.28).
+    - Exchange times (`ts`) are whole milliseconds stored as microseconds, so
+      their packed differences are all multiples of 1000, which zstd finds at
+      level 18 and up: 2.85 to 2.55 (level 17: 2.68, 12: 2.80), for 0.03 to
+      0.04 s more per 100,000 rows. Receive times are real microseconds: no
+      level helps them once the bench's evenly spaced clock is jittered (2.99
+      at 3, 9, 15 and 19), so they stay at ZSTD_LEVEL.
+    - Counts (`delta`, a trade's `count`, a book level's size) go either way,
+      so each file tries both on its first row group (`first`) and keeps the
+      smaller. The bench's counts are uniform over 1 to 20,000 and signed:
+      delta-packed, `delta` takes 2.13 (dictionary 2.74, a quarter of it the
+      dictionary page written again in every row group; plain 2.80, split
+      3.15), a trade's count 0.030 (0.059), level sizes 0.27 a side (0.42).
+      bench/lake_read_bench.py's day has round lots (about 1,500 values):
+      there a dictionary wins, `delta` 1.79 bytes against 2.40, level sizes
+      0.064 against 0.074, and a fixed choice would lose 3% of that lake.
+    - A book level's price is a tick from the previous level's: delta-packed,
+      0.03 a side (a dictionary costs 0.16).
+    - Prices of deltas and trades take about a hundred values: dictionary,
+      0.85 (delta-packed 1.69, plain 1.39). DECIMAL(10, 4) cannot be INT32
+      (precision 10 > 9), nor DECIMAL(18, 2).
+    - Trade ids are unique: DELTA_LENGTH_BYTE_ARRAY (the lengths packed, the
+      bytes run together for zstd), 0.210 (DELTA_BYTE_ARRAY 0.216, plain
+      0.226, dictionary 0.250); on lake_read_bench's day, whose ids are UUIDs,
+      3.68, 3.76, 3.96 and 4.02 bytes per delta.
+    - Every other column (tickers, sides, sources, sids) repeats: dictionary.
+
+    Pages hold up to a row group (ROW_GROUP_ROWS) instead of Arrow's 20,000
+    rows, so zstd sees more of a column at once: received_at 2.84 to 2.76.
+    Larger row groups would save little more (256k rows: 0.07) and cost
+    memory and the per-market skipping of reads. Deltas went from 11.0 to
+    9.9 bytes each; snapshots 0.75 to 0.62, trades 0.46 to 0.38.
+
+    The floor, with each market's rows together in replay order, is near:
+    the differences of receive times, exchange times and seq are about 20,
+    20 and 8 bits a row in the raw, and Parquet codes each column alone (the
+    exchange time is the receive time minus a short lag; seq follows both).
+    Storing `ts` as TIMESTAMP(MILLIS) would save 0.84 more (a new logical
+    type); rows sorted by time alone, as in a vendor's file, reach 6.1 on
+    the bench's evenly spaced clock, but spread a market over every row group.
     """
-    packed = [f.name for f in target
-              if pa.types.is_timestamp(f.type) or pa.types.is_int64(f.type)]
-    return {
-        "use_dictionary": [f.name for f in target if f.name not in packed],
-        "column_encoding": {name: "DELTA_BINARY_PACKED" for name in packed},
-    }
+    dictionary, encoding, level = [], {}, {}
+    for field in target:
+        for path, kind, in_list in _leaves(field):
+            level[path] = ZSTD_LEVEL
+            if pa.types.is_timestamp(kind) or pa.types.is_int64(kind):
+                encoding[path] = "DELTA_BINARY_PACKED"
+                if field.name in EXCHANGE_TIMES:
+                    level[path] = EXCHANGE_TIME_ZSTD_LEVEL
+            elif pa.types.is_decimal(kind) and kind.scale != PRICE_PLACES:  # a count
+                if first is not None and _dictionary_is_smaller(_leaf_values(first, path)):
+                    dictionary.append(path)
+                else:
+                    encoding[path] = "DELTA_BINARY_PACKED"
+            elif pa.types.is_decimal(kind) and in_list:  # a book level's price
+                encoding[path] = "DELTA_BINARY_PACKED"
+            elif field.name in UNIQUE_TEXT:
+                encoding[path] = "DELTA_LENGTH_BYTE_ARRAY"
+            else:
+                dictionary.append(path)
+    return {"use_dictionary": dictionary, "column_encoding": encoding,
+            "compression_level": level}
+
+
+def _leaf_values(rows: pa.Table, path: str) -> pa.ChunkedArray:
+    """The values of one leaf column (a _leaves() path), lists flattened."""
+    name, _, rest = path.partition(".list.element")
+    values = rows.column(name)
+    if not rest and name == path:
+        return values
+    values = pc.list_flatten(values)
+    return pc.struct_field(values, rest[1:]) if rest else values
+
+
+def _dictionary_is_smaller(column: pa.ChunkedArray) -> bool:
+    """Whether a dictionary stores these values in fewer bytes than delta-packing them."""
+    sizes = []
+    for options in ({"use_dictionary": True},
+                    {"use_dictionary": False, "column_encoding": "DELTA_BINARY_PACKED"}):
+        sink = pa.BufferOutputStream()
+        pq.write_table(pa.table({"values": column}), sink, compression="zstd",
+                       compression_level=ZSTD_LEVEL, store_decimal_as_integer=True, **options)
+        sizes.append(sink.getvalue().size)
+    return sizes[0] < sizes[1]
+
+
+class _RowGroupWriter:
+    """Batches in, row groups of exactly ROW_GROUP_ROWS rows out (the last one
+    shorter). The file is opened at the first row group, whose rows choose the
+    encodings (_encodings).
+
+    (Writing whatever had piled up left a small row group behind each full
+    one, each with its own dictionaries: 27 row groups instead of 15 for 1.9M
+    deltas.)
+    """
+
+    def __init__(self, path: Path, target: pa.Schema):
+        self.path, self.target = path, target
+        self._writer: pq.ParquetWriter | None = None
+        self._pending: list[pa.RecordBatch] = []
+        self._pending_rows = 0
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, value, traceback):
+        try:
+            if kind is None and (self._pending or self._writer is None):
+                self._write(pa.Table.from_batches(self._pending, self.target))
+        finally:
+            if self._writer is not None:
+                self._writer.close()
+
+    def add(self, batch: pa.RecordBatch) -> None:
+        self._pending.append(batch)
+        self._pending_rows += batch.num_rows
+        if self._pending_rows >= ROW_GROUP_ROWS:
+            ready = pa.Table.from_batches(self._pending, self.target)
+            whole = self._pending_rows - self._pending_rows % ROW_GROUP_ROWS
+            self._write(ready.slice(0, whole))
+            self._pending = ready.slice(whole).to_batches()
+            self._pending_rows -= whole
+
+    def _write(self, rows: pa.Table) -> None:
+        if self._writer is None:
+            self._writer = pq.ParquetWriter(
+                self.path, self.target, compression="zstd", store_decimal_as_integer=True,
+                max_rows_per_page=ROW_GROUP_ROWS,
+                **_encodings(self.target, rows.slice(0, ROW_GROUP_ROWS)))
+        self._writer.write_table(rows, row_group_size=ROW_GROUP_ROWS)
 
 
 def _write_parquet(table: Table, sql: str, params: dict, path: Path) -> int:
@@ -293,11 +434,7 @@ def _write_parquet(table: Table, sql: str, params: dict, path: Path) -> int:
                 false_values=["false"],
             ),
         )
-        with pq.ParquetWriter(
-            path, target, compression="zstd", compression_level=ZSTD_LEVEL,
-            store_decimal_as_integer=True, **_encodings(target),
-        ) as writer:
-            pending, pending_rows = [], 0
+        with _RowGroupWriter(path, target) as writer:
             for batch in reader:
                 if nested:
                     columns = [
@@ -309,16 +446,8 @@ def _write_parquet(table: Table, sql: str, params: dict, path: Path) -> int:
                     batch = pa.RecordBatch.from_arrays(columns, schema=target)
                 else:
                     batch = pa.RecordBatch.from_arrays(batch.columns, schema=target)
-                pending.append(batch)
-                pending_rows += batch.num_rows
+                writer.add(batch)
                 rows += batch.num_rows
-                if pending_rows >= ROW_GROUP_ROWS:
-                    writer.write_table(pa.Table.from_batches(pending, target),
-                                       row_group_size=ROW_GROUP_ROWS)
-                    pending, pending_rows = [], 0
-            if pending:
-                writer.write_table(pa.Table.from_batches(pending, target),
-                                   row_group_size=ROW_GROUP_ROWS)
     return rows
 
 

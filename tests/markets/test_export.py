@@ -4,10 +4,12 @@ import csv
 import gzip
 import io
 import json
+import random
 from datetime import date, timedelta
 from decimal import Decimal
 
 import duckdb
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from django.core.management import CommandError, call_command
@@ -164,3 +166,48 @@ def test_only_files_the_exporter_writes_can_be_resolved(tmp_path):
     for bad in ("secret.txt", "../secret.txt", "type=deltas/date=2026-11-18/../../secret.txt",
                 "/etc/passwd", "type=deltas/date=2026-11-19/part-0.parquet", ""):
         assert dataset_file(tmp_path, bad) is None
+
+
+def _delta_rows(n, deltas):
+    """n delta rows of one market in the deltas' Parquet schema, `deltas` cycled."""
+    from datetime import datetime, timezone
+
+    from markets.export import TABLES, schema
+
+    start = datetime(2026, 11, 18, tzinfo=timezone.utc)
+    return pa.table({
+        "market_ticker": ["M"] * n,
+        "received_at": [start + timedelta(microseconds=1000 * i) for i in range(n)],
+        "session_id": [1] * n, "sid": [1] * n, "seq": list(range(n)), "side": ["yes"] * n,
+        "price": [Decimal("0.5000")] * n,
+        "delta": [Decimal(deltas[i % len(deltas)]) for i in range(n)],
+        "ts": [None] * n,
+    }, schema=schema(TABLES["deltas"]))
+
+
+def test_row_groups_are_whole_however_the_batches_arrive(tmp_path, monkeypatch):
+    from markets import export
+
+    monkeypatch.setattr(export, "ROW_GROUP_ROWS", 100)
+    rows = _delta_rows(450, ["1.00", "-2.50"])
+    path = tmp_path / "part-0.parquet"
+    with export._RowGroupWriter(path, rows.schema) as writer:
+        for batch in rows.to_batches(max_chunksize=37):
+            writer.add(batch)
+    metadata = pq.ParquetFile(path).metadata
+    assert [metadata.row_group(i).num_rows for i in range(metadata.num_row_groups)] == [
+        100, 100, 100, 100, 50]
+    assert pq.read_table(path).equals(rows)
+
+
+def test_counts_take_a_dictionary_only_where_it_is_smaller():
+    from markets.export import _encodings
+
+    rng = random.Random(1)
+    round_lots = _delta_rows(5000, [rng.choice(("1", "-5", "10", "-100", "250"))
+                                    for _ in range(5000)])
+    assert "delta" in _encodings(round_lots.schema, round_lots)["use_dictionary"]
+    distinct = _delta_rows(5000, [f"{rng.randint(-20000, 20000)}.{rng.randint(0, 99):02d}"
+                                  for _ in range(5000)])
+    assert _encodings(distinct.schema, distinct)["column_encoding"]["delta"] == (
+        "DELTA_BINARY_PACKED")
