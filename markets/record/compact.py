@@ -32,11 +32,10 @@ from ..models import DeltaSide, StoredDelta
 from .schema import DELTAS, RecordTable
 
 STORED_TABLE = StoredDelta._meta.db_table
-STORED_COLUMNS = ("received_at", "session_id", "seq", "delta", "ts", "market_id", "sid",
-                  "price", "side")
+# The model says the columns, in the order that leaves no padding, and their types.
+STORED_COLUMNS = tuple(f.column for f in StoredDelta._meta.concrete_fields)
+STORED_TYPES = tuple(f.db_type(connection) for f in StoredDelta._meta.concrete_fields)
 STORED_KEY = StoredDelta._meta.pk.field_names  # market_id, received_at, session_id
-STORED_TYPES = ("timestamptz", "int8", "int8", "int8", "timestamptz", "int4", "int4", "int4",
-                "int2")
 SIDES = {"yes": DeltaSide.YES.value, "no": DeltaSide.NO.value}
 PRICE_UNITS = int(1 / PRICE_QUANTUM)  # 10,000 a dollar
 COUNT_UNITS = int(1 / COUNT_QUANTUM)  # 100 a contract
