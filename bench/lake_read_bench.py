@@ -153,18 +153,23 @@ def main(argv=None) -> None:
                     times.append((time.perf_counter() - began) * 1000)
                 return times
 
+            def measure_round():
+                """Every measurement once; (books, GET bodies), hot instants then quiet."""
+                hot_times, hot_books = timed_books(hot)
+                report("book_at, hot market", hot_times, hot_books)
+                quiet_times, quiet_books = timed_books(quiet)
+                report("book_at, quiet markets", quiet_times, quiet_books)
+                get_times, bodies = timed_gets(client, hot + quiet)
+                report("GET /orderbook, hot market", get_times[:len(hot)])
+                report("GET /orderbook, quiet markets", get_times[len(hot):])
+                report("deltas_page (1000 rows)", pages())
+                return hot_books + quiet_books, bodies
+
             client = Client(HTTP_AUTHORIZATION=f"Bearer {api_key_create(name='bench')[1]}")
             timed_books(hot[:20])  # warm caches
             timed_gets(client, hot[:20])
             print("hot (PostgreSQL):")
-            hot_times, hot_books = timed_books(hot)
-            report("book_at, hot market", hot_times, hot_books)
-            quiet_times, quiet_books = timed_books(quiet)
-            report("book_at, quiet markets", quiet_times, quiet_books)
-            hot_get_times, hot_bodies = timed_gets(client, hot + quiet)
-            report("GET /orderbook, hot market", hot_get_times[:len(hot)])
-            report("GET /orderbook, quiet markets", hot_get_times[len(hot):])
-            report("deltas_page (1000 rows)", pages())
+            hot_books, hot_bodies = measure_round()
 
             older = (datetime.now(timezone.utc).date() - day).days - 1
             began = time.perf_counter()
@@ -184,19 +189,12 @@ def main(argv=None) -> None:
                 profile = cProfile.Profile()
                 profile.runcall(timed_books, hot)
                 pstats.Stats(profile).sort_stats("tottime").print_stats(18)
-            lake_times, lake_books = timed_books(hot)
-            report("book_at, hot market", lake_times, lake_books)
-            lake_quiet_times, lake_quiet_books = timed_books(quiet)
-            report("book_at, quiet markets", lake_quiet_times, lake_quiet_books)
-            lake_get_times, lake_bodies = timed_gets(client, hot + quiet)
-            report("GET /orderbook, hot market", lake_get_times[:len(hot)])
-            report("GET /orderbook, quiet markets", lake_get_times[len(hot):])
-            report("deltas_page (1000 rows)", pages())
+            lake_books, lake_bodies = measure_round()
             same = sum(a.book == b.book and a.snapshot.received_at == b.snapshot.received_at
-                       for a, b in zip(hot_books + quiet_books, lake_books + lake_quiet_books)
+                       for a, b in zip(hot_books, lake_books)
                        if a.snapshot is not None and b.snapshot is not None)
             print(f"books equal hot vs archived: {same} of "
-                  f"{sum(b.snapshot is not None for b in hot_books + quiet_books)}")
+                  f"{sum(b.snapshot is not None for b in hot_books)}")
             print(f"GET bodies equal hot vs archived: "
                   f"{sum(a == b for a, b in zip(hot_bodies, lake_bodies))} of {len(hot_bodies)}")
     print(f"load average at end: {os.getloadavg()}")
