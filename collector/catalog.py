@@ -123,6 +123,9 @@ class Catalog:
         self.found_settled = 0
         self.found_missed = 0
         self._missed: set[str] = set()  # markets that ended unrecorded, already given their hole
+        # The last run's markets (set by the runner): its crash or disconnect
+        # holes cover them from where their record ends.
+        self.recorded_before: frozenset[str] = frozenset()
         self._lock = asyncio.Lock()
 
     def wants(self, market: dict) -> bool:
@@ -134,6 +137,19 @@ class Catalog:
             or ticker in self.selection.markets
             or (market.get("series_ticker") or "") in self.selection.series
         )
+
+    def _unseen(self, market: dict) -> bool:
+        """Whether a wanted market may have lived without us: not recorded by
+        this process nor by the last run, nor already given its hole.
+
+        The database alone cannot say: while PostgreSQL is away (or the
+        journal is being loaded back) a market recorded and retired minutes
+        ago has no stored snapshot yet, and an open `not_subscribed` hole
+        from its creation would declare its whole recorded life missing.
+        """
+        ticker = market.get("ticker")
+        return (self.wants(market) and ticker not in self._missed
+                and ticker not in self.feed.recorded and ticker not in self.recorded_before)
 
     def lifecycle_gap(self) -> None:
         """The lifecycle stream lost messages: list again soon."""
@@ -202,7 +218,7 @@ class Catalog:
             status = market.get("status", "active")
             since = existed_from(market, now)
             if status in SETTLED_STATUSES and ticker not in recording:
-                if self.wants(market) and ticker not in self._missed and not await run_db(_recorded, ticker):
+                if self._unseen(market) and not await run_db(_recorded, ticker):
                     # It lived and ended unseen: a hole says so, and its settlement is fetched.
                     self._missed.add(ticker)
                     self.found_missed += 1

@@ -48,6 +48,10 @@ class Connections:
         self.state = RecordState(clock)
         self.capacity = config.max_markets_per_connection
         self.markets: set[str] = set()  # every book to record, on whichever connection
+        # Every market this process set out to record, retired ones included:
+        # none of them can have "ended unseen" (collector/catalog.py), even
+        # while its rows wait in the journal for PostgreSQL.
+        self.recorded: set[str] = set()
         self.owner: dict[str, KalshiFeed] = {}
         self.feeds: list[KalshiFeed] = []
         self.catalog = None  # collector.catalog.Catalog, set by the runner
@@ -133,6 +137,7 @@ class Connections:
         for ticker in tickers:
             feed = self._with_room(but)
             self.markets.add(ticker)
+            self.recorded.add(ticker)
             self.owner[ticker] = feed
             feed.markets.add(ticker)
             placed.setdefault(feed, []).append(ticker)

@@ -134,6 +134,7 @@ async def collect(
             catalog = Catalog(rest=rest, feed=connections, actions=actions,
                               selection=selection, config=config, shard=shard)
             catalog.listed_at = listed_at
+            catalog.recorded_before = frozenset(run.previous_markets)
             connections.set_catalog(catalog)
             _holes_until_first_snapshot(connections, run, found)
             collector = Collector(connections.pipeline, writer, connections, actions, backfills, run)

@@ -9,7 +9,7 @@ from collector import commands as cmd
 from collector.catalog import Catalog, Shard, market_filters
 from collector.config import CollectorConfig
 from collector.discovery import Selection, markets_discover
-from markets.models import Market
+from markets.models import Market, OrderbookSnapshot
 
 
 def test_three_shards_cover_every_market_exactly_once():
@@ -59,6 +59,7 @@ class FakeFeed:
 
     def __init__(self, markets):
         self.markets = set(markets)
+        self.recorded = set(markets)
         self.added = []
         self.retired = []
         self.opened = []
@@ -67,6 +68,7 @@ class FakeFeed:
     async def add_markets(self, tickers):
         self.added += tickers
         self.markets.update(tickers)
+        self.recorded.update(tickers)
 
     def retire(self, ticker):
         self.retired.append(ticker)
@@ -133,6 +135,26 @@ async def test_a_relisting_subscribes_what_is_new_and_settles_what_was_decided()
     assert [t for t, _ in feed.missed] == ["DONE"]
     assert [c.market_ticker for c in actions.submitted].count("DONE") == 1
     assert await asyncio.to_thread(lambda: set(Market.objects.values_list("ticker", flat=True))) >= {"NEW", "OLD"}
+
+
+@pytest.mark.asyncio
+@pytest.mark.django_db(transaction=True)
+async def test_a_market_recorded_and_retired_is_not_missed_while_its_rows_wait_in_the_journal():
+    """PostgreSQL away: the market's snapshots are in the journal, not in the
+    table. Recorded by this process (or by the last run), it did not end
+    unseen: no `not_subscribed` hole may declare its recorded life missing."""
+    rest = FakeRest([market("SEEN", "active"), market("BEFORE", "finalized", result="no")])
+    feed, actions = FakeFeed(set()), FakeActions()
+    catalog = Catalog(rest=rest, feed=feed, actions=actions, selection=Selection(),
+                      config=CollectorConfig())
+    catalog.recorded_before = frozenset({"BEFORE"})
+    await catalog.reconcile("test")
+    assert feed.added == ["SEEN"]
+    feed.markets.discard("SEEN")  # settled and retired; no snapshot of it is stored
+    rest.listed = [market("SEEN", "finalized", result="yes"), market("NEVER", "finalized", result="no")]
+    await catalog.reconcile("test")
+    assert [t for t, _ in feed.missed] == ["NEVER"]
+    assert await asyncio.to_thread(lambda: OrderbookSnapshot.objects.count()) == 0
 
 
 @pytest.mark.asyncio
