@@ -207,7 +207,18 @@ async def test_postgresql_stopped_mid_run_and_restarted_loses_no_message(tmp_pat
             true_book = sim.true_book(ticker)
             assert book["yes"] == sorted([str(p), str(s)] for p, s in true_book.yes.items()), ticker
             assert book["no"] == sorted([str(p), str(s)] for p, s in true_book.no.items()), ticker
-            assert book["complete"], ticker
+        incomplete = [ticker for ticker, book in dump["books"].items() if not book["complete"]]
+        if incomplete:
+            gaps = await asyncio.to_thread(
+                pg.query, "SELECT market_ticker, reason, sid, expected_seq, received_seq, detected_at, recovered_at "
+                "FROM sequence_gaps WHERE channel = 'orderbook_delta' ORDER BY detected_at")
+            last = await asyncio.to_thread(
+                pg.query, "SELECT market_ticker, max(received_at) FROM orderbook_deltas GROUP BY 1")
+            snaps = await asyncio.to_thread(
+                pg.query, "SELECT market_ticker, received_at, source FROM orderbook_snapshots ORDER BY 2")
+            raise AssertionError(f"books incomplete at their last instant: {incomplete}; book gaps {gaps}; "
+                                 f"last deltas {last}; snapshots {snaps}; "
+                                 f"statuses {[(t, sim.markets()[t].status) for t in incomplete]}\n" + log[-8000:])
     finally:
         if collector is not None and collector.returncode is None:
             collector.kill()
