@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 
-from django.db import models
+from django.db import connection, models
 from django.utils import timezone
 
 KEY_MARKER = "kd_"
@@ -70,7 +70,25 @@ def api_key_create(*, name: str) -> tuple[ApiKey, str]:
 
 
 def api_key_lookup(raw_key: str) -> ApiKey | None:
-    """The active key matching `raw_key`, or None."""
+    """The active key matching `raw_key`, or None.
+
+    Every request with a key asks this, so it is one probe of the unique
+    index in plain SQL: building the ORM's query cost about 0.3 ms of CPU of
+    its 0.45 ms, on every request (the SHA-256 costs about 1 us). It is not
+    cached: a revoked or deleted key must stop working at once in every
+    worker process, and without REDIS_URL each process has a cache of its
+    own that a revocation in another process could not clear.
+    """
     if not raw_key.startswith(KEY_MARKER):
         return None
-    return ApiKey.objects.active().filter(key_hash=hash_key(raw_key)).first()
+    with connection.cursor() as cursor:
+        cursor.execute(_LOOKUP_SQL, [hash_key(raw_key)])
+        row = cursor.fetchone()
+    return None if row is None else ApiKey.from_db(connection.alias, _LOOKUP_FIELDS, row)
+
+
+_LOOKUP_FIELDS = [f.attname for f in ApiKey._meta.concrete_fields]
+_LOOKUP_SQL = (
+    f"SELECT {', '.join(f.column for f in ApiKey._meta.concrete_fields)} "
+    f"FROM {ApiKey._meta.db_table} WHERE key_hash = %s AND revoked_at IS NULL"
+)

@@ -66,7 +66,10 @@ def batches(table: RecordTable, *, batch_size: int, first_batch_size: int | None
     Each batch starts after the `order` key of the previous one's last row.
     With `first_batch_size`, batches start that small and
     double up to `batch_size`: for callers that may stop after a few rows.
+    The market's column is looked up once for all the batches (a query each
+    for deltas, compact.market_id).
     """
+    query.setdefault("market", compact.market_column(table, query["market_ticker"]))
     columns = list(query["columns"])
     positions = [columns.index(c) for c in query["order"]]
     size = first_batch_size or batch_size
@@ -177,6 +180,7 @@ def rows(
     where: str = "",
     descending: bool = False,
     limit: int,
+    market: tuple[str, object] | None = None,
 ) -> list[tuple]:
     """Up to `limit` rows of one market, sorted by `order`, from PostgreSQL and the lake.
 
@@ -187,7 +191,8 @@ def rows(
     only rows whose `order` key sorts after it (before it, `descending`).
     `where` is an extra condition written in SQL both engines speak (e.g.
     "source <> 'rest'"). `columns` must include every column of `order`;
-    rows are tuples of `columns`.
+    rows are tuples of `columns`. `market` is compact.market_column() of the
+    market, when the caller has it already.
     """
     column = column or table.day_column
     if days is None:
@@ -203,7 +208,7 @@ def rows(
     # PostgreSQL is asked even when every day of the range is in the lake:
     # a late row (a backfilled trade) may have recreated a dropped day's
     # partition, and it is served with the lake's rows, not hidden.
-    market, key = compact.market_column(table, market_ticker)
+    market, key = market or compact.market_column(table, market_ticker)
     hot = fetchall_binary(sql.format(source=table.db_table, mark="%s", select=", ".join(columns),
                                      market=market), [key, *params[1:], limit])
     if not archived:

@@ -5,6 +5,7 @@ import json
 import pytest
 from django.core.management import call_command
 from django.test import override_settings
+from django.utils import timezone
 from rest_framework.test import APIClient
 
 from backtest_api.models import ApiKey, api_key_create, hash_key
@@ -76,6 +77,19 @@ def test_wrong_key_is_refused_even_when_anonymous_reads_are_allowed(anon):
 def test_revoked_key_stops_working(client, raw_key):
     data_of(client.get("/api/v1/series"))
     ApiKey.objects.get(key_hash=hash_key(raw_key)).revoke()
+    error_of(client.get("/api/v1/series"), 401, "authentication_failed")
+
+
+def test_deleted_key_stops_working(client, raw_key):
+    data_of(client.get("/api/v1/series"))
+    ApiKey.objects.filter(key_hash=hash_key(raw_key)).delete()
+    error_of(client.get("/api/v1/series"), 401, "authentication_failed")
+
+
+def test_key_revoked_behind_the_models_back_stops_working_at_once(client, raw_key):
+    """A revocation no signal sees (a bulk update, SQL by hand) works on the next request."""
+    data_of(client.get("/api/v1/series"))
+    ApiKey.objects.filter(key_hash=hash_key(raw_key)).update(revoked_at=timezone.now())
     error_of(client.get("/api/v1/series"), 401, "authentication_failed")
 
 
