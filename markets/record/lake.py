@@ -55,7 +55,7 @@ from ..export import _midnight, export_day
 from ..models import LakeDay, LakeMarketDay
 from ..objectstore import Location, location_from_url
 from ..partitioning import existing_days, forget_known_partitions, partition_name
-from . import compact, reads
+from . import compact, packs, reads
 from .schema import DELTAS, SNAPSHOTS, TRADES, RecordTable
 
 # The partitioned tables: the volume. Lifecycle and gaps stay in PostgreSQL.
@@ -233,9 +233,16 @@ def _drop_partition(table: RecordTable, day: date, rows: int) -> bool:
         # DETACH locks the partition: no row can land between the count and the drop.
         cursor.execute(f"ALTER TABLE {table.stored_table} DETACH PARTITION {name}")
         cursor.execute(f"SELECT count(*) FROM {name}")
-        if cursor.fetchone()[0] != rows:
+        stored = cursor.fetchone()[0]
+        if table is DELTAS:
+            # A packed day's deltas are in its chunks (markets/record/packs.py).
+            cursor.execute(f"LOCK TABLE {packs.TABLE} IN SHARE ROW EXCLUSIVE MODE")
+            stored += packs.day_count(cursor, day)
+        if stored != rows:
             return False
         cursor.execute(f"DROP TABLE {name}")
+        if table is DELTAS:
+            packs.drop_day(cursor, day)
     return True
 
 

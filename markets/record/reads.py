@@ -37,7 +37,7 @@ from pyarrow import dataset as pads
 
 from ..fixedpoint import format_count, format_price
 from ..models import LakeDay, LakeMarketDay
-from . import compact
+from . import compact, packs
 from .schema import RecordTable
 
 LEVEL_COLUMNS = ("yes_levels", "no_levels")
@@ -204,8 +204,22 @@ def rows(
     # a late row (a backfilled trade) may have recreated a dropped day's
     # partition, and it is served with the lake's rows, not hidden.
     market, key = compact.market_column(table, market_ticker)
-    hot = fetchall_binary(sql.format(source=table.db_table, mark="%s", select=", ".join(columns),
-                                     market=market), [key, *params[1:], limit])
+    select = ", ".join(columns)
+    if table.stored is None:
+        hot = fetchall_binary(sql.format(source=table.db_table, mark="%s", select=select,
+                                         market=market), [key, *params[1:], limit])
+    else:
+        # Deltas: the loose rows and the chunks that overlap the range
+        # (markets/record/packs.py), each sorted and limited, then merged.
+        packed, packed_params = _sql(table, market_ticker, columns, order, column, start, end,
+                                     until, days, after, where, descending, packed=True)
+        direction = " DESC" if descending else ""
+        hot = fetchall_binary(
+            f"({sql}) UNION ALL ({packed}) ORDER BY "
+            f"{', '.join(c + direction for c in order)} LIMIT %s".format(
+                mark="%s", select=select, market=market, source=packs.LOOSE_VIEW,
+                packed_source=packs.PACKED_VIEW),
+            [key, *params[1:], limit, key, *packed_params[1:], limit, limit])
     if not archived:
         return hot
     cold = _lake_rows(table, archived, sql, params, columns, order, descending, limit)
@@ -245,9 +259,14 @@ def lake_rows(table: RecordTable, *, market_ticker: str, columns: Sequence[str],
 
 
 def _sql(table, market_ticker, columns, order, column, start, end, until, days, after, where,
-         descending):
+         descending, packed=False):
     """The query: {select} for its columns, {source} for the table, {market} for the
-    column that picks the market (its first parameter), {mark} for a placeholder."""
+    column that picks the market (its first parameter), {mark} for a placeholder.
+
+    `packed`: the query on the unpacked chunks of deltas instead ({packed_source}),
+    of the chunks that overlap the range only, sorted chunk by chunk
+    (markets/record/packs.py).
+    """
     direction = " DESC" if descending else ""
     conditions, params = ["{market} = {mark}"], [market_ticker]
     if start is not None:
@@ -276,8 +295,18 @@ def _sql(table, market_ticker, columns, order, column, start, end, until, days, 
         params.extend(after)
     if where:
         conditions.append(where)
-    sql = (f"SELECT {{select}} FROM {{source}} WHERE {' AND '.join(conditions)} "
-           f"ORDER BY {', '.join(c + direction for c in order)} LIMIT {{mark}}")
+    source, sort = "{source}", list(order)
+    if packed:
+        assert column == table.day_column == "received_at"
+        keyset = after[0] if after is not None else None
+        lo = keyset if keyset is not None and not descending else start
+        hi = keyset if keyset is not None and descending else (end if end is not None else until)
+        conditions.append(packs.range_sql(None if lo is None else "{mark}",
+                                          None if hi is None else "{mark}"))
+        params.extend(packs.range_params(lo, hi))
+        source, sort = "{packed_source}", [packs.CHUNK_ORDER, *order]
+    sql = (f"SELECT {{select}} FROM {source} WHERE {' AND '.join(conditions)} "
+           f"ORDER BY {', '.join(c + direction for c in sort)} LIMIT {{mark}}")
     return sql, params
 
 

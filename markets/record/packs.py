@@ -1,0 +1,158 @@
+"""Closed days' deltas, several to a row: the chunk rule and the range predicate.
+
+A delta row costs about 85 bytes of heap and 40 of packed key however its
+columns are shrunk (a tuple header, a line pointer, a key entry each:
+docs/storage.md), so PostgreSQL cannot hold a delta in 100 bytes one row
+each. Once a UTC day has closed, `pack_day()` (run by `manage.py archive`,
+markets/partitioning.py) moves each market's deltas of that day out of
+`orderbook_delta_rows` into `orderbook_delta_packs` (migration 0008): one
+row per chunk, holding the chunk's first and last `received_at`, its count,
+and each stored column as an array in replay order, which TOAST compresses.
+
+The chunk rule: at most MAX_DELTAS consecutive deltas (replay order) of one
+market within one SPAN-aligned stretch of time. A chunk therefore never
+lasts SPAN or longer, so the chunks that overlap [lo, hi] are found in the
+index (market_id, first_at, last_at) by `first_at > lo - SPAN AND first_at
+<= hi AND last_at >= lo` without reading any chunk; and a chunk is small, so
+a short range unpacks little.
+
+Readers see packed deltas through the view `orderbook_deltas` (loose rows
+UNION ALL unpacked chunks). A view cannot turn a bound on `received_at` into
+one on the chunks, and PostgreSQL would sort every unpacked delta of the
+market before a LIMIT: reads of a range (markets/record/reads.py,
+markets/replay_stream.py) ask `range_sql()` for the chunk bounds and sort
+the unpacked rows by chunk first (`pack_first_at`), which is replay order
+because one market's chunks never overlap, so that PostgreSQL unpacks
+chunk by chunk and stops at the LIMIT.
+
+Late deltas of a packed day land as loose rows (the partition stays); the
+next packing of the day repacks the markets they belong to, so chunks never
+overlap. Writers that must not store a delta twice ask `contains_sql()`.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, time, timedelta, timezone
+
+from django.db import connection
+
+from ..models import StoredDelta
+from ..partitioning import partition_name
+from .compact import STORED_COLUMNS
+from .schema import DELTAS
+
+TABLE = "orderbook_delta_packs"
+LOOSE_VIEW = "orderbook_deltas_loose"  # orderbook_deltas' loose rows
+PACKED_VIEW = "orderbook_deltas_packed"  # its unpacked chunks, with pack_first_at, pack_last_at
+SPAN = timedelta(hours=1)
+MAX_DELTAS = 256
+# The stored columns a chunk keeps as arrays (all but the market's id).
+ARRAYS = tuple(c for c in STORED_COLUMNS if c != "market_id")
+CHUNK_ORDER = "pack_first_at"  # sorts unpacked rows chunk by chunk, in replay order
+
+
+def range_sql(lo: str | None, hi: str | None, alias: str = "") -> str:
+    """The condition on PACKED_VIEW's chunks that may hold a delta in [lo, hi].
+
+    `lo` and `hi` are SQL expressions (placeholders) of receive times, None
+    for no bound; the condition is true for any chunk outside the range too
+    only where a bound is missing.
+    """
+    prefix = f"{alias}." if alias else ""
+    first, last = f"{prefix}pack_first_at", f"{prefix}pack_last_at"
+    conditions = []
+    if lo is not None:
+        conditions += [f"{first} > {lo}::timestamptz - interval '{_seconds(SPAN)} seconds'",
+                       f"{last} >= {lo}"]
+    if hi is not None:
+        conditions.append(f"{first} <= {hi}")
+    return " AND ".join(conditions) or "TRUE"
+
+
+def may_be_packed(start: datetime) -> bool:
+    """Whether deltas received at or after `start` may be in chunks: only closed days are packed."""
+    return start < datetime.combine(datetime.now(timezone.utc).date(), time(), timezone.utc)
+
+
+def bounds_sql(market_sql: str) -> str:
+    """Two SQL subqueries: the first and last receive time of a market's chunks.
+
+    `market_sql` is a condition on `market_id`. Chunks never overlap, so the
+    last one by `first_at` ends last: both are one probe of the index.
+    """
+    return (f"(SELECT first_at FROM {TABLE} WHERE {market_sql} ORDER BY first_at LIMIT 1), "
+            f"(SELECT last_at FROM {TABLE} WHERE {market_sql} ORDER BY first_at DESC LIMIT 1)")
+
+
+def range_params(lo, hi) -> list:
+    """The values of range_sql()'s placeholders, when `lo` and `hi` are each one (or None)."""
+    return ([lo, lo] if lo is not None else []) + ([hi] if hi is not None else [])
+
+
+def contains_sql(market_id: str, received_at: str, session_id: str) -> str:
+    """SQL true when a chunk holds the delta with that key (SQL expressions)."""
+    return (f"EXISTS (SELECT 1 FROM {PACKED_VIEW} k WHERE k.market_id = {market_id} AND "
+            f"{range_sql(received_at, received_at, 'k')} AND "
+            f"k.received_at = {received_at} AND k.session_id = {session_id})")
+
+
+def _seconds(span: timedelta) -> int:
+    return int(span.total_seconds())
+
+
+def pack_day(day: date) -> int:
+    """Move the loose deltas of `day` into chunks, in one statement; the chunks written.
+
+    The markets that have loose deltas that day are repacked whole (their
+    chunks of the day unpacked and cut again with the loose deltas), so a
+    late delta never leaves two chunks of a market overlapping. Rows that a
+    writer commits meanwhile stay loose until the next run.
+    """
+    start = datetime.combine(day, time(), timezone.utc)
+    order = DELTAS.order_sql()
+    columns = ", ".join(STORED_COLUMNS)
+    arrays = ", ".join(ARRAYS)
+    sql = f"""
+    WITH loose AS (
+        DELETE FROM {partition_name(StoredDelta, day)} RETURNING {columns}
+    ), markets AS (
+        SELECT DISTINCT market_id FROM loose
+    ), unpacked AS (
+        DELETE FROM {TABLE} p USING markets
+        WHERE p.market_id = markets.market_id AND p.first_at >= %(start)s AND p.first_at < %(end)s
+        RETURNING p.*
+    ), day AS (
+        SELECT {columns} FROM loose
+        UNION ALL
+        SELECT {', '.join('u.' + c if c != 'market_id' else 'p.market_id' for c in STORED_COLUMNS)}
+        FROM unpacked p CROSS JOIN LATERAL unnest({', '.join('p.' + c for c in ARRAYS)})
+            AS u({arrays})
+    ), cut AS (
+        SELECT *, (row_number() OVER (PARTITION BY market_id, stretch ORDER BY {order}) - 1)
+                  / {MAX_DELTAS} AS chunk
+        FROM (SELECT *, floor(extract(epoch FROM received_at) / {_seconds(SPAN)}) AS stretch
+              FROM day) d
+    )
+    INSERT INTO {TABLE} (first_at, last_at, market_id, deltas, {arrays})
+    SELECT min(received_at), max(received_at), market_id, count(*),
+           {', '.join(f'array_agg({c} ORDER BY {order})' for c in ARRAYS)}
+    FROM cut GROUP BY market_id, stretch, chunk
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(sql, {"start": start, "end": start + timedelta(days=1)})
+        return cursor.rowcount
+
+
+def day_count(cursor, day: date) -> int:
+    """How many deltas the chunks of `day` hold."""
+    start = datetime.combine(day, time(), timezone.utc)
+    cursor.execute(f"SELECT coalesce(sum(deltas), 0) FROM {TABLE} "
+                   "WHERE first_at >= %s AND first_at < %s", [start, start + timedelta(days=1)])
+    return int(cursor.fetchone()[0])
+
+
+def drop_day(cursor, day: date) -> None:
+    """Delete the chunks of `day` (its partition is being dropped: markets/record/lake.py)."""
+    start = datetime.combine(day, time(), timezone.utc)
+    cursor.execute(f"DELETE FROM {TABLE} WHERE first_at >= %s AND first_at < %s",
+                   [start, start + timedelta(days=1)])
