@@ -174,6 +174,11 @@ def pack_closed_days(*, today: date | None = None) -> list[str]:
                 if loose:
                     with transaction.atomic():
                         packs.pack_day(day)
+                    if not connection.in_atomic_block:
+                        # The emptied heap goes back to the system now, not at
+                        # autovacuum's next visit.
+                        with connection.cursor() as cursor:
+                            cursor.execute(f"VACUUM {name}")
             with connection.cursor() as cursor:
                 cursor.execute("SELECT indexrelid::regclass::text, obj_description(indexrelid, "
                                "'pg_class') FROM pg_index WHERE indrelid = %s::regclass "
