@@ -193,11 +193,12 @@ async def ingest(path: Path, cfg: CollectorConfig) -> tuple[float, Pipeline, Wri
 
 
 def table_bytes(table: str) -> int:
-    """Heap, TOAST and indexes of every partition of `table` (or of `table`)."""
+    """Heap, TOAST and indexes of every partition of `table` (or of `table`, not partitioned)."""
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT coalesce(sum(pg_total_relation_size(relid)), 0) "
-            "FROM pg_partition_tree(%s::regclass) WHERE isleaf", [table])
+            "SELECT coalesce(sum(pg_total_relation_size(relid)), "
+            "pg_total_relation_size(%s::regclass)) "
+            "FROM pg_partition_tree(%s::regclass) WHERE isleaf", [table, table])
         return int(cursor.fetchone()[0])
 
 

@@ -121,11 +121,13 @@ def _database_numbers(table: RecordTable, day: date) -> dict[str, tuple]:
     if table is SNAPSHOTS:
         sums += [f"sum((SELECT coalesce(sum((level->>1)::numeric), 0) "
                  f"FROM jsonb_array_elements({c}) level))" for c in LEVEL_COLUMNS]
+    source = (packs.day_source("%(start)s", "%(end)s") if table is DELTAS else table.db_table)
     sql = (f"SELECT market_ticker, count(*), min({table.day_column}), max({table.day_column}), "
-           f"{', '.join(sums)} FROM {table.db_table} "
-           f"WHERE {table.day_column} >= %s AND {table.day_column} < %s GROUP BY market_ticker")
+           f"{', '.join(sums)} FROM {source} "
+           f"WHERE {table.day_column} >= %(start)s AND {table.day_column} < %(end)s "
+           "GROUP BY market_ticker")
     with connection.cursor() as cursor:
-        cursor.execute(sql, [_midnight(day), _midnight(day) + timedelta(days=1)])
+        cursor.execute(sql, {"start": _midnight(day), "end": _midnight(day) + timedelta(days=1)})
         return {row[0]: _normal(row[1:]) for row in cursor.fetchall()}
 
 
@@ -134,6 +136,7 @@ def _lake_numbers(table: RecordTable, path: Path) -> dict[str, tuple]:
     if table is SNAPSHOTS:
         sums += [f"sum(coalesce(list_sum(list_transform({c}, lambda level: level.size)), 0))"
                  for c in LEVEL_COLUMNS]
+    source = (packs.day_source("%(start)s", "%(end)s") if table is DELTAS else table.db_table)
     sql = (f"SELECT market_ticker, count(*), min({table.day_column}), max({table.day_column}), "
            f"{', '.join(sums)} FROM read_parquet(?) GROUP BY market_ticker")
     with duckdb.connect() as con:

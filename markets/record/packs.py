@@ -74,6 +74,20 @@ def may_be_packed(start: datetime) -> bool:
     return start < datetime.combine(datetime.now(timezone.utc).date(), time(), timezone.utc)
 
 
+def day_source(start: str, end: str) -> str:
+    """`orderbook_deltas` for a read of every market over [start, end) (SQL expressions,
+    each used once per branch), as a FROM item.
+
+    The view alone would unpack every chunk in PostgreSQL to find a day's
+    (the lake's archive and `export` read whole days): here only the chunks
+    that overlap the range are unpacked. The caller still bounds `received_at`.
+    """
+    columns = ", ".join(DELTAS.columns + ("market_id",))
+    return (f"(SELECT {columns} FROM {LOOSE_VIEW} UNION ALL SELECT {columns} FROM {PACKED_VIEW} "
+            f"WHERE pack_first_at >= {start}::timestamptz - interval '{_seconds(SPAN)} seconds' "
+            f"AND pack_first_at < {end}) AS {DELTAS.db_table}")
+
+
 def bounds_sql(market_sql: str) -> str:
     """Two SQL subqueries: the first and last receive time of a market's chunks.
 
