@@ -57,7 +57,8 @@ CREATE TABLE orderbook_delta_packs (
     price integer[] NOT NULL,
     side smallint[] NOT NULL
 );
-CREATE INDEX orderbook_delta_packs_range ON orderbook_delta_packs (market_id, first_at, last_at);
+CREATE INDEX orderbook_delta_packs_range ON orderbook_delta_packs (market_id, first_at, last_at)
+    INCLUDE (deltas);
 DROP VIEW orderbook_deltas;
 """ + LOOSE + ";" + PACKED + f""";
 CREATE VIEW orderbook_deltas AS

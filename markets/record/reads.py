@@ -211,15 +211,16 @@ def rows(
     else:
         # Deltas: the loose rows and the chunks that overlap the range
         # (markets/record/packs.py), each sorted and limited, then merged.
-        packed, packed_params = _sql(table, market_ticker, columns, order, column, start, end,
-                                     until, days, after, where, descending, packed=True)
+        packed, packed_params = _sql(table, key, columns, order, column, start, end,
+                                     until, days, after, where, descending, packed=True,
+                                     limit=limit)
         direction = " DESC" if descending else ""
         hot = fetchall_binary(
             f"({sql}) UNION ALL ({packed}) ORDER BY "
             f"{', '.join(c + direction for c in order)} LIMIT %s".format(
                 mark="%s", select=select, market=market, source=packs.LOOSE_VIEW,
                 packed_source=packs.PACKED_VIEW),
-            [key, *params[1:], limit, key, *packed_params[1:], limit, limit])
+            [key, *params[1:], limit, *packed_params, limit, limit])
     if not archived:
         return hot
     cold = _lake_rows(table, archived, sql, params, columns, order, descending, limit)
@@ -259,13 +260,14 @@ def lake_rows(table: RecordTable, *, market_ticker: str, columns: Sequence[str],
 
 
 def _sql(table, market_ticker, columns, order, column, start, end, until, days, after, where,
-         descending, packed=False):
+         descending, packed=False, limit=None):
     """The query: {select} for its columns, {source} for the table, {market} for the
     column that picks the market (its first parameter), {mark} for a placeholder.
 
     `packed`: the query on the unpacked chunks of deltas instead ({packed_source}),
-    of the chunks that overlap the range only, sorted chunk by chunk
-    (markets/record/packs.py).
+    of the chunks that overlap the range and can hold the first `limit` rows
+    only, sorted chunk by chunk (markets/record/packs.py); then `market_ticker`
+    is the market's id.
     """
     direction = " DESC" if descending else ""
     conditions, params = ["{market} = {mark}"], [market_ticker]
@@ -301,9 +303,11 @@ def _sql(table, market_ticker, columns, order, column, start, end, until, days, 
         keyset = after[0] if after is not None else None
         lo = keyset if keyset is not None and not descending else start
         hi = keyset if keyset is not None and descending else (end if end is not None else until)
-        conditions.append(packs.range_sql(None if lo is None else "{mark}",
-                                          None if hi is None else "{mark}"))
-        params.extend(packs.range_params(lo, hi))
+        # A condition written in SQL here hides how many rows each chunk gives.
+        chunks, chunk_params = packs.read_sql("{mark}", market_ticker, lo, hi,
+                                              None if where else limit, descending)
+        conditions.append(chunks)
+        params.extend(chunk_params)
         source, sort = "{packed_source}", [packs.CHUNK_ORDER, *order]
     sql = (f"SELECT {{select}} FROM {source} WHERE {' AND '.join(conditions)} "
            f"ORDER BY {', '.join(c + direction for c in sort)} LIMIT {{mark}}")
