@@ -17,13 +17,17 @@ trades at the full exchange's ratio (about 2.5M trades to 191.5M deltas a day).
    to end, until the last row is committed.
 3. Measures what that cost on disk: bytes per delta in PostgreSQL (heap,
    TOAST and indexes of every partition; trades and snapshots included),
-   the checkpoints' share, and the day archived to a Parquet lake in a
+   the checkpoints' share; then again once the closed day is packed
+   (`pack_closed_days`: deltas several to a row, markets/record/packs.py;
+   indexes rebuilt), and how long that took; and the day archived to a Parquet lake in a
    temporary folder (`manage.py archive`: written, read back and verified
    market by market): its bytes per delta and how long that took; and
    projects a 191.5M-delta day.
 4. Times `book_at` (markets/replay.py: the selector behind /orderbook) at
    random instants of the hottest market and of markets drawn by activity:
-   p50/p99 and the deltas each rebuild applied.
+   p50/p99 and the deltas each rebuild applied; and a 1000-row page of
+   /deltas deep in the hottest market's day. Before packing and after, at
+   the same instants.
 
 The machine may be shared: the load average is printed at the start and end.
 """
