@@ -16,14 +16,18 @@ index (market_id, first_at, last_at) by `first_at > lo - SPAN AND first_at
 <= hi AND last_at >= lo` without reading any chunk; and a chunk is small, so
 a short range unpacks little.
 
+MAX_DELTAS and SPAN are a first choice, not tuned: at 256 and an hour a
+delta costs 28.8 bytes on storage_bench's day (docs/storage.md) and reads
+were as fast as on loose rows; smaller chunks would unpack less per read.
+
 Readers see packed deltas through the view `orderbook_deltas` (loose rows
 UNION ALL unpacked chunks). A view cannot turn a bound on `received_at` into
 one on the chunks, and PostgreSQL would sort every unpacked delta of the
-market before a LIMIT: reads of a range (markets/record/reads.py,
-markets/replay_stream.py) ask `range_sql()` for the chunk bounds and sort
-the unpacked rows by chunk first (`pack_first_at`), which is replay order
-because one market's chunks never overlap, so that PostgreSQL unpacks
-chunk by chunk and stops at the LIMIT.
+market before a LIMIT: reads of a range (markets/record/reads.py) take
+their condition on the chunks from `read_sql()` (the range, and no more
+chunks than the LIMIT needs) and sort the unpacked rows by chunk first
+(`pack_first_at`), which is replay order because one market's chunks never
+overlap. Whole-day reads take `day_source()`.
 
 Late deltas of a packed day land as loose rows (the partition stays); the
 next packing of the day repacks the markets they belong to, so chunks never
