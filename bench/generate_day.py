@@ -474,7 +474,8 @@ def generate_day(
             column = record.day_column
             cursor.execute(
                 compact.delete_sql(record, f"t.market_ticker = ANY(%(tickers)s) "
-                                   f"AND t.{column} >= %(start)s AND t.{column} < %(end)s"),
+                                   f"AND t.{column} >= %(start)s AND t.{column} < %(end)s",
+                                   within=("%(start)s", "%(end)s")),
                 {"tickers": tickers, "start": midnight, "end": next_day},
             )
         SequenceGap.objects.filter(

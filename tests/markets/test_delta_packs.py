@@ -71,7 +71,8 @@ def test_a_delete_unpacks_the_chunk_it_touches_and_keeps_its_other_deltas():
     pack_closed_days(today=TODAY)
     with connection.cursor() as cursor:
         cursor.execute(compact.delete_sql(DELTAS, "t.market_ticker = %(m)s AND t.received_at "
-                                          ">= %(lo)s AND t.received_at < %(hi)s"),
+                                          ">= %(lo)s AND t.received_at < %(hi)s",
+                                          within=("%(lo)s", "%(hi)s")),
                        {"m": LATE[0], "lo": LATE[1], "hi": LATE[1] + US})
     assert _view_rows() == ROWS
     # The other delta of that chunk is loose again; the other chunks are untouched.
