@@ -146,7 +146,10 @@ def insert_sql(record: RecordTable, source: str, where: str = "", returning: str
     from . import packs  # packs builds on this module
 
     # ON CONFLICT sees the loose rows; a delta of a packed day may be in a chunk.
-    unpacked = f"NOT {packs.contains_sql('m.id', 's.received_at', 's.session_id')}"
+    unpacked = "NOT " + packs.contains_sql(
+        "m.id", "s.received_at", "s.session_id",
+        within=(f"(SELECT min(received_at) FROM {source})",
+                f"(SELECT max(received_at) FROM {source})"))
     return [
         f"INSERT INTO record_markets (ticker) SELECT DISTINCT market_ticker FROM {source} "
         "ORDER BY 1 ON CONFLICT DO NOTHING",

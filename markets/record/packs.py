@@ -140,10 +140,17 @@ def range_params(lo, hi) -> list:
     return ([lo, lo] if lo is not None else []) + ([hi] if hi is not None else [])
 
 
-def contains_sql(market_id: str, received_at: str, session_id: str) -> str:
-    """SQL true when a chunk holds the delta with that key (SQL expressions)."""
+def contains_sql(market_id: str, received_at: str, session_id: str,
+                 within: tuple[str, str]) -> str:
+    """SQL true when a chunk holds the delta with that key (SQL expressions).
+
+    `within` (SQL of receive times) bounds every delta asked about: for a
+    whole batch PostgreSQL anti-joins the chunks, and would otherwise unpack
+    every chunk it holds (measured: all 785 of a small table for 20,000
+    staged rows, 445 ms).
+    """
     return (f"EXISTS (SELECT 1 FROM {PACKED_VIEW} k WHERE k.market_id = {market_id} AND "
-            f"{range_sql(received_at, received_at, 'k')} AND "
+            f"{range_sql(received_at, received_at, 'k')} AND {range_sql(*within, 'k')} AND "
             f"k.received_at = {received_at} AND k.session_id = {session_id})")
 
 
