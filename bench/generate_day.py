@@ -473,9 +473,10 @@ def generate_day(
         for record in (DELTAS, SNAPSHOTS, TRADES):
             column = record.day_column
             cursor.execute(
-                compact.delete_sql(record, f"t.market_ticker = ANY(%s) AND t.{column} >= %s "
-                                   f"AND t.{column} < %s"),
-                [tickers, midnight, next_day],
+                compact.delete_sql(record, f"t.market_ticker = ANY(%(tickers)s) "
+                                   f"AND t.{column} >= %(start)s AND t.{column} < %(end)s",
+                                   within=("%(start)s", "%(end)s")),
+                {"tickers": tickers, "start": midnight, "end": next_day},
             )
         SequenceGap.objects.filter(
             market_ticker__in=tickers,

@@ -17,13 +17,17 @@ trades at the full exchange's ratio (about 2.5M trades to 191.5M deltas a day).
    to end, until the last row is committed.
 3. Measures what that cost on disk: bytes per delta in PostgreSQL (heap,
    TOAST and indexes of every partition; trades and snapshots included),
-   the checkpoints' share, and the day archived to a Parquet lake in a
+   the checkpoints' share; then again once the closed day is packed
+   (`pack_closed_days`: deltas several to a row, markets/record/packs.py;
+   indexes rebuilt), and how long that took; and the day archived to a Parquet lake in a
    temporary folder (`manage.py archive`: written, read back and verified
    market by market): its bytes per delta and how long that took; and
    projects a 191.5M-delta day.
 4. Times `book_at` (markets/replay.py: the selector behind /orderbook) at
    random instants of the hottest market and of markets drawn by activity:
-   p50/p99 and the deltas each rebuild applied.
+   p50/p99 and the deltas each rebuild applied; and a 1000-row page of
+   /deltas deep in the hottest market's day. Before packing and after, at
+   the same instants.
 
 The machine may be shared: the load average is printed at the start and end.
 """
@@ -58,16 +62,18 @@ from collector.pipeline import Pipeline  # noqa: E402
 from collector.writer import Writer  # noqa: E402
 from markets.objectstore import location_from_url  # noqa: E402
 from markets.partitioning import pack_closed_days  # noqa: E402
+from markets.record import packs  # noqa: E402
 from markets.record.lake import archive_day  # noqa: E402
 from markets.record.schema import DELTAS, SNAPSHOTS, TRADES  # noqa: E402
 from markets.replay import book_at  # noqa: E402
+from markets.selectors import deltas_page  # noqa: E402
 
 BENCH_DB = "kalshi_storage_bench"
 BOOK_SID, TRADE_SID = 1, 2
 FULL_DAY_DELTAS = 191_500_000
 VENDOR_BYTES_PER_DELTA = 1.27e9 / FULL_DAY_DELTAS
 START = datetime(2026, 11, 24, 10, 0, tzinfo=timezone.utc)
-TABLES = (DELTAS.stored_table, SNAPSHOTS.stored_table, TRADES.stored_table)
+TABLES = (DELTAS.stored_table, packs.TABLE, SNAPSHOTS.stored_table, TRADES.stored_table)
 
 
 def _weights(markets: int, zipf: float) -> list[float]:
@@ -191,11 +197,12 @@ async def ingest(path: Path, cfg: CollectorConfig) -> tuple[float, Pipeline, Wri
 
 
 def table_bytes(table: str) -> int:
-    """Heap, TOAST and indexes of every partition of `table` (or of `table`)."""
+    """Heap, TOAST and indexes of every partition of `table` (or of `table`, not partitioned)."""
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT coalesce(sum(pg_total_relation_size(relid)), 0) "
-            "FROM pg_partition_tree(%s::regclass) WHERE isleaf", [table])
+            "SELECT coalesce(sum(pg_total_relation_size(relid)), "
+            "pg_total_relation_size(%s::regclass)) "
+            "FROM pg_partition_tree(%s::regclass) WHERE isleaf", [table, table])
         return int(cursor.fetchone()[0])
 
 
@@ -252,8 +259,9 @@ def main() -> None:
                   f"({mix['frames']:,} frames in {elapsed:.1f}s)")
             with connection.cursor() as cursor:
                 cursor.execute("VACUUM ANALYZE")
+            report_book_at(mix, args, "loose rows")
             report_storage(mix, counts, tmpdir)
-            report_book_at(mix, args)
+            report_book_at(mix, args, "packed")
             print(f"load average at end: {os.getloadavg()}")
 
 
@@ -276,12 +284,22 @@ def report_storage(mix: dict, counts: dict, tmpdir: Path) -> None:
     print(f"checkpoints: {checkpoint_rows:,} rows, {checkpoint_disk / 1e6:.1f} MB, "
           f"{checkpoint_disk / max(delta_bytes, 1):.1%} of delta bytes, "
           f"{checkpoint_bytes / max(checkpoint_rows, 1):,.0f} bytes a row")
+    started = time.perf_counter()
     pack_closed_days()
+    pack_seconds = time.perf_counter() - started
     packed = {table: table_bytes(table) for table in TABLES + ("record_markets",)}
-    packed_deltas = packed[DELTAS.stored_table] + packed["record_markets"]
-    print(f"once the day has closed and its indexes are packed (archive): PostgreSQL, all-in: "
-          f"{sum(packed.values()) / deltas:.1f} bytes per delta (delta rows alone "
-          f"{packed_deltas / deltas:.1f}); a {FULL_DAY_DELTAS / 1e6:.1f}M-delta day: "
+    packed_deltas = packed[DELTAS.stored_table] + packed[packs.TABLE] + packed["record_markets"]
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT count(*), avg(deltas) FROM {packs.TABLE}")
+        chunks, per_chunk = cursor.fetchone()
+    print(f"once the day has closed, its deltas packed into {chunks:,} chunks "
+          f"({float(per_chunk or 0):.1f} deltas each) and its indexes rebuilt (archive, "
+          f"{pack_seconds:.1f}s; a {FULL_DAY_DELTAS / 1e6:.1f}M-delta day at that rate: "
+          f"{FULL_DAY_DELTAS / (deltas / pack_seconds) / 60:.0f} min):")
+    for table, size in packed.items():
+        print(f"  {table:<22} {size / 1e6:>9.1f} MB  {size / deltas:>7.1f} bytes per delta")
+    print(f"  PostgreSQL, all-in: {sum(packed.values()) / deltas:.1f} bytes per delta (deltas "
+          f"alone {packed_deltas / deltas:.1f}); a {FULL_DAY_DELTAS / 1e6:.1f}M-delta day: "
           f"{sum(packed.values()) / deltas * FULL_DAY_DELTAS / 1e9:,.1f} GB")
     day = mix["end"].date()
     lake = location_from_url(str(tmpdir / "lake"))
@@ -303,7 +321,21 @@ def report_storage(mix: dict, counts: dict, tmpdir: Path) -> None:
           f"{sum(parquet.values()) / deltas * FULL_DAY_DELTAS / 1e9:,.2f} GB")
 
 
-def report_book_at(mix: dict, args) -> None:
+def time_deltas_page(ticker: str, start: datetime, end: datetime, rng, samples: int) -> list:
+    """A 1000-row page of /deltas (the selector) over the whole UTC day, after a random key."""
+    midnight = datetime.combine(start.date(), datetime.min.time(), timezone.utc)
+    times = []
+    for _ in range(samples):
+        at = start + timedelta(seconds=rng.random() * (end - start).total_seconds())
+        began = time.perf_counter()
+        deltas_page(market_ticker=ticker, start=midnight, end=midnight + timedelta(days=1),
+                    after=(at, 0, 0, 0), limit=1000)
+        times.append((time.perf_counter() - began) * 1000)
+    return times
+
+
+def report_book_at(mix: dict, args, label: str) -> None:
+    print(f"reads ({label}):")
     rng = random.Random(args.seed + 1)
     start, end = START + timedelta(seconds=1), mix["end"]
     tickers, cumulative = mix["tickers"], mix["cumulative"]
@@ -316,6 +348,10 @@ def report_book_at(mix: dict, args) -> None:
         print(f"book_at, {label} ({len(times)} instants): p50 {statistics.median(times):.1f} ms, "
               f"p99 {percentile(times, 0.99):.1f} ms, max {max(times):.1f} ms; deltas applied "
               f"p50 {statistics.median(applied):.0f}, max {max(applied)}")
+    times = time_deltas_page(tickers[0], start, end, rng, args.samples)
+    print(f"a 1000-row page of /deltas (selector), hottest market, deep in the day "
+          f"({len(times)} pages): p50 {statistics.median(times):.1f} ms, "
+          f"p99 {percentile(times, 0.99):.1f} ms")
 
 
 if __name__ == "__main__":

@@ -474,7 +474,7 @@ def _repair(table: _Table, rows: list, lo: datetime, hi: datetime, sessions: lis
                     f"t.{table.time_column} >= %(lo)s AND t.{table.time_column} < %(hi)s "
                     f"AND {table.owned}{market_filter} AND NOT EXISTS "
                     f"(SELECT 1 FROM {staging} s WHERE {key_match} AND {rest_match})",
-                    "t.market_ticker, t.ts" if bars else ""),
+                    "t.market_ticker, t.ts" if bars else "", within=("%(lo)s", "%(hi)s")),
                 params,
             )
             deleted = max(raw.rowcount, 0)

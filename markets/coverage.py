@@ -23,7 +23,7 @@ from django.db import connection
 from django.db.models import TextChoices
 
 from .models import SequenceGap
-from .record import compact, reads
+from .record import compact, packs, reads
 from .record.gaps import market_gaps, overlapping
 from .record.schema import DELTAS, LIFECYCLE, SNAPSHOTS, TRADES
 
@@ -81,11 +81,14 @@ def coverage(
     with connection.cursor() as cursor:
         for table, column, attribute in _TABLES:
             market, key = compact.market_column(table, market_ticker)
+            # Deltas: only the chunks of the days asked are unpacked (markets/record/packs.py).
+            source = (packs.day_source("%(start)s", "%(end)s") if table is DELTAS
+                      else table.db_table)
             cursor.execute(
                 f"SELECT ({column} AT TIME ZONE 'UTC')::date, count(*), min({column}),"
-                f" max({column}) FROM {table.db_table}"
-                f" WHERE {market} = %s AND {column} >= %s AND {column} < %s GROUP BY 1",
-                [key, start, end],
+                f" max({column}) FROM {source} WHERE {market} = %(key)s"
+                f" AND {column} >= %(start)s AND {column} < %(end)s GROUP BY 1",
+                {"key": key, "start": start, "end": end},
             )
             for day, count, first, last in cursor.fetchall():
                 report = days[day]

@@ -46,6 +46,7 @@ from django.db import connection, models
 from .fixedpoint import parse_count, parse_price
 from .models import LakeDay, Market, Settlement
 from .models.fields import COUNT_PLACES, PRICE_PLACES
+from .record import packs
 from .record.schema import DELTAS, GAPS, LIFECYCLE, SNAPSHOTS, TRADES, RecordTable
 
 FORMATS = ("parquet", "csv")
@@ -191,10 +192,17 @@ def copy_sql(table: Table, tickers: Sequence[str] | None, *, header: bool) -> tu
         where += f" AND {table.ticker_filter}"
     options = "FORMAT csv, HEADER" if header else "FORMAT csv"
     sql = (
-        f"COPY (SELECT {select} FROM {table.model._meta.db_table} WHERE {where} "
+        f"COPY (SELECT {select} FROM {_source(table)} WHERE {where} "
         f"ORDER BY {table.order_by}) TO STDOUT WITH ({options})"
     )
     return sql, {"tickers": list(tickers or ())}
+
+
+def _source(table: Table) -> str:
+    """What a day is read from: for deltas, the loose rows and the day's chunks only."""
+    if table.name == DELTAS.name:
+        return packs.day_source("%(start)s", "%(end)s")
+    return table.model._meta.db_table
 
 
 # --- writing -------------------------------------------------------------------

@@ -142,7 +142,7 @@ PACKED_COMMENT = "kalshi_data: packed once its day closed"
 
 
 def pack_closed_days(*, today: date | None = None) -> list[str]:
-    """Rebuild, once, the indexes of every partition whose UTC day has ended.
+    """Pack the deltas, and rebuild, once, the indexes of every partition whose UTC day has ended.
 
     Rows arrive in time order but every key leads with the market, so each
     insert lands in the middle of a B-tree, and its pages split half full:
@@ -155,6 +155,8 @@ def pack_closed_days(*, today: date | None = None) -> list[str]:
     late row after that only costs a little space. Returns the partitions
     packed.
     """
+    from .record import packs  # the record builds on partitions
+
     today = today or datetime.now(timezone.utc).date()
     reindex = "REINDEX TABLE" if connection.in_atomic_block else "REINDEX TABLE CONCURRENTLY"
     packed = []
@@ -163,6 +165,20 @@ def pack_closed_days(*, today: date | None = None) -> list[str]:
             if day >= today:
                 continue
             name = partition_name(model, day)
+            if model is StoredDelta:
+                # Its deltas go into chunks, several to a row: loose rows left
+                # by a late write too (markets/record/packs.py).
+                with transaction.atomic(), connection.cursor() as cursor:
+                    cursor.execute(f"SELECT EXISTS (SELECT 1 FROM {name})")
+                    loose = cursor.fetchone()[0]
+                if loose:
+                    with transaction.atomic():
+                        packs.pack_day(day)
+                    if not connection.in_atomic_block:
+                        # The emptied heap goes back to the system now, not at
+                        # autovacuum's next visit.
+                        with connection.cursor() as cursor:
+                            cursor.execute(f"VACUUM {name}")
             with connection.cursor() as cursor:
                 cursor.execute("SELECT indexrelid::regclass::text, obj_description(indexrelid, "
                                "'pg_class') FROM pg_index WHERE indrelid = %s::regclass "

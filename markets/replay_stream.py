@@ -20,7 +20,7 @@ from django.db.models import Q
 
 from .models import Market, SequenceGap
 from .fixedpoint import format_count, format_price
-from .record import compact, reads
+from .record import compact, packs, reads
 from .record.schema import DELTAS, LIFECYCLE, TRADES
 from .replay import MIN_BIGINT, ONE_MICROSECOND, book_at, keyset_batches, stored_snapshots
 
@@ -127,7 +127,7 @@ _DELTA_LINE = _sql_json_object([
 # Each source selects its line, then the rest of its replay-order key
 # (received_at is read back from the line itself).
 _DELTA_SQL = (
-    f"SELECT {_DELTA_LINE}, session_id, seq, sid FROM {DELTAS.db_table} "
+    f"SELECT {_DELTA_LINE}, session_id, seq, sid FROM {packs.LOOSE_VIEW} "
     "WHERE market_id = %s AND received_at >= %s AND received_at < %s "
     f"AND {DELTAS.after_sql(('%s::timestamptz', '%s', '%s', '%s'))} "
     f"ORDER BY {DELTAS.order_sql()} LIMIT %s"
@@ -193,7 +193,9 @@ def _received_at_slice(kind: str, ticker: str) -> slice:
 
 def _delta_source(ticker, start, end, batch_size) -> _Source:
     at = _received_at_slice("delta", ticker)
-    if reads.lake_days(DELTAS, _day(start), _day(end), ticker):
+    # Only today's deltas are all loose rows: a closed day may be packed,
+    # and reads.rows() reads its chunks too (markets/record/packs.py).
+    if reads.lake_days(DELTAS, _day(start), _day(end), ticker) or packs.may_be_packed(start):
         return _Source(_RANK_DELTA, _lake_delta_batches(ticker, start, end, batch_size),
                        lambda row: (row[0][at], row[1], row[2]))
     return _Source(

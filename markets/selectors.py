@@ -31,7 +31,7 @@ from .models import (
     Settlement,
 )
 from .record.gaps import overlapping, overlaps
-from .record import compact, reads
+from .record import compact, packs, reads
 from .record.reads import fetchall_binary  # noqa: F401 (used by callers of selectors)
 from .record.schema import DELTAS, SNAPSHOTS, TRADES
 from .replay import ONE_MICROSECOND, BookAt, WorkMeter, book_at
@@ -113,7 +113,8 @@ class Coverage:
 def coverage_for(market_tickers: Sequence[str]) -> dict[str, Coverage]:
     """Coverage of each market, in two queries whatever the number of markets.
 
-    Each bound is its own ORDER BY ... LIMIT 1 on the primary-key index (a
+    Each bound is its own ORDER BY ... LIMIT 1 on the primary-key index (for
+    packed deltas, on the chunks' index: markets/record/packs.py) (a
     handful of index probes per market), never an aggregate over the rows.
     Gaps listed are the market's own and the channel-wide ones (empty ticker,
     e.g. a lost trade connection) that fall inside its recorded span.
@@ -131,9 +132,10 @@ def coverage_for(market_tickers: Sequence[str]) -> dict[str, Coverage]:
                  ORDER BY received_at DESC LIMIT 1),
               (SELECT ts FROM trades r WHERE r.market_ticker = m.t ORDER BY ts LIMIT 1),
               (SELECT ts FROM trades r WHERE r.market_ticker = m.t ORDER BY ts DESC LIMIT 1),
-              {lake_deltas}, {lake_trades}
+              {lake_deltas}, {lake_trades}, {packed_deltas}
             FROM unnest(%s::text[]) AS m(t)
-            """.format(deltas=DELTAS.db_table, market=compact.MARKET_OF_TICKER_SQL.format("m.t"),
+            """.format(deltas=packs.LOOSE_VIEW, market=compact.MARKET_OF_TICKER_SQL.format("m.t"),
+                       packed_deltas=packs.bounds_sql(compact.MARKET_OF_TICKER_SQL.format("m.t")),
                        lake_deltas=reads.lake_bounds_sql(DELTAS, "m.t"),
                        lake_trades=reads.lake_bounds_sql(TRADES, "m.t")),
             [list(market_tickers)],
@@ -141,6 +143,8 @@ def coverage_for(market_tickers: Sequence[str]) -> dict[str, Coverage]:
         for ticker, first_d, last_d, first_t, last_t, *lake in cursor.fetchall():
             # Days moved to the lake count with their bounds kept at archiving.
             first_d, last_d = _widen(first_d, last_d, lake[0], lake[1])
+            # So do packed days' (markets/record/packs.py).
+            first_d, last_d = _widen(first_d, last_d, lake[4], lake[5])
             first_t, last_t = _widen(first_t, last_t, lake[2], lake[3])
             cov = result[ticker]
             cov.first_delta_at, cov.last_delta_at = first_d, last_d

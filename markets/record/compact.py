@@ -161,31 +161,60 @@ def insert_sql(record: RecordTable, source: str, where: str = "", returning: str
     the record). `where` filters `s`. Deltas are converted to their stored
     form here, their new tickers given ids first; other tables take the rows
     as they are."""
-    condition = f"WHERE {where}" if where else ""
     tail = f" RETURNING {returning}" if returning else ""
     columns = ", ".join(record.columns)
     if record.stored is None:
+        condition = f"WHERE {where}" if where else ""
         return [f"INSERT INTO {record.stored_table} ({columns}) SELECT {columns} "
                 f"FROM {source} s {condition} ON CONFLICT DO NOTHING{tail}"]
     assert record is DELTAS and not returning
+    from . import packs  # packs builds on this module
+
+    # ON CONFLICT sees the loose rows; a delta of a packed day may be in a chunk.
+    unpacked = "NOT " + packs.contains_sql(
+        "m.id", "s.received_at", "s.session_id",
+        within=(f"(SELECT min(received_at) FROM {source})",
+                f"(SELECT max(received_at) FROM {source})"))
     return [
         f"INSERT INTO record_markets (ticker) SELECT DISTINCT market_ticker FROM {source} "
         "ORDER BY 1 ON CONFLICT DO NOTHING",
         f"INSERT INTO {STORED_TABLE} ({', '.join(STORED_COLUMNS)}) "
         f"SELECT {', '.join(_FROM_RECORD[c] for c in STORED_COLUMNS)} FROM {source} s "
-        f"JOIN record_markets m ON m.ticker = s.market_ticker {condition} "
-        "ON CONFLICT DO NOTHING",
+        f"JOIN record_markets m ON m.ticker = s.market_ticker "
+        f"WHERE {' AND '.join(filter(None, (where, unpacked)))} ON CONFLICT DO NOTHING",
     ]
 
 
-def delete_sql(record: RecordTable, where: str, returning: str = "") -> str:
+def delete_sql(record: RecordTable, where: str, returning: str = "",
+               within: tuple[str, str] | None = None) -> str:
     """A DELETE of `record`'s rows that match `where` (SQL on `t`, the rows as
-    readers see them), RETURNING `returning` (columns of `t`)."""
+    readers see them), RETURNING `returning` (columns of `t`).
+
+    For deltas `where` is written three times: give its parameters by name
+    (%(name)s); and `within`, SQL of the receive times [lo, hi] that bound
+    the rows `where` matches, so that only the chunks that overlap them are
+    read. A chunk (markets/record/packs.py) that holds a matching delta is
+    unpacked: its other deltas become loose rows again (the next packing of
+    the day packs them), in the same statement.
+    """
     tail = f" RETURNING {returning}" if returning else ""
     if record.stored is None:
         return f"DELETE FROM {record.stored_table} t WHERE {where}{tail}"
-    assert record is DELTAS and not returning
+    assert record is DELTAS and not returning and within is not None
+    from . import packs  # packs builds on this module
+
     key = ", ".join(STORED_KEY)
-    return (f"DELETE FROM {STORED_TABLE} WHERE ({key}) IN "
-            f"(SELECT {', '.join('t.' + c for c in STORED_KEY)} FROM {record.db_table} t "
+    chunk = ("p.market_id = t.market_id AND p.first_at = t.pack_first_at "
+             "AND p.last_at = t.pack_last_at")
+    chunks = packs.range_sql(*within, alias="t")  # on the chunks of the rows `where` may match
+    return (f"WITH unpacked AS (DELETE FROM {packs.TABLE} p WHERE EXISTS "
+            f"(SELECT 1 FROM {packs.PACKED_VIEW} t WHERE {chunk} AND {chunks} AND ({where})) "
+            f"RETURNING p.market_id, p.first_at, p.last_at), "
+            f"kept AS (INSERT INTO {STORED_TABLE} ({', '.join(STORED_COLUMNS)}) "
+            f"SELECT {', '.join(_FROM_RECORD[c] for c in STORED_COLUMNS)} FROM "
+            f"(SELECT t.* FROM {packs.PACKED_VIEW} t JOIN unpacked p ON {chunk} "
+            f"WHERE {chunks} AND ({where}) IS NOT TRUE) s "
+            f"JOIN record_markets m ON m.id = s.market_id) "
+            f"DELETE FROM {STORED_TABLE} WHERE ({key}) IN "
+            f"(SELECT {', '.join('t.' + c for c in STORED_KEY)} FROM {packs.LOOSE_VIEW} t "
             f"WHERE {where})")

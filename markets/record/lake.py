@@ -55,7 +55,7 @@ from ..export import _midnight, export_day
 from ..models import LakeDay, LakeMarketDay
 from ..objectstore import Location, location_from_url
 from ..partitioning import existing_days, forget_known_partitions, partition_name
-from . import compact, reads
+from . import compact, packs, reads
 from .schema import DELTAS, SNAPSHOTS, TRADES, RecordTable
 
 # The partitioned tables: the volume. Lifecycle and gaps stay in PostgreSQL.
@@ -121,11 +121,13 @@ def _database_numbers(table: RecordTable, day: date) -> dict[str, tuple]:
     if table is SNAPSHOTS:
         sums += [f"sum((SELECT coalesce(sum((level->>1)::numeric), 0) "
                  f"FROM jsonb_array_elements({c}) level))" for c in LEVEL_COLUMNS]
+    source = (packs.day_source("%(start)s", "%(end)s") if table is DELTAS else table.db_table)
     sql = (f"SELECT market_ticker, count(*), min({table.day_column}), max({table.day_column}), "
-           f"{', '.join(sums)} FROM {table.db_table} "
-           f"WHERE {table.day_column} >= %s AND {table.day_column} < %s GROUP BY market_ticker")
+           f"{', '.join(sums)} FROM {source} "
+           f"WHERE {table.day_column} >= %(start)s AND {table.day_column} < %(end)s "
+           "GROUP BY market_ticker")
     with connection.cursor() as cursor:
-        cursor.execute(sql, [_midnight(day), _midnight(day) + timedelta(days=1)])
+        cursor.execute(sql, {"start": _midnight(day), "end": _midnight(day) + timedelta(days=1)})
         return {row[0]: _normal(row[1:]) for row in cursor.fetchall()}
 
 
@@ -233,9 +235,16 @@ def _drop_partition(table: RecordTable, day: date, rows: int) -> bool:
         # DETACH locks the partition: no row can land between the count and the drop.
         cursor.execute(f"ALTER TABLE {table.stored_table} DETACH PARTITION {name}")
         cursor.execute(f"SELECT count(*) FROM {name}")
-        if cursor.fetchone()[0] != rows:
+        stored = cursor.fetchone()[0]
+        if table is DELTAS:
+            # A packed day's deltas are in its chunks (markets/record/packs.py).
+            cursor.execute(f"LOCK TABLE {packs.TABLE} IN SHARE ROW EXCLUSIVE MODE")
+            stored += packs.day_count(cursor, day)
+        if stored != rows:
             return False
         cursor.execute(f"DROP TABLE {name}")
+        if table is DELTAS:
+            packs.drop_day(cursor, day)
     return True
 
 

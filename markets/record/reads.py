@@ -37,7 +37,7 @@ from pyarrow import dataset as pads
 
 from ..fixedpoint import format_count, format_price
 from ..models import LakeDay, LakeMarketDay
-from . import compact
+from . import compact, packs
 from .schema import RecordTable
 
 LEVEL_COLUMNS = ("yes_levels", "no_levels")
@@ -209,8 +209,23 @@ def rows(
     # a late row (a backfilled trade) may have recreated a dropped day's
     # partition, and it is served with the lake's rows, not hidden.
     market, key = market or compact.market_column(table, market_ticker)
-    hot = fetchall_binary(sql.format(source=table.db_table, mark="%s", select=", ".join(columns),
-                                     market=market), [key, *params[1:], limit])
+    select = ", ".join(columns)
+    if table.stored is None:
+        hot = fetchall_binary(sql.format(source=table.db_table, mark="%s", select=select,
+                                         market=market), [key, *params[1:], limit])
+    else:
+        # Deltas: the loose rows and the chunks that overlap the range
+        # (markets/record/packs.py), each sorted and limited, then merged.
+        packed, packed_params = _sql(table, key, columns, order, column, start, end,
+                                     until, days, after, where, descending, packed=True,
+                                     limit=limit)
+        direction = " DESC" if descending else ""
+        hot = fetchall_binary(
+            f"({sql}) UNION ALL ({packed}) ORDER BY "
+            f"{', '.join(c + direction for c in order)} LIMIT %s".format(
+                mark="%s", select=select, market=market, source=packs.LOOSE_VIEW,
+                packed_source=packs.PACKED_VIEW),
+            [key, *params[1:], limit, *packed_params, limit, limit])
     if not archived:
         return hot
     cold = _lake_rows(table, archived, sql, params, columns, order, descending, limit)
@@ -250,9 +265,15 @@ def lake_rows(table: RecordTable, *, market_ticker: str, columns: Sequence[str],
 
 
 def _sql(table, market_ticker, columns, order, column, start, end, until, days, after, where,
-         descending):
+         descending, packed=False, limit=None):
     """The query: {select} for its columns, {source} for the table, {market} for the
-    column that picks the market (its first parameter), {mark} for a placeholder."""
+    column that picks the market (its first parameter), {mark} for a placeholder.
+
+    `packed`: the query on the unpacked chunks of deltas instead ({packed_source}),
+    of the chunks that overlap the range and can hold the first `limit` rows
+    only, sorted chunk by chunk (markets/record/packs.py); then `market_ticker`
+    is the market's id.
+    """
     direction = " DESC" if descending else ""
     conditions, params = ["{market} = {mark}"], [market_ticker]
     if start is not None:
@@ -281,8 +302,20 @@ def _sql(table, market_ticker, columns, order, column, start, end, until, days, 
         params.extend(after)
     if where:
         conditions.append(where)
-    sql = (f"SELECT {{select}} FROM {{source}} WHERE {' AND '.join(conditions)} "
-           f"ORDER BY {', '.join(c + direction for c in order)} LIMIT {{mark}}")
+    source, sort = "{source}", list(order)
+    if packed:
+        assert column == table.day_column == "received_at"
+        keyset = after[0] if after is not None else None
+        lo = keyset if keyset is not None and not descending else start
+        hi = keyset if keyset is not None and descending else (end if end is not None else until)
+        # A condition written in SQL here hides how many rows each chunk gives.
+        chunks, chunk_params = packs.read_sql("{mark}", market_ticker, lo, hi,
+                                              None if where else limit, descending)
+        conditions.append(chunks)
+        params.extend(chunk_params)
+        source, sort = "{packed_source}", [packs.CHUNK_ORDER, *order]
+    sql = (f"SELECT {{select}} FROM {source} WHERE {' AND '.join(conditions)} "
+           f"ORDER BY {', '.join(c + direction for c in sort)} LIMIT {{mark}}")
     return sql, params
 
 

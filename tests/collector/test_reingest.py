@@ -280,3 +280,25 @@ def test_a_replay_that_begins_at_a_later_hour_gives_every_row_its_own_stamp(tmp_
     assert report.frames == 7 and report.rows_rebuilt["deltas"] == 5
     assert report.changed == 0, (report.deleted, report.inserted)
     assert the_record() == before
+
+
+def test_a_packed_day_is_left_as_it_is_and_a_corrupted_packed_delta_restored(recorded):
+    """Deltas in chunks (markets/record/packs.py) are compared, deleted and stored like loose ones."""
+    from markets.partitioning import pack_closed_days
+    from markets.record import packs
+
+    location, stamps = recorded
+    before = the_record()
+    pack_closed_days(today=T0.date() + timedelta(days=1))
+    assert execute("SELECT 1 FROM orderbook_delta_rows") == 0
+    assert execute(f"SELECT 1 FROM {packs.TABLE}") > 0
+    window = dict(location=location, start=T0 - timedelta(hours=4),
+                  end=stamps[-1] + timedelta(hours=1))
+    assert reingest(**window).changed == 0
+    assert the_record() == before
+    assert execute(f"UPDATE {packs.TABLE} SET delta[1] = delta[1] + 7 "
+                   f"WHERE first_at = (SELECT min(first_at) FROM {packs.TABLE})") == 1
+    assert the_record() != before
+    assert reingest(**window).changed > 0
+    assert the_record() == before
+    assert reingest(**window).changed == 0

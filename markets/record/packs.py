@@ -1,0 +1,211 @@
+"""Closed days' deltas, several to a row: the chunk rule and the range predicate.
+
+A delta row costs about 85 bytes of heap and 40 of packed key however its
+columns are shrunk (a tuple header, a line pointer, a key entry each:
+docs/storage.md), so PostgreSQL cannot hold a delta in 100 bytes one row
+each. Once a UTC day has closed, `pack_day()` (run by `manage.py archive`,
+markets/partitioning.py) moves each market's deltas of that day out of
+`orderbook_delta_rows` into `orderbook_delta_packs` (migration 0008): one
+row per chunk, holding the chunk's first and last `received_at`, its count,
+and each stored column as an array in replay order, which TOAST compresses.
+
+The chunk rule: at most MAX_DELTAS consecutive deltas (replay order) of one
+market within one SPAN-aligned stretch of time. A chunk therefore never
+lasts SPAN or longer, so the chunks that overlap [lo, hi] are found in the
+index (market_id, first_at, last_at) by `first_at > lo - SPAN AND first_at
+<= hi AND last_at >= lo` without reading any chunk; and a chunk is small, so
+a short range unpacks little.
+
+MAX_DELTAS and SPAN are a first choice, not tuned: at 256 and an hour a
+delta costs 28.8 bytes on storage_bench's day (docs/storage.md) and reads
+were as fast as on loose rows; smaller chunks would unpack less per read.
+
+Readers see packed deltas through the view `orderbook_deltas` (loose rows
+UNION ALL unpacked chunks). A view cannot turn a bound on `received_at` into
+one on the chunks, and PostgreSQL would sort every unpacked delta of the
+market before a LIMIT: reads of a range (markets/record/reads.py) take
+their condition on the chunks from `read_sql()` (the range, and no more
+chunks than the LIMIT needs) and sort the unpacked rows by chunk first
+(`pack_first_at`), which is replay order because one market's chunks never
+overlap. Whole-day reads take `day_source()`.
+
+Late deltas of a packed day land as loose rows (the partition stays); the
+next packing of the day repacks the markets they belong to, so chunks never
+overlap. Writers that must not store a delta twice ask `contains_sql()`.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, time, timedelta, timezone
+
+from django.db import connection
+
+from ..models import StoredDelta
+from ..partitioning import partition_name
+from .compact import STORED_COLUMNS
+from .schema import DELTAS
+
+TABLE = "orderbook_delta_packs"
+LOOSE_VIEW = "orderbook_deltas_loose"  # orderbook_deltas' loose rows
+PACKED_VIEW = "orderbook_deltas_packed"  # its unpacked chunks, with pack_first_at, pack_last_at
+SPAN = timedelta(hours=1)
+MAX_DELTAS = 256
+# The stored columns a chunk keeps as arrays (all but the market's id).
+ARRAYS = tuple(c for c in STORED_COLUMNS if c != "market_id")
+CHUNK_ORDER = "pack_first_at"  # sorts unpacked rows chunk by chunk, in replay order
+
+
+def range_sql(lo: str | None, hi: str | None, alias: str = "", prefix: str = "pack_") -> str:
+    """The condition on PACKED_VIEW's chunks that may hold a delta in [lo, hi].
+
+    `lo` and `hi` are SQL expressions (placeholders) of receive times, None
+    for no bound. `prefix` "" is the condition on TABLE's own columns.
+    """
+    column = f"{alias}." if alias else ""
+    first, last = f"{column}{prefix}first_at", f"{column}{prefix}last_at"
+    conditions = []
+    if lo is not None:
+        conditions += [f"{first} > {lo}::timestamptz - interval '{_seconds(SPAN)} seconds'",
+                       f"{last} >= {lo}"]
+    if hi is not None:
+        conditions.append(f"{first} <= {hi}")
+    return " AND ".join(conditions) or "TRUE"
+
+
+def range_params(lo, hi) -> list:
+    """The values of range_sql()'s placeholders, when `lo` and `hi` are each one (or None)."""
+    return ([lo, lo] if lo is not None else []) + ([hi] if hi is not None else [])
+
+
+def read_sql(mark: str, market, lo, hi, limit: int | None, descending: bool) -> tuple[str, list]:
+    """(condition on PACKED_VIEW, its parameters): a read of one market's deltas in [lo, hi]
+    (None: unbounded) that wants the first `limit` of them (None: all) unpacks only
+    the chunks that overlap the range and can hold them.
+
+    The chunks are counted in the index (`deltas`): past the first two
+    (which may hold rows before the range), the chunks whose deltas add up
+    to `limit` hold every row wanted, because chunks follow each other in
+    replay order. Without this bound the unpacked rows must all be sorted
+    when PostgreSQL misjudges how many rows a chunk unpacks into (it did on a
+    small table: 128,000 rows unpacked and sorted for a 1000-row page).
+    """
+    condition = range_sql(None if lo is None else mark, None if hi is None else mark)
+    params = range_params(lo, hi)
+    if limit is not None:
+        direction, bound, unbounded = ((" DESC", ">=", "-infinity") if descending
+                                       else ("", "<=", "infinity"))
+        chunks = range_sql(None if lo is None else mark, None if hi is None else mark,
+                           prefix="")
+        condition += (
+            f" AND pack_first_at {bound} coalesce((SELECT first_at FROM (SELECT first_at, "
+            f"sum(deltas) OVER (ORDER BY first_at{direction}) AS upto FROM (SELECT first_at, "
+            f"deltas FROM {TABLE} WHERE market_id = {mark} AND {chunks} "
+            f"ORDER BY first_at{direction} OFFSET 2) c) c WHERE upto >= {mark} "
+            f"ORDER BY first_at{direction} LIMIT 1), '{unbounded}')")
+        params += [market, *range_params(lo, hi), limit]
+    return condition, params
+
+
+def may_be_packed(start: datetime) -> bool:
+    """Whether deltas received at or after `start` may be in chunks: only closed days are packed."""
+    return start < datetime.combine(datetime.now(timezone.utc).date(), time(), timezone.utc)
+
+
+def day_source(start: str, end: str) -> str:
+    """`orderbook_deltas` for a read of every market over [start, end) (SQL expressions,
+    each used once per branch), as a FROM item.
+
+    The view alone would unpack every chunk in PostgreSQL to find a day's
+    (the lake's archive and `export` read whole days): here only the chunks
+    that overlap the range are unpacked. The caller still bounds `received_at`.
+    """
+    columns = ", ".join(DELTAS.columns + ("market_id",))
+    return (f"(SELECT {columns} FROM {LOOSE_VIEW} UNION ALL SELECT {columns} FROM {PACKED_VIEW} "
+            f"WHERE pack_first_at >= {start}::timestamptz - interval '{_seconds(SPAN)} seconds' "
+            f"AND pack_first_at < {end}) AS {DELTAS.db_table}")
+
+
+def bounds_sql(market_sql: str) -> str:
+    """Two SQL subqueries: the first and last receive time of a market's chunks.
+
+    `market_sql` is a condition on `market_id`. Chunks never overlap, so the
+    last one by `first_at` ends last: both are one probe of the index.
+    """
+    return (f"(SELECT first_at FROM {TABLE} WHERE {market_sql} ORDER BY first_at LIMIT 1), "
+            f"(SELECT last_at FROM {TABLE} WHERE {market_sql} ORDER BY first_at DESC LIMIT 1)")
+
+
+def contains_sql(market_id: str, received_at: str, session_id: str,
+                 within: tuple[str, str]) -> str:
+    """SQL true when a chunk holds the delta with that key (SQL expressions).
+
+    `within` (SQL of receive times) bounds every delta asked about: for a
+    whole batch PostgreSQL anti-joins the chunks, and would otherwise unpack
+    every chunk it holds (measured: all 785 of a small table for 20,000
+    staged rows, 445 ms).
+    """
+    return (f"EXISTS (SELECT 1 FROM {PACKED_VIEW} k WHERE k.market_id = {market_id} AND "
+            f"{range_sql(received_at, received_at, 'k')} AND {range_sql(*within, 'k')} AND "
+            f"k.received_at = {received_at} AND k.session_id = {session_id})")
+
+
+def _seconds(span: timedelta) -> int:
+    return int(span.total_seconds())
+
+
+def pack_day(day: date) -> int:
+    """Move the loose deltas of `day` into chunks, in one statement; the chunks written.
+
+    The markets that have loose deltas that day are repacked whole (their
+    chunks of the day unpacked and cut again with the loose deltas), so a
+    late delta never leaves two chunks of a market overlapping. Rows that a
+    writer commits meanwhile stay loose until the next run.
+    """
+    start = datetime.combine(day, time(), timezone.utc)
+    order = DELTAS.order_sql()
+    columns = ", ".join(STORED_COLUMNS)
+    arrays = ", ".join(ARRAYS)
+    sql = f"""
+    WITH loose AS (
+        DELETE FROM {partition_name(StoredDelta, day)} RETURNING {columns}
+    ), markets AS (
+        SELECT DISTINCT market_id FROM loose
+    ), unpacked AS (
+        DELETE FROM {TABLE} p USING markets
+        WHERE p.market_id = markets.market_id AND p.first_at >= %(start)s AND p.first_at < %(end)s
+        RETURNING p.*
+    ), day AS (
+        SELECT {columns} FROM loose
+        UNION ALL
+        SELECT {', '.join('u.' + c if c != 'market_id' else 'p.market_id' for c in STORED_COLUMNS)}
+        FROM unpacked p CROSS JOIN LATERAL unnest({', '.join('p.' + c for c in ARRAYS)})
+            AS u({arrays})
+    ), cut AS (
+        SELECT *, (row_number() OVER (PARTITION BY market_id, stretch ORDER BY {order}) - 1)
+                  / {MAX_DELTAS} AS chunk
+        FROM (SELECT *, floor(extract(epoch FROM received_at) / {_seconds(SPAN)}) AS stretch
+              FROM day) d
+    )
+    INSERT INTO {TABLE} (first_at, last_at, market_id, deltas, {arrays})
+    SELECT min(received_at), max(received_at), market_id, count(*),
+           {', '.join(f'array_agg({c} ORDER BY {order})' for c in ARRAYS)}
+    FROM cut GROUP BY market_id, stretch, chunk
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(sql, {"start": start, "end": start + timedelta(days=1)})
+        return cursor.rowcount
+
+
+def day_count(cursor, day: date) -> int:
+    """How many deltas the chunks of `day` hold."""
+    start = datetime.combine(day, time(), timezone.utc)
+    cursor.execute(f"SELECT coalesce(sum(deltas), 0) FROM {TABLE} "
+                   "WHERE first_at >= %s AND first_at < %s", [start, start + timedelta(days=1)])
+    return int(cursor.fetchone()[0])
+
+
+def drop_day(cursor, day: date) -> None:
+    """Delete the chunks of `day` (its partition is being dropped: markets/record/lake.py)."""
+    start = datetime.combine(day, time(), timezone.utc)
+    cursor.execute(f"DELETE FROM {TABLE} WHERE first_at >= %s AND first_at < %s",
+                   [start, start + timedelta(days=1)])

@@ -1,0 +1,122 @@
+"""Closed days' deltas in chunks (markets/record/packs.py): writes and the migration."""
+
+from datetime import date
+from decimal import Decimal as D
+
+import pytest
+from django.core.management import call_command
+from django.db import connection
+
+from markets import ingest
+from markets.models import LakeDay
+from markets.partitioning import forget_known_partitions, pack_closed_days
+from markets.record import compact, packs
+from markets.record.lake import archive_day, drop_day, fold_late_rows
+from markets.record.schema import DELTAS
+from tests.markets.test_compact_deltas import MIDNIGHT, ROWS, US, _view_rows
+
+# Both days of ROWS have closed.
+TODAY = date(2026, 11, 26)
+# A delta of the first day that arrives after it was packed.
+LATE = ("KXA-26NOV24-T1", MIDNIGHT - 3 * US, 1_764_000_000_000_001, 3, 40, "no", D("0.0100"),
+        D("2.50"), None)
+
+
+def _count(sql):
+    with connection.cursor() as cursor:
+        cursor.execute(sql)
+        return cursor.fetchone()[0]
+
+
+def _loose():
+    return _count("SELECT count(*) FROM orderbook_delta_rows")
+
+
+def _packed():
+    return _count(f"SELECT coalesce(sum(deltas), 0) FROM {packs.TABLE}")
+
+
+@pytest.mark.django_db
+def test_a_late_delta_of_a_packed_day_is_read_with_the_chunks_and_packed_next():
+    assert ingest.deltas_append(ROWS) == 4
+    pack_closed_days(today=TODAY)
+    assert (_loose(), _packed()) == (0, 4)
+    # The collector's COPY lands in the day's partition, which packing kept.
+    assert ingest.deltas_append([LATE]) == 1
+    assert (_loose(), _packed()) == (1, 4)
+    assert _view_rows() == sorted(ROWS + [LATE], key=lambda r: r[1])
+    pack_closed_days(today=TODAY)
+    assert (_loose(), _packed()) == (0, 5)
+    # The market's chunk of that day was cut again with it: one chunk, in order.
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT deltas, received_at FROM {packs.TABLE} p JOIN record_markets m "
+                       "ON m.id = p.market_id WHERE m.ticker = %s AND first_at < %s",
+                       [LATE[0], MIDNIGHT])
+        assert cursor.fetchall() == [(2, [LATE[1], ROWS[0][1]])]
+    assert _view_rows() == sorted(ROWS + [LATE], key=lambda r: r[1])
+
+
+@pytest.mark.django_db
+def test_ingest_does_not_store_again_a_delta_that_is_in_a_chunk():
+    assert ingest.deltas_append(ROWS) == 4
+    pack_closed_days(today=TODAY)
+    assert ingest.deltas_ingest(ROWS + [LATE]) == 1
+    assert (_loose(), _packed()) == (1, 4)
+    assert _view_rows() == sorted(ROWS + [LATE], key=lambda r: r[1])
+
+
+@pytest.mark.django_db
+def test_a_delete_unpacks_the_chunk_it_touches_and_keeps_its_other_deltas():
+    assert ingest.deltas_append(ROWS + [LATE]) == 5
+    pack_closed_days(today=TODAY)
+    with connection.cursor() as cursor:
+        cursor.execute(compact.delete_sql(DELTAS, "t.market_ticker = %(m)s AND t.received_at "
+                                          ">= %(lo)s AND t.received_at < %(hi)s",
+                                          within=("%(lo)s", "%(hi)s")),
+                       {"m": LATE[0], "lo": LATE[1], "hi": LATE[1] + US})
+    assert _view_rows() == ROWS
+    # The other delta of that chunk is loose again; the other chunks are untouched.
+    assert (_loose(), _packed()) == (1, 3)
+
+
+@pytest.mark.django_db
+def test_a_dropped_day_whose_late_delta_was_packed_is_folded_back(settings, tmp_path):
+    settings.LAKE_URL = str(tmp_path / "lake")
+    assert ingest.deltas_append(ROWS) == 4
+    day = (MIDNIGHT - US).date()
+    pack_closed_days(today=TODAY)
+    assert archive_day(DELTAS, day).verified
+    assert drop_day(DELTAS, day)
+    assert _count(f"SELECT count(*) FROM {packs.TABLE} WHERE first_at < "
+                  f"'{MIDNIGHT.isoformat()}'") == 0
+    forget_known_partitions()
+    assert ingest.deltas_append([LATE]) == 1  # recreates the day's partition
+    pack_closed_days(today=TODAY)
+    assert (_loose(), _packed()) == (0, 4)
+    assert fold_late_rows(DELTAS, day) == 1  # the file's one row of that day
+    assert not LakeDay.objects.get(table="deltas", day=day).dropped_at
+    assert _view_rows() == sorted(ROWS + [LATE], key=lambda r: r[1])
+    pack_closed_days(today=TODAY)
+    assert (_loose(), _packed()) == (0, 5)
+    assert _view_rows() == sorted(ROWS + [LATE], key=lambda r: r[1])
+
+
+@pytest.mark.django_db(transaction=True)
+def test_migration_unpacks_the_chunks_and_back():
+    try:
+        assert ingest.deltas_append(ROWS) == 4
+        pack_closed_days(today=TODAY)
+        assert (_loose(), _packed()) == (0, 4)
+        call_command("migrate", "markets", "0007", verbosity=0)
+        assert _view_rows() == ROWS
+        assert _loose() == 4
+        call_command("migrate", "markets", verbosity=0)
+        assert _view_rows() == ROWS
+        pack_closed_days(today=TODAY)
+        assert (_loose(), _packed()) == (0, 4)
+        assert _view_rows() == ROWS
+    finally:
+        call_command("migrate", verbosity=0)
+        forget_known_partitions()
+        with connection.cursor() as cursor:  # not a model: the test's flush leaves it
+            cursor.execute(f"DELETE FROM {packs.TABLE}")
