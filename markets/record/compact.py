@@ -176,6 +176,12 @@ def insert_sql(record: RecordTable, source: str, where: str = "", returning: str
         within=(f"(SELECT min(received_at) FROM {source})",
                 f"(SELECT max(received_at) FROM {source})"))
     return [
+        # A statement of its own, before the INSERT takes its snapshot: a
+        # packing in progress (packs.pack_day) is waited for and then seen,
+        # or this statement's snapshot would miss its chunks while ON CONFLICT
+        # waited for its deletes, and store those deltas a second time.
+        # SHARE: loads do not wait for each other.
+        f"LOCK TABLE {packs.TABLE} IN SHARE MODE",
         f"INSERT INTO record_markets (ticker) SELECT DISTINCT market_ticker FROM {source} "
         "ORDER BY 1 ON CONFLICT DO NOTHING",
         f"INSERT INTO {STORED_TABLE} ({', '.join(STORED_COLUMNS)}) "

@@ -1,11 +1,12 @@
 """Closed days' deltas in chunks (markets/record/packs.py): writes and the migration."""
 
+import threading
 from datetime import date
 from decimal import Decimal as D
 
 import pytest
 from django.core.management import call_command
-from django.db import connection
+from django.db import connection, transaction
 
 from markets import ingest
 from markets.models import LakeDay
@@ -120,3 +121,46 @@ def test_migration_unpacks_the_chunks_and_back():
         forget_known_partitions()
         with connection.cursor() as cursor:  # not a model: the test's flush leaves it
             cursor.execute(f"DELETE FROM {packs.TABLE}")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_ingest_racing_the_packing_of_its_day_stores_no_delta_twice():
+    """The journal is loaded back into yesterday while `archive` packs it.
+
+    The ingest's INSERT looks for its deltas in the chunks and, through ON
+    CONFLICT, in the loose rows; with the packing committed in between, it
+    would find them in neither and store each twice. It waits for the
+    packing instead (compact.insert_sql) and then finds them in the chunks.
+    """
+    assert ingest.deltas_append(ROWS) == 4
+    packed, release, done = threading.Event(), threading.Event(), []
+
+    def pack():
+        try:
+            with transaction.atomic():
+                for day in sorted({row[1].date() for row in ROWS}):
+                    packs.pack_day(day)
+                packed.set()
+                release.wait(30)
+        finally:
+            connection.close()
+
+    def load():
+        try:
+            done.append(ingest.deltas_ingest(ROWS))
+        finally:
+            connection.close()
+
+    packer = threading.Thread(target=pack)
+    packer.start()
+    assert packed.wait(30)
+    loader = threading.Thread(target=load)
+    loader.start()
+    loader.join(0.5)
+    assert loader.is_alive()  # it waits for the packing to commit
+    release.set()
+    packer.join(30)
+    loader.join(30)
+    assert done == [0]
+    assert (_loose(), _packed()) == (0, 4)
+    assert _view_rows() == ROWS
