@@ -16,24 +16,28 @@ Backward: every chunk is unpacked into its day's partition of
 
 from django.db import migrations
 
+
 # Kept here, not imported: a migration must not change when the code does.
-LOOSE = """
-CREATE VIEW orderbook_deltas_loose AS
-SELECT m.ticker AS market_ticker, d.received_at, d.session_id, d.sid, d.seq,
-       CASE d.side WHEN 1 THEN 'yes' WHEN 2 THEN 'no' END AS side,
-       (d.price * 0.0001)::numeric(10, 4) AS price,
-       (d.delta * 0.01)::numeric(18, 2) AS delta,
-       d.ts, d.market_id
+def _record_columns(alias: str) -> str:
+    """A stored delta's columns (`alias`: its relation) as readers see them (0007)."""
+    return f"""m.ticker AS market_ticker, {alias}.received_at, {alias}.session_id, {alias}.sid,
+       {alias}.seq, CASE {alias}.side WHEN 1 THEN 'yes' WHEN 2 THEN 'no' END AS side,
+       ({alias}.price * 0.0001)::numeric(10, 4) AS price,
+       ({alias}.delta * 0.01)::numeric(18, 2) AS delta,
+       {alias}.ts"""
+
+
+def _loose(view: str) -> str:
+    return f"""
+CREATE VIEW {view} AS
+SELECT {_record_columns('d')}, d.market_id
 FROM orderbook_delta_rows d JOIN record_markets m ON m.id = d.market_id
 """
 
-PACKED = """
+
+PACKED = f"""
 CREATE VIEW orderbook_deltas_packed AS
-SELECT m.ticker AS market_ticker, u.received_at, u.session_id, u.sid, u.seq,
-       CASE u.side WHEN 1 THEN 'yes' WHEN 2 THEN 'no' END AS side,
-       (u.price * 0.0001)::numeric(10, 4) AS price,
-       (u.delta * 0.01)::numeric(18, 2) AS delta,
-       u.ts, p.market_id, p.first_at AS pack_first_at, p.last_at AS pack_last_at
+SELECT {_record_columns('u')}, p.market_id, p.first_at AS pack_first_at, p.last_at AS pack_last_at
 FROM orderbook_delta_packs p
 JOIN record_markets m ON m.id = p.market_id
 CROSS JOIN LATERAL unnest(p.received_at, p.session_id, p.sid, p.seq, p.side, p.price, p.delta,
@@ -60,7 +64,7 @@ CREATE TABLE orderbook_delta_packs (
 CREATE INDEX orderbook_delta_packs_range ON orderbook_delta_packs (market_id, first_at, last_at)
     INCLUDE (deltas);
 DROP VIEW orderbook_deltas;
-""" + LOOSE + ";" + PACKED + f""";
+""" + _loose("orderbook_deltas_loose") + ";" + PACKED + f""";
 CREATE VIEW orderbook_deltas AS
 SELECT {COLUMNS} FROM orderbook_deltas_loose
 UNION ALL
@@ -79,14 +83,7 @@ DROP VIEW orderbook_deltas;
 DROP VIEW orderbook_deltas_packed;
 DROP VIEW orderbook_deltas_loose;
 DROP TABLE orderbook_delta_packs;
-CREATE VIEW orderbook_deltas AS
-SELECT m.ticker AS market_ticker, d.received_at, d.session_id, d.sid, d.seq,
-       CASE d.side WHEN 1 THEN 'yes' WHEN 2 THEN 'no' END AS side,
-       (d.price * 0.0001)::numeric(10, 4) AS price,
-       (d.delta * 0.01)::numeric(18, 2) AS delta,
-       d.ts, d.market_id
-FROM orderbook_delta_rows d JOIN record_markets m ON m.id = d.market_id;
-"""
+""" + _loose("orderbook_deltas") + ";"
 
 
 class Migration(migrations.Migration):
