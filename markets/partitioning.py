@@ -172,8 +172,7 @@ def pack_closed_days(*, today: date | None = None) -> list[str]:
                     cursor.execute(f"SELECT EXISTS (SELECT 1 FROM {name})")
                     loose = cursor.fetchone()[0]
                 if loose:
-                    with transaction.atomic():
-                        packs.pack_day(day)
+                    packs.pack_day(day)
                     if not connection.in_atomic_block:
                         # The emptied heap goes back to the system now, not at
                         # autovacuum's next visit.
