@@ -213,6 +213,10 @@ def rows(
     if table.stored is None:
         hot = fetchall_binary(sql.format(source=table.db_table, mark="%s", select=select,
                                          market=market), [key, *params[1:], limit])
+    elif days[0] is not None and not packs.may_be_packed(days[0]):
+        # Today's deltas only: no chunk can hold them yet (markets/record/packs.py).
+        hot = fetchall_binary(sql.format(source=packs.LOOSE_VIEW, mark="%s", select=select,
+                                         market=market), [key, *params[1:], limit])
     else:
         # Deltas: the loose rows and the chunks that overlap the range
         # (markets/record/packs.py), each sorted and limited, then merged.
