@@ -196,12 +196,13 @@ def delete_sql(record: RecordTable, where: str, returning: str = "",
     """A DELETE of `record`'s rows that match `where` (SQL on `t`, the rows as
     readers see them), RETURNING `returning` (columns of `t`).
 
-    For deltas `where` is written three times: give its parameters by name
+    For deltas `where` is written four times: give its parameters by name
     (%(name)s); and `within`, SQL of the receive times [lo, hi] that bound
     the rows `where` matches, so that only the chunks that overlap them are
     read. A chunk (markets/record/packs.py) that holds a matching delta is
     unpacked: its other deltas become loose rows again (the next packing of
-    the day packs them), in the same statement.
+    the day packs them), in the same statement. Its row count is the number
+    of deltas deleted, loose or packed (one row each, of one column).
     """
     tail = f" RETURNING {returning}" if returning else ""
     if record.stored is None:
@@ -220,7 +221,10 @@ def delete_sql(record: RecordTable, where: str, returning: str = "",
             f"SELECT {', '.join(_FROM_RECORD[c] for c in STORED_COLUMNS)} FROM "
             f"(SELECT t.* FROM {packs.PACKED_VIEW} t JOIN unpacked p ON {chunk} "
             f"WHERE {chunks} AND ({where}) IS NOT TRUE) s "
-            f"JOIN record_markets m ON m.id = s.market_id) "
-            f"DELETE FROM {STORED_TABLE} WHERE ({key}) IN "
+            f"JOIN record_markets m ON m.id = s.market_id), "
+            f"loose AS (DELETE FROM {STORED_TABLE} WHERE ({key}) IN "
             f"(SELECT {', '.join('t.' + c for c in STORED_KEY)} FROM {packs.LOOSE_VIEW} t "
-            f"WHERE {where})")
+            f"WHERE {where}) RETURNING 1) "
+            f"SELECT 1 FROM loose UNION ALL "
+            f"SELECT 1 FROM {packs.PACKED_VIEW} t JOIN unpacked p ON {chunk} "
+            f"WHERE {chunks} AND ({where})")

@@ -75,9 +75,23 @@ def test_a_delete_unpacks_the_chunk_it_touches_and_keeps_its_other_deltas():
                                           ">= %(lo)s AND t.received_at < %(hi)s",
                                           within=("%(lo)s", "%(hi)s")),
                        {"m": LATE[0], "lo": LATE[1], "hi": LATE[1] + US})
+        assert cursor.rowcount == 1  # the packed delta counts as deleted
     assert _view_rows() == ROWS
     # The other delta of that chunk is loose again; the other chunks are untouched.
     assert (_loose(), _packed()) == (1, 3)
+
+
+@pytest.mark.django_db
+def test_a_delete_counts_the_loose_and_the_packed_deltas_it_removes():
+    assert ingest.deltas_append(ROWS) == 4
+    pack_closed_days(today=TODAY)
+    assert ingest.deltas_append([LATE]) == 1  # loose, beside the day's chunks
+    with connection.cursor() as cursor:
+        cursor.execute(compact.delete_sql(DELTAS, "t.market_ticker = %(m)s AND t.received_at "
+                                          "< %(hi)s", within=("%(lo)s", "%(hi)s")),
+                       {"m": LATE[0], "lo": LATE[1], "hi": MIDNIGHT})
+        assert cursor.rowcount == 2
+    assert _view_rows() == [r for r in ROWS if not (r[0] == LATE[0] and r[1] < MIDNIGHT)]
 
 
 @pytest.mark.django_db
