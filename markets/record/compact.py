@@ -214,7 +214,9 @@ def delete_sql(record: RecordTable, where: str, returning: str = "",
     chunk = ("p.market_id = t.market_id AND p.first_at = t.pack_first_at "
              "AND p.last_at = t.pack_last_at")
     chunks = packs.range_sql(*within, alias="t")  # on the chunks of the rows `where` may match
-    return (f"WITH unpacked AS (DELETE FROM {packs.TABLE} p WHERE EXISTS "
+    # The same range on the chunks' table itself: PostgreSQL skips the other days' partitions.
+    return (f"WITH unpacked AS (DELETE FROM {packs.TABLE} p WHERE "
+            f"{packs.range_sql(*within, alias='p', prefix='')} AND EXISTS "
             f"(SELECT 1 FROM {packs.PACKED_VIEW} t WHERE {chunk} AND {chunks} AND ({where})) "
             f"RETURNING p.market_id, p.first_at, p.last_at), "
             f"kept AS (INSERT INTO {STORED_TABLE} ({', '.join(STORED_COLUMNS)}) "

@@ -32,16 +32,21 @@ overlap. Whole-day reads take `day_source()`.
 Late deltas of a packed day land as loose rows (the partition stays); the
 next packing of the day repacks the markets they belong to, so chunks never
 overlap. Writers that must not store a delta twice ask `contains_sql()`.
+
+The chunks' table is partitioned by the UTC day of `first_at` (migration
+0009; a chunk never crosses an hour, so never a day): `pack_day()` creates
+a day's partition, and the lake drops it with the day (`drop_day()`).
 """
 
 from __future__ import annotations
 
 from datetime import date, datetime, time, timedelta, timezone
 
+from django.conf import settings
 from django.db import connection, transaction
 
 from ..models import StoredDelta
-from ..partitioning import partition_name
+from ..partitioning import NAME_FORMAT, partition_name
 from .compact import STORED_COLUMNS
 from .schema import DELTAS
 
@@ -170,6 +175,7 @@ def pack_day(day: date) -> int:
     for the packing it might race (compact.insert_sql).
     """
     partition = partition_name(StoredDelta, day)
+    _create_partition(day)
     with connection.cursor() as cursor:
         # The day's markets, one probe of the key's index each (a loose index scan).
         cursor.execute(f"""
@@ -226,6 +232,30 @@ def _pack_sql(partition: str) -> str:
     """
 
 
+def _partition(day: date) -> str:
+    return f"{TABLE}_{day.strftime(NAME_FORMAT)}"
+
+
+def _create_partition(day: date) -> None:
+    """Create the chunks' partition of `day` unless it exists.
+
+    Made apart and then attached: ATTACH takes a lock on the chunks' table
+    that readers and inserts go on under, where CREATE TABLE ... PARTITION
+    OF would stop them all (docs/storage.md, "Locks").
+    """
+    name = _partition(day)
+    start = datetime.combine(day, time(), timezone.utc)
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SELECT set_config('lock_timeout', %s, true)",
+                       [settings.PARTITION_LOCK_TIMEOUT])
+        cursor.execute("SELECT to_regclass(%s)", [name])
+        if cursor.fetchone()[0] is not None:
+            return
+        cursor.execute(f"CREATE TABLE {name} (LIKE {TABLE})")
+        cursor.execute(f"ALTER TABLE {TABLE} ATTACH PARTITION {name} FOR VALUES "
+                       f"FROM ('{start.isoformat()}') TO ('{(start + timedelta(days=1)).isoformat()}')")
+
+
 def day_count(cursor, day: date) -> int:
     """How many deltas the chunks of `day` hold."""
     start = datetime.combine(day, time(), timezone.utc)
@@ -235,7 +265,6 @@ def day_count(cursor, day: date) -> int:
 
 
 def drop_day(cursor, day: date) -> None:
-    """Delete the chunks of `day` (its partition is being dropped: markets/record/lake.py)."""
-    start = datetime.combine(day, time(), timezone.utc)
-    cursor.execute(f"DELETE FROM {TABLE} WHERE first_at >= %s AND first_at < %s",
-                   [start, start + timedelta(days=1)])
+    """Drop the chunks of `day` with their partition (the day's partition of
+    deltas is being dropped: markets/record/lake.py)."""
+    cursor.execute(f"DROP TABLE IF EXISTS {_partition(day)}")

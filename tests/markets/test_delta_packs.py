@@ -37,6 +37,13 @@ def _packed():
     return _count(f"SELECT coalesce(sum(deltas), 0) FROM {packs.TABLE}")
 
 
+def _pack_partitions():
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT inhrelid::regclass::text FROM pg_inherits "
+                       "WHERE inhparent = %s::regclass ORDER BY 1", [packs.TABLE])
+        return [row[0] for row in cursor.fetchall()]
+
+
 @pytest.mark.django_db
 def test_a_late_delta_of_a_packed_day_is_read_with_the_chunks_and_packed_next():
     assert ingest.deltas_append(ROWS) == 4
@@ -100,13 +107,19 @@ def test_a_dropped_day_whose_late_delta_was_packed_is_folded_back(settings, tmp_
     assert ingest.deltas_append(ROWS) == 4
     day = (MIDNIGHT - US).date()
     pack_closed_days(today=TODAY)
+    # Each day's chunks have a partition of their own, dropped with the day.
+    both = ["orderbook_delta_packs_2026_11_23", "orderbook_delta_packs_2026_11_24"]
+    assert _pack_partitions() == both
     assert archive_day(DELTAS, day).verified
     assert drop_day(DELTAS, day)
+    assert _pack_partitions() == both[1:]
     assert _count(f"SELECT count(*) FROM {packs.TABLE} WHERE first_at < "
                   f"'{MIDNIGHT.isoformat()}'") == 0
+    assert _packed() == 3
     forget_known_partitions()
     assert ingest.deltas_append([LATE]) == 1  # recreates the day's partition
     pack_closed_days(today=TODAY)
+    assert _pack_partitions() == both
     assert (_loose(), _packed()) == (0, 4)
     assert fold_late_rows(DELTAS, day) == 1  # the file's one row of that day
     assert not LakeDay.objects.get(table="deltas", day=day).dropped_at
@@ -122,6 +135,15 @@ def test_migration_unpacks_the_chunks_and_back():
         assert ingest.deltas_append(ROWS) == 4
         pack_closed_days(today=TODAY)
         assert (_loose(), _packed()) == (0, 4)
+        # 0009 back and forth with chunks stored: one table, then a partition a day.
+        call_command("migrate", "markets", "0008", verbosity=0)
+        assert (_loose(), _packed(), _pack_partitions()) == (0, 4, [])
+        assert _view_rows() == ROWS
+        call_command("migrate", "markets", "0009", verbosity=0)
+        assert (_loose(), _packed()) == (0, 4)
+        assert _pack_partitions() == ["orderbook_delta_packs_2026_11_23",
+                                      "orderbook_delta_packs_2026_11_24"]
+        assert _view_rows() == ROWS
         call_command("migrate", "markets", "0007", verbosity=0)
         assert _view_rows() == ROWS
         assert _loose() == 4

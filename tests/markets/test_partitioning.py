@@ -44,7 +44,8 @@ def test_every_time_series_table_is_range_partitioned():
             "JOIN pg_class c ON c.oid = pt.partrelid ORDER BY c.relname"
         )
         partitioned = dict(cursor.fetchall())
-    assert partitioned == {"orderbook_delta_rows": "r", "orderbook_snapshots": "r", "trades": "r"}
+    assert partitioned == {"orderbook_delta_packs": "r", "orderbook_delta_rows": "r",
+                           "orderbook_snapshots": "r", "trades": "r"}
 
 
 def test_pgpartition_created_the_daily_window_by_name(settings):
