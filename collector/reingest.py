@@ -69,7 +69,7 @@ from tqdm import tqdm
 from markets import ingest
 from markets.candles import lock_trade_writes, minute_of, refresh_bars
 from markets.models import GapReason, SnapshotSource
-from markets.record import compact
+from markets.record import compact, packs
 from markets.record.schema import DELTAS, GAPS, LIFECYCLE, SNAPSHOTS, TRADES, RecordTable
 from markets.objectstore import Location
 
@@ -454,6 +454,9 @@ def _repair(table: _Table, rows: list, lo: datetime, hi: datetime, sessions: lis
         if table.record is TRADES:
             with connection.cursor() as cursor:
                 lock_trade_writes(cursor)  # before any write: markets/candles.py
+        elif table.record is DELTAS:
+            with connection.cursor() as cursor:
+                packs.lock_rewrites(cursor)  # before any write: markets/record/packs.py
         if rows and table.partitioned:
             ingest._ensure_days(table.record, rows)
         with connection.cursor() as cursor:

@@ -156,6 +156,20 @@ def contains_sql(market_id: str, received_at: str, session_id: str,
             f"k.received_at = {received_at} AND k.session_id = {session_id})")
 
 
+def lock_rewrites(cursor) -> None:
+    """Serialize this transaction's deletes and loads of deltas with other
+    rewrites and with packing (re-ingest: collector/reingest.py).
+
+    A delete takes the chunks' table in ROW EXCLUSIVE mode and a load then
+    asks for SHARE (compact.insert_sql): two transactions doing both would
+    each wait for the other's delete (measured: PostgreSQL aborted one with a
+    deadlock). This self-conflicting mode, taken first, makes the second wait
+    for the first to commit; loads that only load (journal replays) still go
+    on beside each other.
+    """
+    cursor.execute(f"LOCK TABLE {TABLE} IN SHARE ROW EXCLUSIVE MODE")
+
+
 def _seconds(span: timedelta) -> int:
     return int(span.total_seconds())
 

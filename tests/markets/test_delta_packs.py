@@ -8,6 +8,7 @@ import pytest
 from django.core.management import call_command
 from django.db import connection, transaction
 
+from collector import reingest
 from markets import ingest
 from markets.models import LakeDay
 from markets.partitioning import forget_known_partitions, pack_closed_days
@@ -199,4 +200,44 @@ def test_an_ingest_racing_the_packing_of_its_day_stores_no_delta_twice():
     loader.join(30)
     assert done == [0]
     assert (_loose(), _packed()) == (0, 4)
+    assert _view_rows() == ROWS
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_reingests_of_packed_deltas_at_once_do_not_deadlock(monkeypatch):
+    """Each re-ingest deletes (ROW EXCLUSIVE on the chunks) and then loads
+    (SHARE): run side by side, each load would wait for the other's delete.
+    packs.lock_rewrites makes the second wait for the first to commit."""
+    assert ingest.deltas_append(ROWS) == 4
+    pack_closed_days(today=TODAY)
+    both_deleted = threading.Barrier(2, timeout=2)
+    insert_sql = compact.insert_sql
+
+    def insert_when_both_deleted(*args, **kwargs):
+        try:
+            both_deleted.wait()  # without the lock both get here, and deadlock
+        except threading.BrokenBarrierError:
+            pass  # the other one waits for this one to commit
+        return insert_sql(*args, **kwargs)
+
+    monkeypatch.setattr(compact, "insert_sql", insert_when_both_deleted)
+    sessions = sorted({row[2] for row in ROWS})
+    results, errors = [], []
+
+    def repair():
+        try:
+            results.append(reingest._repair(reingest.TABLES["deltas"], ROWS, MIDNIGHT - US,
+                                            MIDNIGHT + 3 * US, sessions, None, False))
+        except Exception as exc:  # noqa: BLE001 - the test reports it
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=repair) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert errors == []
+    assert results == [(0, 0), (0, 0)]
     assert _view_rows() == ROWS
