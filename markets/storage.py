@@ -99,6 +99,55 @@ def _day_of(table: str, partition: str) -> date | None:
         return None
 
 
+# --- closed days' deltas in chunks (markets/record/packs.py) ----------------------
+
+# Yesterday's deltas may wait for tonight's `archive`; older loose ones mean it is not running.
+PACK_GRACE_DAYS = 1
+
+
+@dataclass
+class PacksReport:
+    today: date
+    packed_days: list[date]  # days with a partition of chunks
+    # Closed days whose partition of deltas holds loose rows: not packed yet,
+    # or given a late delta since (the next `archive` packs them).
+    loose_days: list[date]
+
+    @property
+    def overdue(self) -> list[date]:
+        """Loose days older than the grace: `archive` (daily) is not packing them."""
+        return [d for d in self.loose_days if d < self.today - timedelta(days=PACK_GRACE_DAYS)]
+
+    @property
+    def healthy(self) -> bool:
+        return not self.overdue
+
+
+def packs_report(*, today: date | None = None) -> PacksReport:
+    """Which closed days are packed, and which still hold loose deltas."""
+    from .models import StoredDelta
+    from .partitioning import existing_days, partition_name
+    from .record import packs
+
+    today = today or datetime.now(timezone.utc).date()
+    loose = []
+    with connection.cursor() as cursor:
+        for day in existing_days(StoredDelta):
+            if day < today:
+                cursor.execute(f"SELECT EXISTS (SELECT 1 FROM {partition_name(StoredDelta, day)})")
+                if cursor.fetchone()[0]:
+                    loose.append(day)
+    packed = sorted(d for d in (_day_of(packs.TABLE, name) for name in _children(packs.TABLE)) if d)
+    return PacksReport(today=today, packed_days=packed, loose_days=loose)
+
+
+def _children(table: str) -> list[str]:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT inhrelid::regclass::text FROM pg_inherits "
+                       "WHERE inhparent = %s::regclass ORDER BY 1", [table])
+        return [row[0] for row in cursor.fetchall()]
+
+
 # --- the raw archive (collector/raw_archive.py) --------------------------------
 
 # An hour counts as one the collector ran in when a run overlapped it this long.

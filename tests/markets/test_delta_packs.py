@@ -1,17 +1,19 @@
 """Closed days' deltas in chunks (markets/record/packs.py): writes and the migration."""
 
+import io
 import threading
 from datetime import date
 from decimal import Decimal as D
 
 import pytest
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 from django.db import connection, transaction
 
 from collector import reingest
 from markets import ingest
 from markets.models import LakeDay
 from markets.partitioning import forget_known_partitions, pack_closed_days
+from markets.storage import packs_report
 from markets.record import compact, packs
 from markets.record.lake import archive_day, drop_day, fold_late_rows
 from markets.record.schema import DELTAS
@@ -241,3 +243,20 @@ def test_two_reingests_of_packed_deltas_at_once_do_not_deadlock(monkeypatch):
     assert errors == []
     assert results == [(0, 0), (0, 0)]
     assert _view_rows() == ROWS
+
+
+@pytest.mark.django_db
+def test_check_storage_flags_closed_days_whose_deltas_are_left_unpacked():
+    assert ingest.deltas_append(ROWS) == 4  # the 23rd and the 24th
+    report = packs_report(today=date(2026, 11, 25))
+    assert (report.loose_days, report.packed_days) == ([date(2026, 11, 23), date(2026, 11, 24)], [])
+    assert report.overdue == [date(2026, 11, 23)]  # yesterday may wait for tonight's archive
+    with pytest.raises(CommandError, match="2 closed day"):  # both, today
+        call_command("check_storage", stdout=io.StringIO())
+    pack_closed_days(today=TODAY)
+    report = packs_report(today=TODAY)
+    assert (report.loose_days, report.packed_days) == ([], [date(2026, 11, 23), date(2026, 11, 24)])
+    out = io.StringIO()
+    call_command("check_storage", stdout=out)
+    assert ("orderbook_delta_packs: ok packed_days=2 from=2026-11-23 to=2026-11-24 "
+            "closed_days_with_loose_deltas=0") in out.getvalue()

@@ -6,7 +6,7 @@ from collector.config import CollectorConfig
 from collector.raw_archive import OFF
 from markets.objectstore import location_from_url
 from markets.record.lake import lake_report
-from markets.storage import raw_archive_report, storage_report
+from markets.storage import packs_report, raw_archive_report, storage_report
 
 
 class Command(BaseCommand):
@@ -16,7 +16,8 @@ class Command(BaseCommand):
         "a table needs attention (for monitoring). Also the raw archive's size per "
         "day and the hours a collector ran with no raw archive file (exit 1 too), "
         "and the days in the Parquet lake, with any written but not verified, or given rows "
-        "after it left PostgreSQL (exit 1)."
+        "after it left PostgreSQL (exit 1), and the closed days whose deltas are not "
+        "packed yet (exit 1 past yesterday's)."
     )
 
     def handle(self, *args, **options):
@@ -33,11 +34,17 @@ class Command(BaseCommand):
             )
             for day in r.missing_days[:10]:
                 self.stdout.write(f"  missing partition for {day}")
+        packed = self._packs()
         raw = self._raw_archive()
         lake = self._lake()
         if not all(r.healthy for r in reports):
             raise CommandError(
                 "storage needs attention: run `python manage.py pgpartition --yes`"
+            )
+        if not packed.healthy:
+            raise CommandError(
+                f"packing needs attention: {len(packed.overdue)} closed day(s) hold loose deltas; "
+                "run `python manage.py archive` (daily)"
             )
         if raw is not None and not raw.healthy:
             raise CommandError(
@@ -49,6 +56,20 @@ class Command(BaseCommand):
                 f"lake needs attention: {len(lake.unverified)} day(s) written but not verified, "
                 f"{len(lake.late)} with rows not in their file; run `python manage.py archive` again"
             )
+
+    def _packs(self):
+        """Closed days' deltas go into chunks, several to a row (docs/storage.md)."""
+        report = packs_report()
+        status = "ok" if report.healthy else "ATTENTION"
+        days = report.packed_days
+        span = f"from={days[0]} to={days[-1]}" if days else "from=None to=None"
+        self.stdout.write(
+            f"orderbook_delta_packs: {status} packed_days={len(days)} {span} "
+            f"closed_days_with_loose_deltas={len(report.loose_days)}"
+        )
+        for day in report.overdue[:20]:
+            self.stdout.write(f"  {day}: deltas NOT PACKED (about 4 times the bytes)")
+        return report
 
     def _lake(self):
         """Hot days are the partitions above; archived ones are in the lake."""
