@@ -196,19 +196,39 @@ def _delta_source(ticker, start, end, batch_size) -> _Source:
     # Only today's deltas are all loose rows: a closed day may be packed,
     # and reads.rows() reads its chunks too (markets/record/packs.py).
     if reads.lake_days(DELTAS, _day(start), _day(end), ticker) or packs.may_be_packed(start):
-        return _Source(_RANK_DELTA, _lake_delta_batches(ticker, start, end, batch_size),
-                       lambda row: (row[0][at], row[1], row[2]))
-    return _Source(
-        _RANK_DELTA,
-        keyset_batches(
-            _DELTA_SQL,
-            [_dumps(ticker), compact.market_id(ticker), start, end],
-            (iso_utc(start), MIN_BIGINT, MIN_BIGINT, MIN_BIGINT),
-            lambda row: (row[0][at], row[1], row[2], row[3]),
-            batch_size,
-        ),
-        lambda row: (row[0][at], row[1], row[2]),
-    )
+        batches = _lake_delta_batches(ticker, start, end, batch_size)
+    else:
+        batches = _todays_delta_batches(ticker, start, end, batch_size, at)
+    return _Source(_RANK_DELTA, batches, lambda row: (row[0][at], row[1], row[2]))
+
+
+def _todays_delta_batches(ticker, start, end, batch_size, at: slice):
+    """Today's deltas, all loose rows, their lines rendered by SQL.
+
+    A stream can outlive its day: once midnight has passed, `archive` may
+    pack the day under it, and the loose rows alone would end the stream
+    early. Each query is therefore checked after it ran: before midnight,
+    its rows are whole; after, they are read again, with the chunks, and so
+    is the rest (the path of closed days).
+    """
+    last = None
+    for batch in keyset_batches(
+        _DELTA_SQL,
+        [_dumps(ticker), compact.market_id(ticker), start, end],
+        (iso_utc(start), MIN_BIGINT, MIN_BIGINT, MIN_BIGINT),
+        lambda row: (row[0][at], row[1], row[2], row[3]),
+        batch_size,
+    ):
+        if packs.may_be_packed(start):
+            break
+        yield batch
+        last = batch[-1]
+    else:
+        if not packs.may_be_packed(start):  # the last query, which found no more
+            return
+    after = None if last is None else (
+        datetime.fromisoformat(last[0][at]), last[1], last[2], last[3])
+    yield from _lake_delta_batches(ticker, start, end, batch_size, after=after)
 
 
 def _trade_source(ticker, start, end, batch_size) -> _Source:
@@ -232,10 +252,11 @@ def _day(at: datetime):
     return at.astimezone(timezone.utc).date()
 
 
-def _lake_delta_batches(ticker, start, end, batch_size):
+def _lake_delta_batches(ticker, start, end, batch_size, after=None):
+    """A market's deltas through reads.rows(), after the replay key `after` if given."""
     name = _dumps(ticker)
     for batch in reads.batches(DELTAS, market_ticker=ticker, columns=DELTAS.columns,
-                               order=DELTAS.replay_order, start=start, end=end,
+                               order=DELTAS.replay_order, start=start, end=end, after=after,
                                batch_size=batch_size):
         yield [(
             f'{{"type":"delta","market_ticker":{name},"received_at":"{iso_utc(received_at)}",'

@@ -1,7 +1,7 @@
 """The replay stream: opening books, arrival order, gaps, and the book it rebuilds."""
 
 import random
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 
 import pytest
@@ -145,3 +145,28 @@ def _day(hours):
     from datetime import datetime, timezone
 
     return datetime(2026, 11, 1, hours, tzinfo=timezone.utc)
+
+
+def test_a_stream_of_today_that_outlives_midnight_keeps_the_deltas_packed_under_it(monkeypatch):
+    """`archive` may pack the day while its stream is read: the rest comes from the chunks."""
+    from markets.record import packs
+
+    today = datetime.now(timezone.utc).date()
+    record = record_day(today)
+    events = replay_events(market_tickers=[HOT], start_time=record.first,
+                           end_time=record.last + timedelta(seconds=1), batch_size=20)
+    streamed = []
+    for event in events:
+        if event["type"] == "delta":
+            streamed.append(event)
+            if len(streamed) == 3:  # the first batch is read: now midnight passes
+                break
+    monkeypatch.setattr(packs, "may_be_packed", lambda start: True)
+    assert packs.pack_day(today) > 0
+    streamed += [e for e in events if e["type"] == "delta"]
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT received_at, session_id, seq FROM orderbook_deltas "
+                       "WHERE market_ticker = %s ORDER BY received_at, session_id, seq", [HOT])
+        stored = [(iso_utc(r[0]), r[1], r[2]) for r in cursor.fetchall()]
+    assert len(stored) > 20
+    assert [(e["received_at"], e["session_id"], e["seq"]) for e in streamed] == stored
