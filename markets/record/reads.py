@@ -210,6 +210,7 @@ def rows(
     # partition, and it is served with the lake's rows, not hidden.
     market, key = market or compact.market_column(table, market_ticker)
     select = ", ".join(columns)
+    hot = None
     if table.stored is None:
         hot = fetchall_binary(sql.format(source=table.db_table, mark="%s", select=select,
                                          market=market), [key, *params[1:], limit])
@@ -217,7 +218,9 @@ def rows(
         # Today's deltas only: no chunk can hold them yet (markets/record/packs.py).
         hot = fetchall_binary(sql.format(source=packs.LOOSE_VIEW, mark="%s", select=select,
                                          market=market), [key, *params[1:], limit])
-    else:
+        if packs.may_be_packed(days[0]):  # midnight passed meanwhile: ask the chunks too
+            hot = None
+    if hot is None:
         # Deltas: the loose rows and the chunks that overlap the range
         # (markets/record/packs.py), each sorted and limited, then merged.
         packed, packed_params = _sql(table, key, columns, order, column, start, end,

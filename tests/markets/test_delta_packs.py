@@ -14,7 +14,7 @@ from markets import ingest
 from markets.models import LakeDay
 from markets.partitioning import forget_known_partitions, pack_closed_days
 from markets.storage import packs_report
-from markets.record import compact, packs
+from markets.record import compact, packs, reads
 from markets.record.lake import archive_day, drop_day, fold_late_rows
 from markets.record.schema import DELTAS
 from tests.markets.test_compact_deltas import MIDNIGHT, ROWS, US, _view_rows
@@ -260,3 +260,17 @@ def test_check_storage_flags_closed_days_whose_deltas_are_left_unpacked():
     call_command("check_storage", stdout=out)
     assert ("orderbook_delta_packs: ok packed_days=2 from=2026-11-23 to=2026-11-24 "
             "closed_days_with_loose_deltas=0") in out.getvalue()
+
+
+@pytest.mark.django_db
+def test_a_read_of_today_that_runs_past_midnight_asks_the_chunks_too(monkeypatch):
+    """reads.rows() reads only the loose rows of today, and checks the clock
+    after its query: past midnight, the day may have been packed meanwhile."""
+    assert ingest.deltas_append(ROWS) == 4
+    pack_closed_days(today=TODAY)
+    answers = iter([False, True])  # before the query, then after it
+    monkeypatch.setattr(packs, "may_be_packed", lambda start: next(answers))
+    found = reads.rows(DELTAS, market_ticker=ROWS[2][0], columns=DELTAS.columns,
+                       order=DELTAS.replay_order, start=MIDNIGHT, end=MIDNIGHT + US * 10,
+                       limit=10)
+    assert found == [r for r in ROWS if r[0] == ROWS[2][0]]
