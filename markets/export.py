@@ -61,7 +61,8 @@ ROW_GROUP_ROWS = 128 * 1024
 PAGE_ROWS = 16 * 1024
 CSV_BLOCK_BYTES = 1 << 20
 ZSTD_LEVEL = 3
-# Exchange times: stored in milliseconds when a file's are all whole (_RowGroupWriter).
+# Exchange times: stored in milliseconds when a file's are all whole (_RowGroupWriter),
+# at a zstd level that packs them far better when they fall back to microseconds (_encodings).
 EXCHANGE_TIMES = ("ts",)
 EXCHANGE_TIME_ZSTD_LEVEL = 19
 UNIQUE_TEXT = ("trade_id",)  # one value per row: no dictionary
@@ -293,13 +294,20 @@ def _encodings(target: pa.Schema, first: pa.Table | None = None) -> dict:
     - Times and 64-bit integers (session ids, seq) grow within a market, and
       rows are sorted by market: DELTA_BINARY_PACKED stores the differences.
       received_at 2.84 (plain 3.38, byte-stream-split 3.25), seq 1.45 (plain
-      1.87, split 1.66), ts 2.89 (plain 3.30, split 3.28).
-    - Exchange times (`ts`) are whole milliseconds stored as microseconds, so
-      their packed differences are all multiples of 1000, which zstd finds at
-      level 18 and up: 2.85 to 2.55 (level 17: 2.68, 12: 2.80), for 0.03 to
-      0.04 s more per 100,000 rows. Receive times are real microseconds: no
-      level helps them once the bench's evenly spaced clock is jittered (2.99
-      at 3, 9, 15 and 19), so they stay at ZSTD_LEVEL.
+      1.87, split 1.66), ts in microseconds 2.89 (plain 3.30, split 3.28).
+    - Exchange times (`ts`) are whole milliseconds (Kalshi's `ts_ms`), stored
+      as TIMESTAMP(MILLIS) when all of a file's are (_RowGroupWriter): 1.71
+      against 2.68 as microseconds, the deltas file 9.16 against 10.13 (the
+      bench's day, written both ways). Stored as microseconds, their packed
+      differences are all multiples of 1000, which zstd finds at level 18
+      and up: 2.89 at level 3, 2.85 at 9, 2.69 at 15, 2.68 at 19, for 0.03 to
+      0.04 s more per 100,000 rows; in milliseconds the level hardly matters
+      (1.72 at 3, 1.71 at 19, 0.005 s more per 100,000 rows), so
+      EXCHANGE_TIME_ZSTD_LEVEL stays for the files that fall back to
+      microseconds, most of whose values are still whole milliseconds.
+      Receive times are real microseconds: no level helps them once the
+      bench's evenly spaced clock is jittered (2.99 at 3, 9, 15 and 19), so
+      they stay at ZSTD_LEVEL.
     - Counts (`delta`, a trade's `count`, a book level's size) go either way,
       so each file tries both on its first row group (`first`) and keeps the
       smaller. The bench's counts are uniform over 1 to 20,000 and signed:
@@ -331,16 +339,15 @@ def _encodings(target: pa.Schema, first: pa.Table | None = None) -> dict:
     nothing (20,000 rows, six alternating rounds of book_at). Larger row
     groups would save little more (256k rows: 0.07) and cost memory and the
     per-market skipping of reads. Deltas went from 11.0 to 9.9 bytes each,
-    then to 10.1 for the page index; snapshots 0.75 to 0.62, trades 0.46 to
-    0.38.
+    then to 10.1 for the page index, then to 9.16 with `ts` in milliseconds;
+    snapshots 0.75 to 0.62, trades 0.46 to 0.38, then 0.37.
 
     The floor, with each market's rows together in replay order, is near:
     the differences of receive times, exchange times and seq are about 20,
     20 and 8 bits a row in the raw, and Parquet codes each column alone (the
     exchange time is the receive time minus a short lag; seq follows both).
-    Storing `ts` as TIMESTAMP(MILLIS) would save 0.84 more (a new logical
-    type); rows sorted by time alone, as in a vendor's file, reach 6.1 on
-    the bench's evenly spaced clock, but spread a market over every row group.
+    Rows sorted by time alone, as in a vendor's file, reach 6.1 on the
+    bench's evenly spaced clock, but spread a market over every row group.
     """
     dictionary, encoding, level = [], {}, {}
     for field in target:
@@ -407,14 +414,14 @@ class _RowGroupWriter:
 
     Exchange times arrive in microseconds (`target`) and are stored in
     milliseconds while every one is a whole millisecond, as Kalshi's `ts_ms`
-    are (0.84 bytes a delta less, _encodings). Each row group is cast with
+    are (_encodings says what it saves). Each row group is cast with
     Arrow's safe cast, which refuses to drop a digit. The RFC 3339 `ts` of
     older frames and of trades backfilled over REST can carry microseconds:
     at the first such value the file goes over to microseconds for good,
     and the row groups already written are rewritten in them (exactly: a
     millisecond is a whole number of microseconds), one at a time. That
-    costs what was written so far, and no second read of the day (an
-    abandoned COPY would also abort the caller's transaction).
+    costs what was written so far, and no second read of the day (leaving
+    a COPY early cancels it, which aborts the caller's transaction).
     """
 
     def __init__(self, path: Path, target: pa.Schema):
