@@ -300,7 +300,7 @@ def _encodings(target: pa.Schema, first: pa.Table | None = None) -> dict:
       against 2.68 as microseconds, the deltas file 9.16 against 10.13 (the
       bench's day, written both ways). Stored as microseconds, their packed
       differences are all multiples of 1000, which zstd finds at level 18
-      and up: 2.89 at level 3, 2.85 at 9, 2.69 at 15, 2.68 at 19, for 0.03 to
+      and up: 2.89 at level 3, 2.85 at 9, 2.69 at 15, 2.68 at 19, for 0.02 to
       0.04 s more per 100,000 rows; in milliseconds the level hardly matters
       (1.72 at 3, 1.71 at 19, 0.005 s more per 100,000 rows), so
       EXCHANGE_TIME_ZSTD_LEVEL stays for the files that fall back to
