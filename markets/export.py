@@ -12,8 +12,10 @@ market skips the other row groups by their statistics, and reads that
 market's rows already in the order they were received.
 
 Types are exact: prices and counts are Parquet DECIMAL with the column's
-precision and scale (stored as integers), times are microsecond timestamps
-adjusted to UTC. A day with no rows still gets its (empty) file, so that
+precision and scale (stored as integers), times are timestamps adjusted to
+UTC, in microseconds; exchange times (EXCHANGE_TIMES) in milliseconds when
+every one of the file is a whole millisecond, as Kalshi's `ts_ms` are
+(_RowGroupWriter). A day with no rows still gets its (empty) file, so that
 "exported and empty" differs from "not exported".
 
 How: PostgreSQL streams each day's rows as CSV (COPY ... TO STDOUT: NUMERIC
@@ -59,12 +61,14 @@ ROW_GROUP_ROWS = 128 * 1024
 PAGE_ROWS = 16 * 1024
 CSV_BLOCK_BYTES = 1 << 20
 ZSTD_LEVEL = 3
-# Exchange times (whole milliseconds) pack better at zstd level 18 and up (_encodings).
+# Exchange times: stored in milliseconds when a file's are all whole (_RowGroupWriter),
+# at a zstd level that packs them far better when they fall back to microseconds (_encodings).
 EXCHANGE_TIMES = ("ts",)
 EXCHANGE_TIME_ZSTD_LEVEL = 19
 UNIQUE_TEXT = ("trade_id",)  # one value per row: no dictionary
 GZIP_LEVEL = 6
 UTC_MICROS = pa.timestamp("us", tz="UTC")
+UTC_MILLIS = pa.timestamp("ms", tz="UTC")
 _SQL_ISO_FORMAT = 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'
 
 LEVEL_TYPE = pa.struct([
@@ -157,7 +161,12 @@ def _is_levels(table: Table, column: str) -> bool:
 
 
 def schema(table: Table) -> pa.Schema:
-    """The Parquet schema of a table's files."""
+    """The Arrow schema of a table's files, every time in microseconds.
+
+    A file may store its exchange times in milliseconds instead
+    (_RowGroupWriter); read with this schema, every file has these types,
+    exactly (milliseconds become microseconds without loss).
+    """
     fields = []
     for column in table.columns:
         field = _field(table, column)
@@ -285,13 +294,20 @@ def _encodings(target: pa.Schema, first: pa.Table | None = None) -> dict:
     - Times and 64-bit integers (session ids, seq) grow within a market, and
       rows are sorted by market: DELTA_BINARY_PACKED stores the differences.
       received_at 2.84 (plain 3.38, byte-stream-split 3.25), seq 1.45 (plain
-      1.87, split 1.66), ts 2.89 (plain 3.30, split 3.28).
-    - Exchange times (`ts`) are whole milliseconds stored as microseconds, so
-      their packed differences are all multiples of 1000, which zstd finds at
-      level 18 and up: 2.85 to 2.55 (level 17: 2.68, 12: 2.80), for 0.03 to
-      0.04 s more per 100,000 rows. Receive times are real microseconds: no
-      level helps them once the bench's evenly spaced clock is jittered (2.99
-      at 3, 9, 15 and 19), so they stay at ZSTD_LEVEL.
+      1.87, split 1.66), ts in microseconds 2.89 (plain 3.30, split 3.28).
+    - Exchange times (`ts`) are whole milliseconds (Kalshi's `ts_ms`), stored
+      as TIMESTAMP(MILLIS) when all of a file's are (_RowGroupWriter): 1.71
+      against 2.68 as microseconds, the deltas file 9.16 against 10.13 (the
+      bench's day, written both ways). Stored as microseconds, their packed
+      differences are all multiples of 1000, which zstd finds at level 18
+      and up: 2.89 at level 3, 2.85 at 9, 2.69 at 15, 2.68 at 19, for 0.02 to
+      0.04 s more per 100,000 rows; in milliseconds the level hardly matters
+      (1.72 at 3, 1.71 at 19, 0.005 s more per 100,000 rows), so
+      EXCHANGE_TIME_ZSTD_LEVEL stays for the files that fall back to
+      microseconds, most of whose values are still whole milliseconds.
+      Receive times are real microseconds: no level helps them once the
+      bench's evenly spaced clock is jittered (2.99 at 3, 9, 15 and 19), so
+      they stay at ZSTD_LEVEL.
     - Counts (`delta`, a trade's `count`, a book level's size) go either way,
       so each file tries both on its first row group (`first`) and keeps the
       smaller. The bench's counts are uniform over 1 to 20,000 and signed:
@@ -323,16 +339,15 @@ def _encodings(target: pa.Schema, first: pa.Table | None = None) -> dict:
     nothing (20,000 rows, six alternating rounds of book_at). Larger row
     groups would save little more (256k rows: 0.07) and cost memory and the
     per-market skipping of reads. Deltas went from 11.0 to 9.9 bytes each,
-    then to 10.1 for the page index; snapshots 0.75 to 0.62, trades 0.46 to
-    0.38.
+    then to 10.1 for the page index, then to 9.16 with `ts` in milliseconds;
+    snapshots 0.75 to 0.62, trades 0.46 to 0.38, then 0.37.
 
     The floor, with each market's rows together in replay order, is near:
     the differences of receive times, exchange times and seq are about 20,
     20 and 8 bits a row in the raw, and Parquet codes each column alone (the
     exchange time is the receive time minus a short lag; seq follows both).
-    Storing `ts` as TIMESTAMP(MILLIS) would save 0.84 more (a new logical
-    type); rows sorted by time alone, as in a vendor's file, reach 6.1 on
-    the bench's evenly spaced clock, but spread a market over every row group.
+    Rows sorted by time alone, as in a vendor's file, reach 6.1 on the
+    bench's evenly spaced clock, but spread a market over every row group.
     """
     dictionary, encoding, level = [], {}, {}
     for field in target:
@@ -379,6 +394,15 @@ def _dictionary_is_smaller(column: pa.ChunkedArray) -> bool:
     return sizes[0] < sizes[1]
 
 
+def _in_millis(target: pa.Schema) -> pa.Schema:
+    """`target` with its exchange times (EXCHANGE_TIMES) in milliseconds."""
+    for name in EXCHANGE_TIMES:
+        index = target.get_field_index(name)
+        if index >= 0:
+            target = target.set(index, target.field(index).with_type(UTC_MILLIS))
+    return target
+
+
 class _RowGroupWriter:
     """Batches in, row groups of exactly ROW_GROUP_ROWS rows out (the last one
     shorter). The file is opened at the first row group, whose rows choose the
@@ -387,11 +411,24 @@ class _RowGroupWriter:
     (Writing whatever had piled up left a small row group behind each full
     one, each with its own dictionaries: 27 row groups instead of 15 for 1.9M
     deltas.)
+
+    Exchange times arrive in microseconds (`target`) and are stored in
+    milliseconds while every one is a whole millisecond, as Kalshi's `ts_ms`
+    are (_encodings says what it saves). Each row group is cast with
+    Arrow's safe cast, which refuses to drop a digit. The RFC 3339 `ts` of
+    older frames and of trades backfilled over REST can carry microseconds:
+    at the first such value the file goes over to microseconds for good,
+    and the row groups already written are rewritten in them (exactly: a
+    millisecond is a whole number of microseconds), one at a time. That
+    costs what was written so far, and no second read of the day (leaving
+    a COPY early cancels it, which aborts the caller's transaction).
     """
 
     def __init__(self, path: Path, target: pa.Schema):
         self.path, self.target = path, target
+        self.stored = _in_millis(target)  # the file's schema, until a value says otherwise
         self._writer: pq.ParquetWriter | None = None
+        self._options: dict = {}
         self._pending: list[pa.RecordBatch] = []
         self._pending_rows = 0
 
@@ -417,12 +454,39 @@ class _RowGroupWriter:
             self._pending_rows -= whole
 
     def _write(self, rows: pa.Table) -> None:
+        if self.stored != self.target:
+            try:
+                stored = rows.cast(self.stored)  # safe: raises rather than truncates
+            except pa.ArrowInvalid:
+                self._in_micros()
+            else:
+                rows = stored
         if self._writer is None:
-            self._writer = pq.ParquetWriter(
-                self.path, self.target, compression="zstd", store_decimal_as_integer=True,
-                max_rows_per_page=PAGE_ROWS, write_page_index=True,
-                **_encodings(self.target, rows.slice(0, ROW_GROUP_ROWS)))
+            self._options = _encodings(self.stored, rows.slice(0, ROW_GROUP_ROWS))
+            self._writer = self._open(self.path)
         self._writer.write_table(rows, row_group_size=ROW_GROUP_ROWS)
+
+    def _open(self, path: Path) -> pq.ParquetWriter:
+        return pq.ParquetWriter(
+            path, self.stored, compression="zstd", store_decimal_as_integer=True,
+            max_rows_per_page=PAGE_ROWS, write_page_index=True, **self._options)
+
+    def _in_micros(self) -> None:
+        """Store exchange times in microseconds from now on, and rewrite what was written."""
+        self.stored = self.target
+        if self._writer is None:
+            return
+        self._writer.close()
+        written = self.path.with_name(self.path.name + ".millis")
+        os.replace(self.path, written)
+        try:
+            self._writer = self._open(self.path)
+            with pq.ParquetFile(written) as millis:
+                for index in range(millis.num_row_groups):
+                    self._writer.write_table(millis.read_row_group(index).cast(self.target),
+                                             row_group_size=ROW_GROUP_ROWS)
+        finally:
+            written.unlink()
 
 
 def _write_parquet(table: Table, sql: str, params: dict, path: Path) -> int:
@@ -436,7 +500,8 @@ def _write_parquet(table: Table, sql: str, params: dict, path: Path) -> int:
     with connection.cursor() as cursor, cursor.cursor.copy(sql, params) as copy:
         source = _CopyReader(copy)
         if source.is_empty():
-            pq.write_table(target.empty_table(), path, compression="zstd")
+            with _RowGroupWriter(path, target):
+                pass  # an empty file with the schema: exported, and empty
             return 0
         reader = pa_csv.open_csv(
             source,

@@ -61,12 +61,20 @@ def _size(rng) -> Decimal:
 
 
 def record_day(day: date, *, seed: int = 7, frames: int = 2400,
-               start: datetime | None = None) -> Record:
+               start: datetime | None = None, millis_before: datetime | None = None) -> Record:
     """Write one synthetic day starting at 01:00 UTC of `day` (or at `start`); return what it holds.
 
     The record lasts about a minute: a `start` just before midnight spreads
-    it over two UTC days.
+    it over two UTC days. Exchange times (`ts`) have microseconds, as the
+    RFC 3339 `ts` of older frames may; those before `millis_before` are
+    whole milliseconds, as Kalshi's `ts_ms` are.
     """
+
+    def exchange_time(at: datetime) -> datetime:
+        if millis_before is not None and at < millis_before:
+            return at.replace(microsecond=at.microsecond // 1000 * 1000)
+        return at
+
     rng = random.Random(seed)
     start = start or datetime(day.year, day.month, day.day, 1, tzinfo=timezone.utc)
     clock = _Clock(start, rng)
@@ -129,7 +137,7 @@ def record_day(day: date, *, seed: int = 7, frames: int = 2400,
         at = clock.tick()
         instants.append(at)
         if kind < 0.15:
-            ts = at - timedelta(microseconds=rng.randint(0, 300_000))
+            ts = exchange_time(at - timedelta(microseconds=rng.randint(0, 300_000)))
             yes = _price(rng)
             trades.append((ticker, ts, f"t-{frame:06d}", yes, Decimal(1) - yes, _size(rng),
                            rng.choice(("yes", "no")), rng.choice(("bid", "ask")), None,
@@ -154,7 +162,7 @@ def record_day(day: date, *, seed: int = 7, frames: int = 2400,
             price, change = _price(rng), _size(rng)
         books[ticker].apply_delta(side, price, change)
         deltas.append((ticker, at, state["session"], state["sid"], state["seq"], side, price,
-                       change, at - timedelta(milliseconds=rng.randint(0, 40))))
+                       change, exchange_time(at - timedelta(milliseconds=rng.randint(0, 40)))))
         since_checkpoint[ticker] += 1
         if since_checkpoint[ticker] >= CHECKPOINT_EVERY:
             since_checkpoint[ticker] = 0

@@ -326,7 +326,8 @@ def _file_as_csv(table: RecordTable, lake_day: LakeDay):
         f"to_json(list_transform({c}, lambda l: [l.price::VARCHAR, l.size::VARCHAR]))::VARCHAR"
         if c in LEVEL_COLUMNS else c for c in table.columns)
     options = pa_csv.WriteOptions(include_header=False)
-    with reads._day_files([reads.ArchivedDay(lake_day.day, lake_day.path)]) as (source, params):
+    with reads._day_files(table, [reads.ArchivedDay(lake_day.day, lake_day.path)]) as (
+            source, params):
         con = reads._duckdb()
         batches = con.sql(f"SELECT {select} FROM {source}", params=params).to_arrow_reader(65_536)
         for batch in batches:

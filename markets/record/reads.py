@@ -334,7 +334,7 @@ def _lake_rows(table, archived, sql, params, columns, order, descending, limit) 
     select, convert = _lake_columns(table, tuple(columns))
     found: list[tuple] = []
     for group in groups:
-        with _day_files(group) as (source, source_params):
+        with _day_files(table, group) as (source, source_params):
             text = sql.format(source=source, mark="?", select=select, market="market_ticker")
             found.extend(_duckdb().execute(
                 text, [*source_params, *params, limit - len(found)]).fetchall())
@@ -351,13 +351,18 @@ def _lake_rows(table, archived, sql, params, columns, order, descending, limit) 
 
 
 @contextmanager
-def _day_files(days: list[ArchivedDay]):
+def _day_files(table: RecordTable, days: list[ArchivedDay]):
     """(SQL of a relation over the days' files, its parameters), for DuckDB.
 
     A local lake is read by DuckDB itself; an object store through pyarrow's
     file system (markets/objectstore.py), as a dataset that DuckDB scans
-    with the query's filters pushed down.
+    with the query's filters pushed down. A file may store exchange times in
+    milliseconds, another in microseconds (markets/export.py): DuckDB reads
+    both as its microsecond TIMESTAMPTZ, but a pyarrow dataset takes the
+    first file's types unless told, and a microsecond that does not fit
+    them fails the read, so it is given the files' schema in microseconds.
     """
+    from ..export import TABLES, schema  # export imports this package
     from .lake import lake_location  # lake.py imports the export machinery
 
     location = lake_location()
@@ -365,6 +370,7 @@ def _day_files(days: list[ArchivedDay]):
         yield "read_parquet(?)", [[str(location.local_path / day.path) for day in days]]
         return
     dataset = pads.dataset([location.path(day.path) for day in days],
+                           schema=schema(TABLES[table.name]),
                            filesystem=location.filesystem, format="parquet")
     name = f"lake_files_{threading.get_ident()}"
     con = _duckdb()

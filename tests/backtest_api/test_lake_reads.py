@@ -10,12 +10,15 @@ response time.
 
 import re
 from datetime import date, datetime, timedelta, timezone
+from decimal import Decimal as D
 
+import pyarrow.parquet as pq
 import pytest
 from django.core.cache import cache
 from django.core.management import call_command
 from django.db import connection
 
+from markets import ingest
 from markets.models import LakeDay
 from markets.partitioning import partition_name
 from markets.record.lake import ARCHIVED
@@ -139,3 +142,63 @@ def test_keep_partitions_writes_the_lake_and_keeps_the_days(client, record):
     # The next run without the flag drops the verified days.
     call_command("archive", "--older-than", f"{(today - NEW).days}d")
     assert not any(_partition_exists(table.stored_model, OLD) for table in ARCHIVED)
+
+
+def _exchange_time_unit(lake_dir, table, day) -> str:
+    return pq.read_schema(lake_dir / f"type={table}" / f"date={day}" / "part-0.parquet"
+                          ).field("ts").type.unit
+
+
+@pytest.mark.parametrize("store", ["local", "object store"])
+def test_days_stored_in_milliseconds_and_microseconds_read_together(
+        client, settings, tmp_path, monkeypatch, store):
+    """Exchange times are whole milliseconds before midnight (Kalshi's ts_ms)
+    and carry microseconds after it (the RFC 3339 ts): the older day's files
+    store them in milliseconds, the newer day's in microseconds. With both
+    days in the lake, every request that reads across midnight reads both
+    kinds of file at once (DuckDB on a local lake, a pyarrow dataset on an
+    object store) and answers as PostgreSQL did; a late trade with
+    microseconds turns its day's file to microseconds when it is folded in."""
+    lake_dir = tmp_path / "lake"
+    settings.LAKE_URL = str(lake_dir)
+    if store == "object store":
+        from pyarrow import fs as pafs
+
+        from markets.management.commands import archive
+        from markets.objectstore import Location
+        from markets.record import lake
+
+        lake_dir.mkdir()
+        location = Location("mock://lake", pafs.SubTreeFileSystem(
+            str(tmp_path), pafs.LocalFileSystem()), "lake")
+        monkeypatch.setattr(lake, "lake_location", lambda: location)
+        monkeypatch.setattr(archive, "lake_location", lambda: location)
+    midnight = datetime(2026, 11, 20, tzinfo=timezone.utc)
+    record = record_day(OLD, start=START, millis_before=midnight)
+    before = _answers(client, record)
+
+    today = datetime.now(timezone.utc).date()
+    call_command("archive", "--older-than", f"{(today - NEW).days - 1}d")
+    assert LakeDay.objects.filter(dropped_at__isnull=False).count() == 2 * len(ARCHIVED)
+    for table in ("deltas", "trades"):
+        assert _exchange_time_unit(lake_dir, table, OLD) == "ms"
+        assert _exchange_time_unit(lake_dir, table, NEW) == "us"
+    assert _exchange_time_unit(lake_dir, "snapshots", OLD) == "ms"  # no ts at all
+    after = _answers(client, record)
+    assert [request for request in before if after[request] != before[request]] == []
+
+    # A backfilled trade with microseconds, for the day stored in milliseconds.
+    late = midnight - timedelta(seconds=20, microseconds=1)
+    assert late.microsecond % 1000
+    with connection.cursor() as cursor:
+        cursor.execute("TRUNCATE _staging_trades")  # ingest's staging empties ON COMMIT
+    ingest.trades_ingest([(HOT, late, "late-us", D("0.4200"), D("0.5800"), D("2.25"), "no",
+                           None, None, False, late + timedelta(days=3), "rest")])
+    trades = {"market_ticker": HOT, "limit": 1000, "start_time": _iso(record.first),
+              "end_time": _iso(record.last + timedelta(seconds=1))}
+    served = _body(client.get("/api/v1/trades", trades))
+    assert f'"ts":"{_iso(late)}"'.encode() in served
+    call_command("archive", "--older-than", f"{(today - NEW).days - 1}d")
+    assert LakeDay.objects.get(table="trades", day=OLD).dropped_at
+    assert _exchange_time_unit(lake_dir, "trades", OLD) == "us"
+    assert _body(client.get("/api/v1/trades", trades)) == served

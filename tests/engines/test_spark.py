@@ -1,9 +1,10 @@
 """spark/lake_job.py: Spark, over the exported Parquet record, answers as the API does."""
 
 import logging
-from datetime import date, timedelta
+from datetime import date, datetime, time, timedelta
 from decimal import Decimal as D
 
+import pyarrow.parquet as pq
 import pytest
 from django.core.management import call_command
 
@@ -132,3 +133,31 @@ def test_the_job_runs_as_spark_submit_would(spark, tmp_path):
     candles = spark.read.parquet(str(out / "candles_1m"))
     assert candles.count() > 0 and sum(r["trade_count"] for r in candles.collect()) == 50
     assert spark.read.parquet(str(out / "delta_counts")).count() == 0
+
+
+def test_spark_reads_days_stored_in_milliseconds_and_microseconds(spark, api, tmp_path):
+    """Trades before midnight have whole-millisecond times (Kalshi's ts_ms),
+    those after it microseconds: the two days' files store them in different
+    units, and Spark reads the folder as one table, every time exact."""
+    Market.objects.create(ticker=M)
+    midnight = datetime.combine(T0.date() + timedelta(days=1), time(0), tzinfo=T0.tzinfo)
+    trades = [(t[0], t[1].replace(microsecond=t[1].microsecond // 1000 * 1000), *t[2:])
+              if t[1] < midnight else t for t in make_trades(n=400, seed=4)]
+    assert any(t[1] >= midnight and t[1].microsecond % 1000 for t in trades)
+    ingest.trades_ingest(trades)
+    call_command("export", "--start-date", str(T0.date()), "--end-date", str(midnight.date()),
+                 "--types", "trades", "--out", str(tmp_path))
+    units = [pq.read_schema(tmp_path / "type=trades" / f"date={day}" / "part-0.parquet")
+             .field("ts").type.unit for day in (T0.date(), midnight.date())]
+    assert units == ["ms", "us"]
+
+    frame = lake_job.read_table(spark, str(tmp_path), "trades")
+    read = sorted((row["trade_id"], row["micros"])
+                  for row in frame.selectExpr("trade_id", "unix_micros(ts) AS micros").collect())
+    epoch = datetime(1970, 1, 1, tzinfo=T0.tzinfo)
+    assert read == sorted((t[2], (t[1] - epoch) // timedelta(microseconds=1)) for t in trades)
+    rows = lake_job.candles_1m(frame).collect()
+    api_candles = data_of(api.get(
+        f"/api/v1/candles/{M}?interval=1m&start_time={iso(T0 - timedelta(hours=1))}"
+        f"&end_time={iso(T0 + timedelta(hours=5))}"))["candles"]
+    assert [_api_shape(row) for row in rows] == api_candles

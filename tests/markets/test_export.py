@@ -5,6 +5,7 @@ import gzip
 import io
 import json
 import random
+import re
 from datetime import date, timedelta
 from decimal import Decimal
 
@@ -168,7 +169,7 @@ def test_only_files_the_exporter_writes_can_be_resolved(tmp_path):
         assert dataset_file(tmp_path, bad) is None
 
 
-def _delta_rows(n, deltas):
+def _delta_rows(n, deltas, ts=None):
     """n delta rows of one market in the deltas' Parquet schema, `deltas` cycled."""
     from datetime import datetime, timezone
 
@@ -181,8 +182,17 @@ def _delta_rows(n, deltas):
         "session_id": [1] * n, "sid": [1] * n, "seq": list(range(n)), "side": ["yes"] * n,
         "price": [Decimal("0.5000")] * n,
         "delta": [Decimal(deltas[i % len(deltas)]) for i in range(n)],
-        "ts": [None] * n,
+        "ts": ts or [None] * n,
     }, schema=schema(TABLES["deltas"]))
+
+
+def _write(rows, path, chunk=37):
+    from markets import export
+
+    with export._RowGroupWriter(path, rows.schema) as writer:
+        for batch in rows.to_batches(max_chunksize=chunk):
+            writer.add(batch)
+    return pq.ParquetFile(path)
 
 
 def test_row_groups_are_whole_however_the_batches_arrive(tmp_path, monkeypatch):
@@ -191,13 +201,50 @@ def test_row_groups_are_whole_however_the_batches_arrive(tmp_path, monkeypatch):
     monkeypatch.setattr(export, "ROW_GROUP_ROWS", 100)
     rows = _delta_rows(450, ["1.00", "-2.50"])
     path = tmp_path / "part-0.parquet"
-    with export._RowGroupWriter(path, rows.schema) as writer:
-        for batch in rows.to_batches(max_chunksize=37):
-            writer.add(batch)
-    metadata = pq.ParquetFile(path).metadata
+    metadata = _write(rows, path).metadata
     assert [metadata.row_group(i).num_rows for i in range(metadata.num_row_groups)] == [
         100, 100, 100, 100, 50]
-    assert pq.read_table(path).equals(rows)
+    assert pq.read_table(path, schema=rows.schema).equals(rows)
+
+
+@pytest.mark.parametrize("at", [None, 0, 250, 449])
+def test_exchange_times_are_milliseconds_unless_one_has_microseconds(tmp_path, monkeypatch,
+                                                                     at):
+    """Whole milliseconds (Kalshi's ts_ms; NULLs too) are stored as
+    TIMESTAMP(MILLIS); one value with microseconds, in whichever row group,
+    makes the whole file TIMESTAMP(MICROS). Exact either way, in whole row
+    groups, with the same encodings and page index."""
+    from datetime import datetime, timezone
+
+    from markets import export
+
+    monkeypatch.setattr(export, "ROW_GROUP_ROWS", 100)
+    start = datetime(2026, 11, 18, tzinfo=timezone.utc)
+    ts = [None if i % 7 == 0 else start + timedelta(milliseconds=i) for i in range(450)]
+    if at is not None:
+        ts[at] = start + timedelta(milliseconds=at, microseconds=1)
+    rows = _delta_rows(450, ["1.00", "-2.50"], ts)
+    written = _write(rows, tmp_path / "part-0.parquet")
+    assert written.schema_arrow.field("ts").type == (
+        export.UTC_MILLIS if at is None else export.UTC_MICROS)
+    assert written.schema_arrow.field("received_at").type == export.UTC_MICROS
+    metadata = written.metadata
+    assert [metadata.row_group(i).num_rows for i in range(metadata.num_row_groups)] == [
+        100, 100, 100, 100, 50]
+    for i in range(metadata.num_row_groups):
+        ts_column = metadata.row_group(i).column(rows.schema.get_field_index("ts"))
+        assert "DELTA_BINARY_PACKED" in ts_column.encodings and ts_column.has_column_index
+    assert pq.read_table(tmp_path / "part-0.parquet", schema=rows.schema).equals(rows)
+    assert written.read().column("ts").to_pylist() == ts
+    assert [p.name for p in tmp_path.iterdir()] == ["part-0.parquet"]
+
+
+def test_an_empty_file_stores_exchange_times_in_milliseconds(tmp_path):
+    from markets import export
+
+    written = _write(_delta_rows(0, ["1"]), tmp_path / "part-0.parquet")
+    assert written.metadata.num_rows == 0
+    assert written.schema_arrow.field("ts").type == export.UTC_MILLIS
 
 
 def test_counts_take_a_dictionary_only_where_it_is_smaller():
@@ -211,3 +258,48 @@ def test_counts_take_a_dictionary_only_where_it_is_smaller():
                                   for _ in range(5000)])
     assert _encodings(distinct.schema, distinct)["column_encoding"]["delta"] == (
         "DELTA_BINARY_PACKED")
+
+
+def _documented_reading() -> str:
+    """docs/bulk.md's python block for pyarrow, pandas and Polars."""
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "bulk.md").read_text()
+    match = re.search(r"holds both kinds exactly:\n\n```python\n(.*?)```", text, re.DOTALL)
+    assert match
+    return match.group(1)
+
+
+def test_a_dataset_mixing_milliseconds_and_microseconds_reads_as_documented(tmp_path):
+    """One day's exchange times are whole milliseconds, the next day's are
+    not: their files store them in different units, and pyarrow, pandas and
+    Polars, given the schema docs/bulk.md shows, read both exactly, as
+    DuckDB does as it is."""
+    from datetime import datetime, timezone
+
+    midnight = datetime(2026, 11, 19, tzinfo=timezone.utc)
+    record_day(DAY, start=midnight - timedelta(seconds=30), millis_before=midnight)
+    export_dataset(start_date=DAY, end_date=DAY + timedelta(days=1), out_dir=tmp_path,
+                   tables=["trades"])
+    units = [pq.read_schema(file_path(tmp_path, "trades", day, "parquet")).field("ts").type.unit
+             for day in (DAY, DAY + timedelta(days=1))]
+    assert units == ["ms", "us"]
+    stored = _stored("SELECT ts, trade_id FROM trades WHERE market_ticker = %s "
+                     "ORDER BY ts, trade_id", [HOT])
+    assert any(ts.microsecond % 1000 for ts, _ in stored)
+    with pytest.raises(pa.ArrowInvalid, match="would lose data"):  # why the doc gives a schema
+        pq.read_table(tmp_path / "type=trades")
+
+    names = {}
+    exec(_documented_reading().replace("/data/kalshi", str(tmp_path))
+         .replace("KXHIGHNY-26NOV24-T60", HOT), names)
+    assert sorted(zip(names["table"].column("ts").to_pylist(),
+                      names["table"].column("trade_id").to_pylist())) == stored
+    frame = names["frame"].sort_values(["ts", "trade_id"])
+    assert [(t.to_pydatetime(), i) for t, i in zip(frame["ts"], frame["trade_id"])] == stored
+    lazy = names["lazy"].sort(["ts", "trade_id"]).collect()
+    assert list(zip(lazy["ts"].to_list(), lazy["trade_id"].to_list())) == stored
+    duck = duckdb.connect().execute(
+        f"SELECT ts, trade_id FROM read_parquet('{tmp_path}/type=trades/*/*.parquet') "
+        "WHERE market_ticker = ? ORDER BY ts, trade_id", [HOT]).fetchall()
+    assert duck == stored
