@@ -16,9 +16,14 @@ index (market_id, first_at, last_at) by `first_at > lo - SPAN AND first_at
 <= hi AND last_at >= lo` without reading any chunk; and a chunk is small, so
 a short range unpacks little.
 
-MAX_DELTAS and SPAN are a first choice, not tuned: at 256 and an hour a
-delta costs 28.8 bytes on storage_bench's day (docs/storage.md) and reads
-were as fast as on loose rows; smaller chunks would unpack less per read.
+MAX_DELTAS, measured on storage_bench's day (docs/storage.md; the packed
+deltas' bytes, then book_at of the hottest market and a 1000-row /deltas
+page deep in its day, p50, packed): 128 deltas 30.1 bytes a delta, 3.7 to
+5.3 ms and 5.2 to 7.1 ms over two runs; 256 28.1 bytes, 4.5 to 4.8 ms and
+5.8 to 8.2 ms; 1024 26.3 bytes (most chunks end at their hour first: 170
+deltas on average), 6.2 and 13.5 ms. Between 128 and 256 the reads differ
+less than the machine's noise, so 256 keeps the bytes. SPAN (an hour)
+bounds how far before a range the index must look; not tuned.
 
 Readers see packed deltas through the view `orderbook_deltas` (loose rows
 UNION ALL unpacked chunks). A view cannot turn a bound on `received_at` into
