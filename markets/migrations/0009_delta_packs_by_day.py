@@ -8,8 +8,9 @@ DELETE wrote a WAL record per row, left the space to autovacuum, and held
 the table's lock for as long. `packs.pack_day()` creates a day's partition
 when it first packs it; this migration creates those of the chunks stored.
 
-The views over the chunks are recreated as 0008 wrote them (a view follows
-the table it was made on, not its name).
+The table keeps its columns (made LIKE the old one), and the views over
+the chunks are recreated as 0008 wrote them (a view follows the table it
+was made on, not its name).
 """
 
 import importlib
@@ -17,21 +18,6 @@ import importlib
 from django.db import migrations
 
 _0008 = importlib.import_module("markets.migrations.0008_delta_packs")
-
-COLUMNS = """
-    first_at timestamptz NOT NULL,
-    last_at timestamptz NOT NULL,
-    market_id integer NOT NULL,
-    deltas integer NOT NULL,
-    received_at timestamptz[] NOT NULL,
-    session_id bigint[] NOT NULL,
-    seq bigint[] NOT NULL,
-    delta bigint[] NOT NULL,
-    ts timestamptz[] NOT NULL,
-    sid integer[] NOT NULL,
-    price integer[] NOT NULL,
-    side smallint[] NOT NULL
-"""
 
 INDEX = ("CREATE INDEX orderbook_delta_packs_range ON orderbook_delta_packs "
          "(market_id, first_at, last_at) INCLUDE (deltas);")
@@ -57,7 +43,7 @@ DROP TABLE orderbook_delta_packs_old;
 """ + VIEWS
 
 FORWARD = SWAP_OUT + f"""
-CREATE TABLE orderbook_delta_packs ({COLUMNS}) PARTITION BY RANGE (first_at);
+CREATE TABLE orderbook_delta_packs (LIKE orderbook_delta_packs_old) PARTITION BY RANGE (first_at);
 {INDEX}
 DO $$
 DECLARE
@@ -75,7 +61,7 @@ END $$;
 """ + SWAP_IN
 
 BACKWARD = SWAP_OUT + f"""
-CREATE TABLE orderbook_delta_packs ({COLUMNS});
+CREATE TABLE orderbook_delta_packs (LIKE orderbook_delta_packs_old);
 {INDEX}
 """ + SWAP_IN
 
