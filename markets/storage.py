@@ -7,7 +7,9 @@ from datetime import date, datetime, timedelta, timezone
 
 from django.db import connection
 
-from .partitioning import NAME_FORMAT, PARTITIONED_MODELS
+from .models import StoredDelta
+from .partitioning import NAME_FORMAT, PARTITIONED_MODELS, existing_days, partition_name
+from .record import packs
 
 
 @dataclass
@@ -125,10 +127,6 @@ class PacksReport:
 
 def packs_report(*, today: date | None = None) -> PacksReport:
     """Which closed days are packed, and which still hold loose deltas."""
-    from .models import StoredDelta
-    from .partitioning import existing_days, partition_name
-    from .record import packs
-
     today = today or datetime.now(timezone.utc).date()
     loose = []
     with connection.cursor() as cursor:
