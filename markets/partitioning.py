@@ -104,13 +104,18 @@ manager = PostgresPartitioningManager(
 )
 
 
+def _db_table(model) -> str:
+    """A model's table, or the table named (a table without a model: markets/record/packs.py)."""
+    return model if isinstance(model, str) else model._meta.db_table
+
+
 def partition_name(model, day: date) -> str:
     """The table name of `model`'s partition for `day`, e.g. trades_2026_11_24."""
-    return f"{model._meta.db_table}_{day.strftime(NAME_FORMAT)}"
+    return f"{_db_table(model)}_{day.strftime(NAME_FORMAT)}"
 
 
 def existing_partitions(model) -> list[str]:
-    """Names of `model`'s partitions, sorted."""
+    """Names of `model`'s (or a table's) partitions, sorted."""
     with connection.cursor() as cursor:
         cursor.execute(
             """
@@ -121,14 +126,14 @@ def existing_partitions(model) -> list[str]:
             WHERE parent.relname = %s
             ORDER BY child.relname
             """,
-            [model._meta.db_table],
+            [_db_table(model)],
         )
         return [row[0] for row in cursor.fetchall()]
 
 
 def existing_days(model) -> list[date]:
-    """The UTC days that have a partition of `model`, sorted (not a DEFAULT one)."""
-    prefix = len(model._meta.db_table) + 1
+    """The UTC days that have a partition of `model` (or a table), sorted (not a DEFAULT one)."""
+    prefix = len(_db_table(model)) + 1
     days = []
     for name in existing_partitions(model):
         try:
@@ -168,9 +173,8 @@ def pack_closed_days(*, today: date | None = None) -> list[str]:
             if model is StoredDelta:
                 # Its deltas go into chunks, several to a row: loose rows left
                 # by a late write too (markets/record/packs.py).
-                with transaction.atomic(), connection.cursor() as cursor:
-                    cursor.execute(f"SELECT EXISTS (SELECT 1 FROM {name})")
-                    loose = cursor.fetchone()[0]
+                with transaction.atomic():
+                    loose = packs.has_loose_deltas(day)
                 if loose:
                     packs.pack_day(day)
                     if not connection.in_atomic_block:

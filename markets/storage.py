@@ -8,7 +8,7 @@ from datetime import date, datetime, timedelta, timezone
 from django.db import connection
 
 from .models import StoredDelta
-from .partitioning import NAME_FORMAT, PARTITIONED_MODELS, existing_days, partition_name
+from .partitioning import NAME_FORMAT, PARTITIONED_MODELS, existing_days
 from .record import packs
 
 
@@ -128,22 +128,9 @@ class PacksReport:
 def packs_report(*, today: date | None = None) -> PacksReport:
     """Which closed days are packed, and which still hold loose deltas."""
     today = today or datetime.now(timezone.utc).date()
-    loose = []
-    with connection.cursor() as cursor:
-        for day in existing_days(StoredDelta):
-            if day < today:
-                cursor.execute(f"SELECT EXISTS (SELECT 1 FROM {partition_name(StoredDelta, day)})")
-                if cursor.fetchone()[0]:
-                    loose.append(day)
-    packed = sorted(d for d in (_day_of(packs.TABLE, name) for name in _children(packs.TABLE)) if d)
-    return PacksReport(today=today, packed_days=packed, loose_days=loose)
-
-
-def _children(table: str) -> list[str]:
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT inhrelid::regclass::text FROM pg_inherits "
-                       "WHERE inhparent = %s::regclass ORDER BY 1", [table])
-        return [row[0] for row in cursor.fetchall()]
+    loose = [day for day in existing_days(StoredDelta)
+             if day < today and packs.has_loose_deltas(day)]
+    return PacksReport(today=today, packed_days=existing_days(packs.TABLE), loose_days=loose)
 
 
 # --- the raw archive (collector/raw_archive.py) --------------------------------

@@ -51,7 +51,7 @@ from django.conf import settings
 from django.db import connection, transaction
 
 from ..models import StoredDelta
-from ..partitioning import NAME_FORMAT, partition_name
+from ..partitioning import partition_name
 from .compact import STORED_COLUMNS
 from .schema import DELTAS
 
@@ -251,10 +251,6 @@ def _pack_sql(partition: str) -> str:
     """
 
 
-def _partition(day: date) -> str:
-    return f"{TABLE}_{day.strftime(NAME_FORMAT)}"
-
-
 def _create_partition(day: date) -> None:
     """Create the chunks' partition of `day` unless it exists.
 
@@ -262,7 +258,7 @@ def _create_partition(day: date) -> None:
     that readers and inserts go on under, where CREATE TABLE ... PARTITION
     OF would stop them all (docs/storage.md, "Locks").
     """
-    name = _partition(day)
+    name = partition_name(TABLE, day)
     start = datetime.combine(day, time(), timezone.utc)
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute("SELECT set_config('lock_timeout', %s, true)",
@@ -273,6 +269,13 @@ def _create_partition(day: date) -> None:
         cursor.execute(f"CREATE TABLE {name} (LIKE {TABLE})")
         cursor.execute(f"ALTER TABLE {TABLE} ATTACH PARTITION {name} FOR VALUES "
                        f"FROM ('{start.isoformat()}') TO ('{(start + timedelta(days=1)).isoformat()}')")
+
+
+def has_loose_deltas(day: date) -> bool:
+    """Whether `day`'s partition of deltas holds loose rows (not packed yet, or late)."""
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT EXISTS (SELECT 1 FROM {partition_name(StoredDelta, day)})")
+        return cursor.fetchone()[0]
 
 
 def day_count(cursor, day: date) -> int:
@@ -286,4 +289,4 @@ def day_count(cursor, day: date) -> int:
 def drop_day(cursor, day: date) -> None:
     """Drop the chunks of `day` with their partition (the day's partition of
     deltas is being dropped: markets/record/lake.py)."""
-    cursor.execute(f"DROP TABLE IF EXISTS {_partition(day)}")
+    cursor.execute(f"DROP TABLE IF EXISTS {partition_name(TABLE, day)}")

@@ -12,7 +12,7 @@ from django.db import connection, transaction
 from collector import reingest
 from markets import ingest
 from markets.models import LakeDay
-from markets.partitioning import forget_known_partitions, pack_closed_days
+from markets.partitioning import existing_partitions, forget_known_partitions, pack_closed_days
 from markets.storage import packs_report
 from markets.record import compact, packs, reads
 from markets.record.lake import archive_day, drop_day, fold_late_rows
@@ -41,10 +41,7 @@ def _packed():
 
 
 def _pack_partitions():
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT inhrelid::regclass::text FROM pg_inherits "
-                       "WHERE inhparent = %s::regclass ORDER BY 1", [packs.TABLE])
-        return [row[0] for row in cursor.fetchall()]
+    return existing_partitions(packs.TABLE)
 
 
 @pytest.mark.django_db
